@@ -1,0 +1,1 @@
+"""The CloudAI placement agent (sidecar), policy library and offline tools."""

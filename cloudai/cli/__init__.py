@@ -1,0 +1,1 @@
+"""The `cloudai` command-line interface."""

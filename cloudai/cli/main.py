@@ -1,0 +1,161 @@
+"""The `cloudai` command: processes (master, worker, agent, demo) and client commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from cloudai.errors import CloudAIError, InvalidArgument
+from cloudai.validation import parse_pairs, parse_size
+
+from . import client_cmds
+from .client import CliExit, fail, report_exit
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="CloudAI: run containers on a fleet of workers, placed by an agent.\n\n"
+    "Start `cloudai master`, some `cloudai worker`s and `cloudai agent`, then "
+    "`cloudai submit IMAGE`. `cloudai demo` runs all of it locally.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print their figures.")
+app.add_typer(bench_app, name="bench")
+client_cmds.register(app)
+
+
+@app.command()
+def master(
+    host: str = typer.Option(None, "--host", help="Address to bind (default 0.0.0.0)."),
+    port: int = typer.Option(None, "--port", help="gRPC port (default 50051)."),
+    db: str = typer.Option(None, "--db", help="sqlite:///PATH (default) or mongodb://..."),
+    no_console: bool = typer.Option(False, "--no-console", help="Run headless, as a service."),
+    heartbeat_timeout: float = typer.Option(
+        None, "--heartbeat-timeout", help="Seconds before a silent worker is inactive (15)."
+    ),
+    agent_timeout: float = typer.Option(
+        None,
+        "--agent-timeout",
+        help="Seconds without an agent before the master places tasks itself (3).",
+    ),
+) -> None:
+    """Run the master: cluster state, task queue and the `master>` console."""
+    from cloudai.config import MasterSettings
+    from cloudai.master.main import run_master
+
+    kwargs = _given(
+        host=host,
+        port=port,
+        db=db,
+        heartbeat_timeout=heartbeat_timeout,
+        agent_timeout=agent_timeout,
+    )
+    if no_console:
+        kwargs["console"] = False
+    raise typer.Exit(run_master(MasterSettings(**kwargs)))
+
+
+@app.command()
+def worker(
+    id: str = typer.Option(None, "--id", help="Worker id (default worker-1)."),
+    ip: str = typer.Option(
+        None, "--ip", help="Address the master uses to reach this worker (localhost)."
+    ),
+    master: str = typer.Option(None, "--master", help="Master address (localhost:50051)."),
+    port: int = typer.Option(None, "--port", help="This worker's gRPC port (50052)."),
+    label: list[str] = typer.Option(None, "--label", help="Label k=v (repeatable)."),
+    cpu: float = typer.Option(None, "--cpu", help="Advertise at most this many CPUs."),
+    memory: str = typer.Option(
+        None, "--memory", help="Advertise at most this much memory, e.g. 4g."
+    ),
+    heartbeat_interval: float = typer.Option(
+        None, "--heartbeat-interval", help="Seconds between heartbeats (5)."
+    ),
+) -> None:
+    """Run a worker: register, heartbeat, and run assigned tasks in Docker."""
+    from cloudai.config import WorkerSettings
+    from cloudai.worker.main import run_worker
+
+    try:
+        kwargs = _given(
+            id=id,
+            ip=ip,
+            master=master,
+            port=port,
+            cpu=cpu,
+            heartbeat_interval=heartbeat_interval,
+            memory=parse_size(memory) if memory else None,
+        )
+        if label:
+            kwargs["labels"] = parse_pairs(label, "--label")
+    except InvalidArgument as err:
+        fail(str(err))
+    raise typer.Exit(run_worker(WorkerSettings(**kwargs)))
+
+
+@app.command()
+def agent(
+    master: str = typer.Option(None, "--master", help="Master address (localhost:50051)."),
+    policy: str = typer.Option(
+        None, "--policy", help="Policy / built-in profile: default, binpack, spread, tetris."
+    ),
+    profile: str = typer.Option(None, "--profile", help="Path to a profile file (JSON)."),
+    model: str = typer.Option(None, "--model", help="Path to a learned model file."),
+    agent_id: str = typer.Option(None, "--id", help="Agent id."),
+) -> None:
+    """Run the placement agent sidecar."""
+    from cloudai.agent.sidecar import run_agent
+    from cloudai.config import AgentSettings
+
+    kwargs = _given(master=master, policy=policy, profile=profile, model=model, agent_id=agent_id)
+    raise typer.Exit(run_agent(AgentSettings(**kwargs)))
+
+
+@app.command()
+def demo(
+    workers: int = typer.Option(2, "--workers", help="How many local workers."),
+    image: str = typer.Option("cloudai/sample-task:latest", "--image", help="Image to run."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the cluster's data folder."),
+) -> None:
+    """Start a local master, workers and agent; run the sample task; shut down."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(workers=workers, image=image, keep=keep))
+
+
+@bench_app.command("placement")
+def bench_placement(
+    workers: int = typer.Option(1000, "--workers"),
+    tasks: int = typer.Option(10000, "--tasks"),
+    seed: int = typer.Option(0, "--seed"),
+    profile: str = typer.Option("default", "--profile"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Decisions per second of the placement core, in one process."""
+    from cloudai.agent.bench import bench_placement as run
+
+    result = run(workers=workers, tasks=tasks, seed=seed, profile=profile)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>16}: {v}")
+
+
+def _given(**kwargs: object) -> dict[str, object]:
+    """Only the flags the user gave: the rest comes from CLOUDAI_* and .env."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def main() -> None:
+    """Entry point: one clear line on stderr for expected failures, never a traceback."""
+    try:
+        app()
+    except CliExit as err:
+        sys.exit(report_exit(err))
+    except CloudAIError as err:
+        print(f"cloudai: {err}", file=sys.stderr)
+        sys.exit(1)

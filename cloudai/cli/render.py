@@ -1,0 +1,67 @@
+"""Terminal rendering shared by the CLI and the master console: boxed tables, sizes, ages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+
+def box(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A boxed table, like the original console's output."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    inner = sum(widths) + 3 * (len(widths) - 1)
+    inner = max(inner, len(title))
+    # Stretch the last column so the title fits.
+    widths[-1] += inner - (sum(widths) + 3 * (len(widths) - 1))
+    line = "─" * (inner + 2)
+
+    def fmt(row: Sequence[str]) -> str:
+        return "│ " + " │ ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " │"
+
+    out = [f"╭{line}╮", f"│ {title.ljust(inner)} │", f"├{line}┤", fmt(headers)]
+    sep = "├" + "┼".join("─" * (w + 2) for w in widths) + "┤"
+    out.append(sep)
+    out += [fmt(r) for r in cells] or [f"│ {'(none)'.ljust(inner)} │"]
+    out.append(f"╰{line}╯")
+    return "\n".join(out)
+
+
+def panel(title: str, pairs: Sequence[tuple[str, object]]) -> str:
+    """A boxed key/value panel."""
+    key_w = max((len(k) for k, _ in pairs), default=0)
+    lines = [f"{k.ljust(key_w)}  {v}" for k, v in pairs]
+    inner = max([len(title), *map(len, lines)])
+    bar = "─" * (inner + 2)
+    body = [f"│ {ln.ljust(inner)} │" for ln in lines]
+    return "\n".join([f"╭{bar}╮", f"│ {title.ljust(inner)} │", f"├{bar}┤", *body, f"╰{bar}╯"])
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}TiB"
+
+
+def ago(ts: float, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    d = (now or time.time()) - ts
+    if d < 0:
+        return f"in {-d:.0f}s"
+    if d < 60:
+        return f"{d:.0f}s ago"
+    if d < 3600:
+        return f"{d / 60:.0f}m ago"
+    return f"{d / 3600:.1f}h ago"
+
+
+def duration(start: float, end: float) -> str:
+    if not start:
+        return "-"
+    return f"{(end or time.time()) - start:.1f}s"

@@ -1,0 +1,156 @@
+"""Views over protobuf messages, shared by the `cloudai` CLI and the `master>` console."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from cloudai.proto import client_pb2 as cpb
+from cloudai.proto import common_pb2 as pb
+
+from .render import ago, box, duration, panel, size
+
+
+def to_json(obj: Message | list[Message] | dict[str, Any]) -> str:
+    def conv(m: Any) -> Any:
+        if isinstance(m, Message):
+            return MessageToDict(
+                m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+        if isinstance(m, list):
+            return [conv(x) for x in m]
+        if isinstance(m, dict):
+            return {k: conv(v) for k, v in m.items()}
+        return m
+
+    return json.dumps(conv(obj), indent=2, sort_keys=True)
+
+
+def state_name(value: int) -> str:
+    return pb.TaskState.Name(value).removeprefix("TASK_STATE_")
+
+
+def health_name(value: int) -> str:
+    return pb.WorkerHealth.Name(value).removeprefix("WORKER_HEALTH_")
+
+
+def _res(r: pb.Resources) -> str:
+    gpu = f" gpu={r.gpu:g}" if r.gpu else ""
+    return f"cpu={r.cpu:g} mem={size(r.memory_bytes)}{gpu}"
+
+
+def workers_table(workers: list[pb.WorkerInfo]) -> str:
+    rows = []
+    for w in workers:
+        t = w.telemetry
+        labels = ",".join(f"{k}={v}" for k, v in sorted(w.labels.items())) or "-"
+        rows.append(
+            [
+                w.id,
+                health_name(w.health),
+                w.address,
+                _res(w.capacity),
+                _res(w.allocated),
+                f"{t.cpu_percent:.0f}%",
+                f"{t.memory_percent:.0f}%",
+                len(w.running),
+                labels,
+                ago(w.last_heartbeat),
+            ]
+        )
+    headers = [
+        "ID",
+        "STATE",
+        "ADDRESS",
+        "CAPACITY",
+        "ALLOCATED",
+        "CPU",
+        "MEM",
+        "TASKS",
+        "LABELS",
+        "LAST BEAT",
+    ]
+    return box(f"Workers ({len(workers)})", headers, rows)
+
+
+def tasks_table(tasks: list[pb.Task]) -> str:
+    rows = []
+    for t in tasks:
+        code = str(t.exit_code) if t.has_exit_code else "-"
+        rows.append(
+            [
+                t.id,
+                t.spec.name or "-",
+                t.spec.image,
+                state_name(t.state),
+                t.worker_id or "-",
+                t.attempt,
+                code,
+                t.reason or "-",
+                ago(t.created_at),
+            ]
+        )
+    headers = ["ID", "NAME", "IMAGE", "STATE", "WORKER", "ATTEMPT", "EXIT", "REASON", "CREATED"]
+    return box(f"Tasks ({len(tasks)})", headers, rows)
+
+
+def task_panel(t: pb.Task) -> str:
+    pairs: list[tuple[str, object]] = [
+        ("id", t.id),
+        ("name", t.spec.name or "-"),
+        ("image", t.spec.image),
+        ("command", " ".join(t.spec.command) or "(image default)"),
+        ("state", state_name(t.state)),
+        ("worker", t.worker_id or "-"),
+        ("attempt", t.attempt),
+        ("exit code", t.exit_code if t.has_exit_code else "-"),
+        ("reason", t.reason or "-"),
+        ("message", t.message or "-"),
+        ("requested", _res(t.spec.resources)),
+        ("priority", t.spec.priority),
+        ("retries", f"{t.retries_used}/{t.spec.max_retries}"),
+        ("created", ago(t.created_at)),
+        ("ran for", duration(t.started_at, t.finished_at)),
+    ]
+    if t.peak_memory_bytes:
+        pairs.append(("peak memory", size(t.peak_memory_bytes)))
+    for a in t.attempts:
+        code = a.exit_code if a.reason not in ("", "worker_lost", "worker_rejected") else "-"
+        pairs.append(
+            (
+                f"attempt {a.number}",
+                f"{state_name(a.state)} on {a.worker_id} exit={code} {a.reason or ''}".rstrip(),
+            )
+        )
+    return panel(f"Task {t.id}", pairs)
+
+
+def status_panel(s: cpb.StatusResponse) -> str:
+    tasks = ", ".join(f"{k.lower()}={v}" for k, v in sorted(s.tasks_by_state.items())) or "none"
+    agent = (
+        f"{s.agent_id} (answering)"
+        if s.agent_connected
+        else (
+            f"{s.agent_id} (not answering: master falls back)"
+            if s.agent_id
+            else "none connected (master places tasks by fallback)"
+        )
+    )
+    pairs = [
+        ("version", s.version),
+        ("uptime", f"{s.uptime_s:.0f}s"),
+        ("store", s.store),
+        (
+            "workers",
+            f"{s.workers_active} active, {s.workers_inactive} inactive, "
+            f"{s.workers_draining} draining",
+        ),
+        ("capacity", _res(s.capacity)),
+        ("allocated", _res(s.allocated)),
+        ("tasks", tasks),
+        ("agent", agent),
+    ]
+    return panel("CloudAI master", pairs)

@@ -1,0 +1,193 @@
+"""Validation and parsing of user input: image references, sizes, durations, K=V pairs.
+
+Every function raises cloudai.errors.InvalidArgument with a message that says what is
+wrong and what a right value looks like.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cloudai.errors import InvalidArgument
+from cloudai.model import Resources, TaskSpec
+
+# Docker's reference grammar (distribution/reference), simplified but strict:
+#   [registry[:port]/]path[:tag][@digest]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_RE = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+MAX_IMAGE_LEN = 255
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+LABEL_KEY_RE = re.compile(r"^(?:[a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+
+MAX_CPU = 1024.0
+MAX_GPU = 64.0
+MAX_MEMORY = 16 * 1024**4  # 16 TiB
+MAX_ENV_VALUE = 32 * 1024
+MAX_ENV_VARS = 256
+MAX_COMMAND_ARGS = 1024
+MAX_COMMAND_BYTES = 128 * 1024
+MAX_TIMEOUT_S = 30 * 24 * 3600
+MAX_RETRIES = 100
+MAX_PRIORITY = 1000
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kb": 1000, "ki": 1024, "kib": 1024,
+    "m": 1024**2, "mb": 1000**2, "mi": 1024**2, "mib": 1024**2,
+    "g": 1024**3, "gb": 1000**3, "gi": 1024**3, "gib": 1024**3,
+    "t": 1024**4, "tb": 1000**4, "ti": 1024**4, "tib": 1024**4,
+}  # fmt: skip
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def validate_image(ref: str) -> str:
+    ref = (ref or "").strip()
+    if not ref:
+        raise InvalidArgument("image reference is empty")
+    if len(ref) > MAX_IMAGE_LEN:
+        raise InvalidArgument(f"image reference is longer than {MAX_IMAGE_LEN} characters")
+    if not IMAGE_RE.match(ref):
+        raise InvalidArgument(
+            f"invalid image reference {ref!r}: expected [registry[:port]/]name[:tag][@digest], "
+            "lower-case name, e.g. cloudai/sample-task:latest"
+        )
+    return ref
+
+
+def validate_id(kind: str, value: str) -> str:
+    if not ID_RE.match(value or ""):
+        raise InvalidArgument(
+            f"invalid {kind} {value!r}: use 1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def parse_size(text: str | int) -> int:
+    """'512m' -> 536870912. Binary units for k/m/g/t, decimal for kb/mb/gb/tb."""
+    if isinstance(text, int):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+        if not m or m.group(2).lower() not in _SIZE_UNITS:
+            raise InvalidArgument(f"invalid size {text!r}: use e.g. 512m, 2g, 1.5GiB")
+        value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    if value < 0 or value > MAX_MEMORY:
+        raise InvalidArgument(f"size {text!r} is out of range (0 to 16 TiB)")
+    return value
+
+
+def parse_duration(text: str | float) -> float:
+    """'10m' -> 600.0; a bare number means seconds. '1h30m' is accepted."""
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower()
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", s):
+            seconds = float(s)
+        else:
+            parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)", s)
+            if not parts or "".join(n + u for n, u in parts) != s:
+                raise InvalidArgument(f"invalid duration {text!r}: use e.g. 30s, 10m, 1h30m")
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if seconds < 0 or seconds > MAX_TIMEOUT_S:
+        raise InvalidArgument(f"duration {text!r} is out of range (0 to 30 days)")
+    return seconds
+
+
+def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    """['a=1', 'b=2'] -> {'a': '1', 'b': '2'}; a malformed item raises InvalidArgument."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"malformed {what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def validate_env(env: dict[str, str]) -> None:
+    if len(env) > MAX_ENV_VARS:
+        raise InvalidArgument(f"too many environment variables ({len(env)} > {MAX_ENV_VARS})")
+    for key, value in env.items():
+        if not ENV_NAME_RE.match(key):
+            raise InvalidArgument(
+                f"invalid environment variable name {key!r}: use letters, digits and '_', "
+                "not starting with a digit"
+            )
+        if len(value.encode()) > MAX_ENV_VALUE or "\x00" in value:
+            raise InvalidArgument(f"environment variable {key!r} value is too long or has NUL")
+
+
+def validate_labels(labels: dict[str, str], what: str = "label") -> None:
+    if len(labels) > 64:
+        raise InvalidArgument(f"too many {what}s ({len(labels)} > 64)")
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.match(key):
+            raise InvalidArgument(f"invalid {what} key {key!r}: use e.g. zone or gpu.model")
+        if not LABEL_VALUE_RE.match(value):
+            raise InvalidArgument(
+                f"invalid {what} value {value!r} for {key!r}: "
+                "up to 63 letters, digits, '.', '_', '-'"
+            )
+
+
+def validate_resources(res: Resources) -> None:
+    checks = (
+        ("cpu", res.cpu, MAX_CPU),
+        ("memory", res.memory_bytes, MAX_MEMORY),
+        ("gpu", res.gpu, MAX_GPU),
+    )
+    for name, value, limit in checks:
+        if value != value or value < 0:  # NaN or negative
+            raise InvalidArgument(f"{name} request must be >= 0, got {value}")
+        if value > limit:
+            raise InvalidArgument(f"{name} request {value} is absurd (limit {limit})")
+    if res.gpu > 1 and res.gpu != int(res.gpu):
+        raise InvalidArgument(f"gpu request {res.gpu}: fractions are allowed only below 1")
+
+
+def validate_spec(spec: TaskSpec) -> TaskSpec:
+    """Check a whole task spec; returns it (with the image stripped) or raises InvalidArgument."""
+    spec.image = validate_image(spec.image)
+    validate_resources(spec.resources)
+    validate_env(spec.env)
+    validate_labels(spec.selector, "selector")
+    if (
+        len(spec.command) > MAX_COMMAND_ARGS
+        or sum(len(a) for a in spec.command) > MAX_COMMAND_BYTES
+    ):
+        raise InvalidArgument("command is too long")
+    if any("\x00" in a for a in spec.command):
+        raise InvalidArgument("command arguments must not contain NUL bytes")
+    if not 0 <= spec.timeout_s <= MAX_TIMEOUT_S or spec.timeout_s != spec.timeout_s:
+        raise InvalidArgument("timeout must be between 0 and 30 days")
+    if not 0 <= spec.max_retries <= MAX_RETRIES:
+        raise InvalidArgument(f"retries must be between 0 and {MAX_RETRIES}")
+    if abs(spec.priority) > MAX_PRIORITY:
+        raise InvalidArgument(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
+    if len(spec.name) > 128:
+        raise InvalidArgument("name is longer than 128 characters")
+    if spec.pinned_worker:
+        validate_id("worker id", spec.pinned_worker)
+    for key in spec.secret_env_keys:
+        if key not in spec.env:
+            raise InvalidArgument(f"secret env key {key!r} has no value in env")
+    return spec
+
+
+def format_size(n: int | float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

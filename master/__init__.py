@@ -1,0 +1,1 @@
+"""The CloudAI master: control plane and only writer of cluster state."""

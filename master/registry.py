@@ -1,0 +1,155 @@
+"""The worker registry: registrations (persisted) and heartbeats (in memory).
+
+Only registration and health changes reach the store, plus a telemetry sample per
+worker every `sample_s` seconds; everything else a heartbeat carries stays in memory,
+so the master absorbs thousands of heartbeats a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from cloudai.model import Resources, WorkerHealth, WorkerRecord
+from cloudai.proto import common_pb2 as pb
+
+from .store.base import Store
+
+
+@dataclass(slots=True)
+class WorkerEntry:
+    record: WorkerRecord
+    telemetry: pb.Telemetry = field(default_factory=pb.Telemetry)
+    running: list[tuple[str, int]] = field(default_factory=list)
+    cached_images: list[str] = field(default_factory=list)
+    # Registered with this master process (False for records loaded from the store
+    # after a restart: those workers are asked to register again).
+    registered: bool = False
+    last_sample: float = 0.0
+    drain_requested: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.record.health == WorkerHealth.ACTIVE
+
+
+class WorkerRegistry:
+    def __init__(self, store: Store, *, timeout_s: float, sample_s: float = 60.0) -> None:
+        self._store = store
+        self._timeout = timeout_s
+        self._sample_s = sample_s
+        self._lock = threading.Lock()
+        self._workers: dict[str, WorkerEntry] = {}
+        now = time.time()
+        for rec in store.list_workers():
+            # Give every known worker a full timeout to come back after a master restart.
+            rec.last_heartbeat = now
+            self._workers[rec.id] = WorkerEntry(
+                record=rec, drain_requested=rec.health == WorkerHealth.DRAINING
+            )
+
+    def register(
+        self,
+        rec: WorkerRecord,
+        running: list[tuple[str, int]],
+        images: list[str],
+        telemetry: pb.Telemetry | None,
+    ) -> bool:
+        """Insert or refresh a worker. Returns True if its health changed (cluster changed)."""
+        with self._lock:
+            old = self._workers.get(rec.id)
+            draining = bool(old and old.drain_requested)
+            rec.health = WorkerHealth.DRAINING if draining else WorkerHealth.ACTIVE
+            if old is not None:
+                rec.registered_at = old.record.registered_at
+            self._store.upsert_worker(rec)
+            entry = WorkerEntry(
+                record=rec,
+                running=running,
+                cached_images=images[:500],
+                registered=True,
+                drain_requested=draining,
+            )
+            if telemetry is not None:
+                entry.telemetry = telemetry
+            self._workers[rec.id] = entry
+            return old is None or old.record.health != rec.health or not old.registered
+
+    def heartbeat(
+        self,
+        worker_id: str,
+        telemetry: pb.Telemetry,
+        running: list[tuple[str, int]],
+        images: list[str],
+    ) -> tuple[WorkerEntry | None, bool]:
+        """Record a heartbeat. Returns (entry or None if unknown/unregistered, revived)."""
+        now = time.time()
+        with self._lock:
+            entry = self._workers.get(worker_id)
+            if entry is None or not entry.registered:
+                return None, False
+            entry.record.last_heartbeat = now
+            entry.telemetry = telemetry
+            entry.running = running
+            if images:
+                entry.cached_images = images[:500]
+            revived = entry.record.health == WorkerHealth.INACTIVE
+            if revived:
+                entry.record.health = (
+                    WorkerHealth.DRAINING if entry.drain_requested else WorkerHealth.ACTIVE
+                )
+                self._store.set_worker_health(worker_id, entry.record.health, now)
+            if now - entry.last_sample >= self._sample_s:
+                entry.last_sample = now
+                self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
+            return entry, revived
+
+    def expire(self) -> list[str]:
+        """Mark workers silent for longer than the timeout INACTIVE; return their ids."""
+        now = time.time()
+        lost = []
+        with self._lock:
+            for entry in self._workers.values():
+                rec = entry.record
+                if rec.health != WorkerHealth.INACTIVE and now - rec.last_heartbeat > self._timeout:
+                    rec.health = WorkerHealth.INACTIVE
+                    self._store.set_worker_health(rec.id, rec.health, rec.last_heartbeat)
+                    lost.append(rec.id)
+        return lost
+
+    def set_drain(self, worker_id: str, drain: bool) -> WorkerEntry | None:
+        with self._lock:
+            entry = self._workers.get(worker_id)
+            if entry is None:
+                return None
+            entry.drain_requested = drain
+            if entry.record.health != WorkerHealth.INACTIVE:
+                entry.record.health = WorkerHealth.DRAINING if drain else WorkerHealth.ACTIVE
+            self._store.set_worker_health(
+                worker_id, entry.record.health, entry.record.last_heartbeat
+            )
+            return entry
+
+    def get(self, worker_id: str) -> WorkerEntry | None:
+        with self._lock:
+            return self._workers.get(worker_id)
+
+    def all(self) -> list[WorkerEntry]:
+        with self._lock:
+            return sorted(self._workers.values(), key=lambda e: e.record.id)
+
+    def capacity(self, worker_id: str) -> Resources | None:
+        entry = self.get(worker_id)
+        return entry.record.capacity if entry else None
+
+
+def _telemetry_dict(t: pb.Telemetry) -> dict:
+    return {
+        "cpu_percent": t.cpu_percent,
+        "memory_percent": t.memory_percent,
+        "memory_used_bytes": t.memory_used_bytes,
+        "disk_percent": t.disk_percent,
+        "gpu_util_percent": list(t.gpu_util_percent),
+        "load1": t.load1,
+    }

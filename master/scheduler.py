@@ -1,0 +1,255 @@
+"""Scheduling coordination: feeds the agent, commits its placements, and falls back.
+
+The agent watches a server stream. A batch is pushed the moment the queue or the
+cluster changes while placeable work is pending, and at most one batch per stream is
+outstanding: the next waits for the agent's answer, so the agent never places the
+same task twice. If no agent is connected, or its batch stays unanswered, for
+`agent_timeout` seconds, the master places the tasks itself with the same policy
+library and the default profile, and marks those decisions `fallback`.
+Pinned tasks (manual override) are committed by the master directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from cloudai.convert import decision_from_pb, health_to_pb, resources_to_pb, spec_to_pb
+from cloudai.model import DecisionRecord, Task
+from cloudai.proto import master_agent_pb2 as apb
+
+from .dispatcher import Dispatcher
+from .registry import WorkerRegistry
+from .tasks import TaskManager
+
+log = logging.getLogger("cloudai.master")
+MAX_BATCH = 10_000
+Decider = Callable[[apb.SchedulingBatch], list[apb.Decision]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        tasks: TaskManager,
+        registry: WorkerRegistry,
+        dispatcher: Dispatcher,
+        *,
+        agent_timeout: float,
+        decide: Decider,
+    ) -> None:
+        self._tasks = tasks
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._timeout = agent_timeout
+        self._decide = decide
+        self._cond = threading.Condition()
+        self._version = 0
+        self._seq = 0
+        self._streams = 0
+        self._outstanding: dict[int, float] = {}
+        self._disconnected_at = time.time()
+        self._agent_id = ""
+        self._agent_seen = 0.0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def notify(self) -> None:
+        """Something changed (task queued or finished, worker joined or left)."""
+        with self._cond:
+            self._version += 1
+            self._cond.notify_all()
+
+    # -- agent status ---------------------------------------------------------------
+    def agent_status(self) -> tuple[bool, str, float]:
+        """(connected and answering, agent id, seconds since last heard)."""
+        with self._cond:
+            healthy = self._unhealthy_since(time.time()) is None
+            seen = time.time() - self._agent_seen if self._agent_seen else -1.0
+            return healthy, self._agent_id, seen
+
+    def _unhealthy_since(self, now: float) -> float | None:
+        if self._streams == 0:
+            return self._disconnected_at
+        if self._outstanding:
+            oldest = min(self._outstanding.values())
+            return oldest if now - oldest > 0.0 else None
+        return None
+
+    def _fallback_due(self, now: float) -> bool:
+        since = self._unhealthy_since(now)
+        return since is not None and now - since >= self._timeout
+
+    # -- the agent's stream ---------------------------------------------------------------
+    def watch(
+        self, request: apb.WatchRequest, is_active: Callable[[], bool]
+    ) -> Iterator[apb.SchedulingBatch]:
+        with self._cond:
+            self._streams += 1
+            self._agent_id, self._agent_seen = request.agent_id, time.time()
+        log.info(
+            "agent %s connected (policy %s)", request.agent_id or "?", request.policy or "default"
+        )
+        mine: set[int] = set()
+        sent_version = -1
+        try:
+            while is_active():
+                batch = self._next_batch(mine, sent_version)
+                if batch is None:
+                    if self._stopping:
+                        return
+                    continue
+                sent_version = self._version
+                yield batch
+        finally:
+            with self._cond:
+                self._streams -= 1
+                for seq in mine:
+                    self._outstanding.pop(seq, None)
+                if self._streams == 0:
+                    self._disconnected_at = time.time()
+                self._cond.notify_all()
+            log.info("agent %s disconnected", request.agent_id or "?")
+
+    def _next_batch(self, mine: set[int], sent_version: int) -> apb.SchedulingBatch | None:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: (
+                    self._stopping
+                    or (not (mine & self._outstanding.keys()) and self._version != sent_version)
+                ),
+                timeout=1.0,
+            )
+            if self._stopping or (mine & self._outstanding.keys()) or self._version == sent_version:
+                return None
+        tasks = [t for t in self._tasks.pending() if not t.spec.pinned_worker][:MAX_BATCH]
+        if not tasks:
+            return None
+        with self._cond:
+            self._seq += 1
+            seq = self._seq
+            self._outstanding[seq] = time.time()
+            mine.add(seq)
+        return self.snapshot(tasks, seq)
+
+    def submit(self, batch: apb.PlacementBatch) -> apb.PlacementResults:
+        """Commit each decision on its own; answer with a result per task."""
+        with self._cond:
+            self._outstanding.pop(batch.sequence, None)
+            self._agent_id, self._agent_seen = batch.agent_id or self._agent_id, time.time()
+            self._cond.notify_all()
+        results = [self._apply(d, source="agent") for d in batch.decisions]
+        return apb.PlacementResults(results=results)
+
+    def _apply(
+        self, d: apb.Decision, *, source: str, fallback: bool = False
+    ) -> apb.PlacementResult:
+        record = decision_from_pb(d)
+        record.source, record.fallback, record.decided_at = source, fallback, time.time()
+        if not d.worker_id:
+            self._tasks.record_unplaced(record)
+            return apb.PlacementResult(
+                task_id=d.task_id, accepted=False, reason=d.hint or "unplaced"
+            )
+        task, reason = self._tasks.commit_placement(d.task_id, d.attempt, d.worker_id, record)
+        if task is None:
+            log.info("placement of %s on %s rejected: %s", d.task_id, d.worker_id, reason)
+            return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason)
+        self._dispatcher.assign(task)
+        return apb.PlacementResult(task_id=d.task_id, accepted=True)
+
+    # -- snapshot -----------------------------------------------------------------------
+    def snapshot(self, tasks: list[Task], seq: int = 0) -> apb.SchedulingBatch:
+        batch = apb.SchedulingBatch(sequence=seq, timestamp=time.time())
+        for t in tasks:
+            batch.tasks.append(
+                apb.PendingTask(
+                    task_id=t.id,
+                    attempt=t.attempt,
+                    spec=spec_to_pb(t.spec, redact_secrets=True),
+                    created_at=t.created_at,
+                    queued_at=t.queued_at,
+                    avoid_workers=t.avoid_workers,
+                )
+            )
+        for e in self._registry.all():
+            if not e.registered:
+                continue
+            batch.workers.append(
+                apb.WorkerSnapshot(
+                    worker_id=e.record.id,
+                    capacity=resources_to_pb(e.record.capacity),
+                    allocated=resources_to_pb(self._tasks.allocated(e.record.id)),
+                    telemetry=e.telemetry,
+                    cached_images=e.cached_images,
+                    labels=e.record.labels,
+                    health=health_to_pb(e.record.health),
+                )
+            )
+        return batch
+
+    def dry_run(self, task: Task) -> DecisionRecord:
+        """What the default policy would decide for this task now, changing nothing."""
+        decisions = self._decide(self.snapshot([task]))
+        record = decision_from_pb(decisions[0]) if decisions else DecisionRecord(task.id, 0)
+        record.source = "dry-run"
+        return record
+
+    # -- the master's own loop: manual pins, fallback, backoff timers -------------------------
+    def _loop(self) -> None:
+        fallback_version = -1
+        while True:
+            with self._cond:
+                wake = self._tasks.next_wakeup()
+                timeout = 0.2 if wake is None else max(0.0, min(0.2, wake - time.time()))
+                self._cond.wait(timeout=timeout)
+                if self._stopping:
+                    return
+                if wake is not None and time.time() >= wake:
+                    # A retry's backoff ran out: that is a queue change too.
+                    self._version += 1
+                    self._cond.notify_all()
+                version, due = self._version, self._fallback_due(time.time())
+            try:
+                self._place_pinned()
+                if due and version != fallback_version:
+                    fallback_version = version
+                    self._fallback()
+            except Exception:  # a bug must not kill the scheduler thread
+                log.exception("scheduler loop error")
+
+    def _place_pinned(self) -> None:
+        for t in self._tasks.pending():
+            if not t.spec.pinned_worker:
+                continue
+            d = apb.Decision(
+                task_id=t.id,
+                attempt=t.attempt,
+                worker_id=t.spec.pinned_worker,
+                policy="manual",
+                profile="",
+                summary=f"pinned to {t.spec.pinned_worker}",
+            )
+            self._apply(d, source="manual")
+
+    def _fallback(self) -> None:
+        tasks = [t for t in self._tasks.pending() if not t.spec.pinned_worker][:MAX_BATCH]
+        if not tasks:
+            return
+        log.info(
+            "no agent answering for %.1fs: placing %d task(s) by fallback",
+            self._timeout,
+            len(tasks),
+        )
+        for d in self._decide(self.snapshot(tasks)):
+            self._apply(d, source="master", fallback=True)

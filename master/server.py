@@ -1,0 +1,265 @@
+"""The master process: wires the store, registry, task manager, scheduler and gRPC.
+
+`Master(settings)` builds everything and binds the port (0 picks a free one);
+`start()` serves; `stop()` shuts down. `run_master()` is the CLI entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from cloudai import __version__, rpc
+from cloudai.config import MasterSettings, data_dir
+from cloudai.convert import health_to_pb, resources_to_pb
+from cloudai.errors import CloudAIError, Conflict, InvalidArgument, NotFound
+from cloudai.model import Resources, Task, TaskSpec, TaskState, WorkerHealth
+from cloudai.proto import client_pb2 as cpb
+from cloudai.proto import client_pb2_grpc as cpb_grpc
+from cloudai.proto import common_pb2 as pb
+from cloudai.proto import master_agent_pb2_grpc as apb_grpc
+from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+
+from .dispatcher import Dispatcher
+from .registry import WorkerEntry, WorkerRegistry
+from .scheduler import Decider, Scheduler
+from .servicers import ClusterServicer, MasterAgentServicer, MasterWorkerServicer
+from .store import open_store
+from .store.base import Store
+from .tasks import TaskManager
+
+log = logging.getLogger("cloudai.master")
+SERVICES = ("cloudai.v1.MasterWorker", "cloudai.v1.Cluster", "cloudai.v1.MasterAgent")
+
+
+def default_decider() -> Decider:
+    """The fallback placement: the agent's own policy library, default profile."""
+
+    def decide(batch):  # imported lazily: the policy library pulls in numpy
+        from cloudai.agent.fallback import decide_default
+
+        return decide_default(batch)
+
+    return decide
+
+
+class Master:
+    def __init__(
+        self,
+        settings: MasterSettings,
+        *,
+        store: Store | None = None,
+        warn: Callable[[str], None] = print,
+        decide: Decider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self.store = store or self._open_store(warn)
+        self.registry = WorkerRegistry(
+            self.store, timeout_s=settings.heartbeat_timeout, sample_s=settings.telemetry_sample_s
+        )
+        self.tasks = TaskManager(
+            self.store,
+            self.registry,
+            max_worker_losses=settings.max_worker_losses,
+            on_change=lambda: self.scheduler.notify(),
+        )
+        self.dispatcher = Dispatcher(self.registry, self.tasks)
+        self.scheduler = Scheduler(
+            self.tasks,
+            self.registry,
+            self.dispatcher,
+            agent_timeout=settings.agent_timeout,
+            decide=decide or default_decider(),
+        )
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
+        self.server, self.port, self._health = rpc.build_server(
+            f"{settings.host}:{settings.port}",
+            [
+                lambda s: mw_grpc.add_MasterWorkerServicer_to_server(MasterWorkerServicer(self), s),
+                lambda s: cpb_grpc.add_ClusterServicer_to_server(ClusterServicer(self), s),
+                lambda s: apb_grpc.add_MasterAgentServicer_to_server(MasterAgentServicer(self), s),
+            ],
+            SERVICES,
+            max_workers=64,
+        )
+
+    def _open_store(self, warn: Callable[[str], None]) -> Store:
+        s = self.settings
+        fallback = data_dir() / "master.db"
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        url = s.db_url()
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        password = s.mongodb_password.get_secret_value() if s.mongodb_password else None
+        return open_store(
+            url,
+            mongo_username=s.mongodb_username,
+            mongo_password=password,
+            fallback_sqlite_path=str(fallback),
+            warn=warn,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self.server.start()
+        self.scheduler.start()
+        self._sweeper.start()
+        self.scheduler.notify()
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._health.enter_graceful_shutdown()
+        self.scheduler.stop()
+        self.server.stop(grace).wait(grace + 1)
+        self.dispatcher.close()
+        self.store.close()
+
+    def _sweep(self) -> None:
+        """Mark silent workers inactive and requeue their tasks."""
+        interval = min(1.0, self.settings.heartbeat_timeout / 4)
+        while not self._stop.wait(interval):
+            try:
+                for worker_id in self.registry.expire():
+                    moved = self.tasks.worker_lost(worker_id)
+                    log.warning(
+                        "worker %s lost (no heartbeat for %.0fs); requeued %d task(s)",
+                        worker_id,
+                        self.settings.heartbeat_timeout,
+                        len(moved),
+                    )
+                    self.scheduler.notify()
+            except CloudAIError as err:
+                log.error("sweeper: %s", err)
+
+    # -- operations used by servicers and the console ---------------------------------
+    def check_pin(self, spec: TaskSpec) -> None:
+        """Manual override skips the scorers but is still validated."""
+        entry = self.registry.get(spec.pinned_worker)
+        if entry is None:
+            raise NotFound(f"unknown worker {spec.pinned_worker!r} (see `workers`)")
+        if entry.record.health != WorkerHealth.ACTIVE or not entry.registered:
+            raise Conflict(f"worker {spec.pinned_worker!r} is {entry.record.health.value.lower()}")
+        if not spec.resources.fits_in(entry.record.capacity):
+            raise InvalidArgument(
+                f"task does not fit worker {spec.pinned_worker!r}: "
+                f"capacity cpu={entry.record.capacity.cpu:g} "
+                f"mem={entry.record.capacity.memory_bytes / 1024**2:.0f}MiB "
+                f"gpu={entry.record.capacity.gpu:g}"
+            )
+
+    def submit(self, spec: TaskSpec) -> Task:
+        if spec.pinned_worker:
+            self.check_pin(spec)
+        return self.tasks.submit(spec)
+
+    def cancel(self, task_id: str) -> tuple[Task, str]:
+        before = self.tasks.get(task_id)
+        task, worker = self.tasks.cancel(task_id)
+        if worker:
+            self.dispatcher.cancel(worker, task_id, before.attempt)
+            return task, f"cancelled; stopping its container on {worker}"
+        return task, "cancelled"
+
+    def stored_log(self, task_id: str) -> str:
+        results = self.store.get_results(task_id)
+        return results[-1].log_tail if results else ""
+
+    def stream_logs(
+        self, task_id: str, follow: bool, tail: int, is_active: Callable[[], bool]
+    ) -> Iterator[pb.LogChunk]:
+        task = self.tasks.get(task_id)
+        if task.state.active and task.worker_id:
+            try:
+                for chunk in self.dispatcher.logs(
+                    task.worker_id, task.id, task.attempt, follow, tail
+                ):
+                    if not is_active():
+                        return
+                    yield chunk
+                if not follow:
+                    return
+                self._wait_terminal(task_id, is_active)
+                task = self.tasks.get(task_id)
+                yield pb.LogChunk(data="", eof=True)
+                return
+            except grpc.RpcError:
+                pass  # the worker is gone: fall back to what the store holds
+        if task.state == TaskState.PENDING and follow:
+            self._wait_started(task_id, is_active)
+            yield from self.stream_logs(task_id, follow, tail, is_active)
+            return
+        yield pb.LogChunk(data=_tail_lines(self.stored_log(task_id), tail), eof=True)
+
+    def _wait_started(self, task_id: str, is_active: Callable[[], bool]) -> None:
+        while is_active() and not self._stop.is_set():
+            t = self.tasks.get(task_id)
+            if t.state != TaskState.PENDING and (t.state != TaskState.PLACED):
+                return
+            time.sleep(0.2)
+
+    def _wait_terminal(self, task_id: str, is_active: Callable[[], bool]) -> None:
+        deadline = time.time() + 30
+        while is_active() and time.time() < deadline and not self._stop.is_set():
+            if self.tasks.get(task_id).state.terminal:
+                return
+            time.sleep(0.1)
+
+    def worker_info(self, e: WorkerEntry) -> pb.WorkerInfo:
+        r = e.record
+        return pb.WorkerInfo(
+            id=r.id,
+            address=r.address,
+            capacity=resources_to_pb(r.capacity),
+            labels=r.labels,
+            health=health_to_pb(r.health),
+            registered_at=r.registered_at,
+            last_heartbeat=r.last_heartbeat,
+            telemetry=e.telemetry,
+            allocated=resources_to_pb(self.tasks.allocated(r.id)),
+            running=[pb.TaskRef(task_id=t, attempt=a) for t, a in e.running],
+            cached_images=e.cached_images[:50],
+            hostname=r.hostname,
+            version=r.version,
+        )
+
+    def status(self) -> cpb.StatusResponse:
+        entries = self.registry.all()
+        counts = {h: sum(1 for e in entries if e.record.health == h) for h in WorkerHealth}
+        cap, alloc = Resources(), Resources()
+        for e in entries:
+            if e.record.health != WorkerHealth.INACTIVE:
+                cap = cap + e.record.capacity
+                alloc = alloc + self.tasks.allocated(e.record.id)
+        healthy, agent_id, seen = self.scheduler.agent_status()
+        return cpb.StatusResponse(
+            version=__version__,
+            uptime_s=time.time() - self.started_at,
+            store=self.store.url,
+            workers_active=counts[WorkerHealth.ACTIVE],
+            workers_inactive=counts[WorkerHealth.INACTIVE],
+            workers_draining=counts[WorkerHealth.DRAINING],
+            tasks_by_state=self.store.count_tasks_by_state(),
+            agent_connected=healthy,
+            agent_id=agent_id,
+            agent_last_seen_s=seen,
+            capacity=resources_to_pb(cap),
+            allocated=resources_to_pb(alloc),
+        )
+
+
+def _tail_lines(text: str, n: int) -> str:
+    if n <= 0:
+        return text
+    return "\n".join(text.splitlines()[-n:]) + ("\n" if text.endswith("\n") else "")

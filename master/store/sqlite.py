@@ -1,0 +1,342 @@
+"""SQLite store: the embedded default. One file, WAL mode, one connection behind a lock.
+
+Each write is its own transaction, committed before the call returns. In WAL mode
+with synchronous=NORMAL a committed transaction survives a killed process (the
+WAL frames are already in the OS page cache); only a power loss can drop the most
+recent commits, which is the documented trade for not fsyncing every write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from cloudai.errors import Conflict, StoreError
+from cloudai.model import (
+    DecisionRecord,
+    Result,
+    Task,
+    TaskState,
+    WorkerHealth,
+    WorkerRecord,
+)
+
+from .base import Store, cut_log_tail
+
+MEMORY = ":memory:"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS workers (
+    id   TEXT PRIMARY KEY,
+    doc  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id         TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    worker_id  TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    doc        TEXT NOT NULL
+);
+-- (state, created_at) serves both "non-terminal tasks" and their ordering, so
+-- listing the live queue never touches the terminal history.
+CREATE INDEX IF NOT EXISTS idx_tasks_state ON tasks(state, created_at);
+CREATE INDEX IF NOT EXISTS idx_tasks_created_at ON tasks(created_at);
+CREATE INDEX IF NOT EXISTS idx_tasks_worker_id ON tasks(worker_id, created_at);
+CREATE TABLE IF NOT EXISTS results (
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id    TEXT NOT NULL,
+    decided_at REAL NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_decisions_task_id ON decisions(task_id, decided_at);
+CREATE INDEX IF NOT EXISTS idx_decisions_decided_at ON decisions(decided_at);
+CREATE TABLE IF NOT EXISTS telemetry (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker_id TEXT NOT NULL,
+    at        REAL NOT NULL,
+    sample    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_telemetry_worker ON telemetry(worker_id, at);
+"""
+
+
+def _dumps(doc: dict) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+class SQLiteStore(Store):
+    """`Store` over one SQLite file (or ":memory:")."""
+
+    def __init__(self, path: str | Path) -> None:
+        raw = str(path)
+        if raw == MEMORY:
+            self.path = MEMORY
+            self.url = "sqlite://:memory:"
+        else:
+            resolved = Path(raw).expanduser().resolve()
+            self.path = str(resolved)
+            self.url = f"sqlite:///{resolved}"
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.path != MEMORY:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a write is
+            # exactly one transaction and nothing stays open between calls.
+            conn = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            # CREATE ... IF NOT EXISTS only reads the schema: opening a large
+            # file costs the same as opening an empty one.
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return conn
+        except (sqlite3.Error, OSError) as err:
+            raise StoreError(f"cannot open SQLite store at {self.url}: {err}") from err
+
+    # -- plumbing ---------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as err:
+                raise StoreError(f"SQLite read failed ({self.url}): {err}") from err
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self._lock:
+            try:
+                # IMMEDIATE takes the write lock up front, so a second process on
+                # the same file waits (busy timeout) instead of failing mid-way.
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as err:
+                self._rollback()
+                if isinstance(err, sqlite3.Error):
+                    raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+                raise
+
+    def _rollback(self) -> None:
+        # The failed statement may already have ended the transaction.
+        with suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._conn.close()
+            except sqlite3.Error as err:
+                raise StoreError(f"closing {self.url} failed: {err}") from err
+
+    # -- workers ----------------------------------------------------------------
+    def upsert_worker(self, worker: WorkerRecord) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO workers (id, doc) VALUES (?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                (worker.id, _dumps(worker.to_dict())),
+            )
+
+    def get_worker(self, worker_id: str) -> WorkerRecord | None:
+        with self._read() as c:
+            row = c.execute("SELECT doc FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        return WorkerRecord.from_dict(json.loads(row[0])) if row else None
+
+    def list_workers(self) -> list[WorkerRecord]:
+        with self._read() as c:
+            rows = c.execute("SELECT doc FROM workers ORDER BY id").fetchall()
+        return [WorkerRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def set_worker_health(self, worker_id: str, health: WorkerHealth, at: float) -> bool:
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE workers SET doc = json_set(doc, '$.health', ?, '$.last_heartbeat', ?)"
+                " WHERE id = ?",
+                (WorkerHealth(health).value, float(at), worker_id),
+            )
+            return cur.rowcount == 1
+
+    def add_telemetry_sample(self, worker_id: str, at: float, sample: dict) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO telemetry (worker_id, at, sample) VALUES (?, ?, ?)",
+                (worker_id, float(at), _dumps(sample)),
+            )
+
+    def telemetry_history(self, worker_id: str, limit: int = 100) -> list[tuple[float, dict]]:
+        sql = "SELECT at, sample FROM telemetry WHERE worker_id = ? ORDER BY at DESC, id DESC"
+        params: list[Any] = [worker_id]
+        if limit > 0:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as c:
+            rows = c.execute(sql, params).fetchall()
+        return [(float(at), json.loads(s)) for at, s in reversed(rows)]
+
+    # -- tasks ------------------------------------------------------------------
+    def create_task(self, task: Task) -> None:
+        with self._write() as c:
+            try:
+                c.execute(
+                    "INSERT INTO tasks (id, state, attempt, worker_id, created_at, updated_at, doc)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (task.id, *_task_columns(task)),
+                )
+            except sqlite3.IntegrityError as err:
+                raise Conflict(f"task {task.id} already exists") from err
+
+    def get_task(self, task_id: str) -> Task | None:
+        with self._read() as c:
+            row = c.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return Task.from_dict(json.loads(row[0])) if row else None
+
+    def list_tasks(
+        self,
+        states: Iterable[TaskState] | None = None,
+        worker_id: str | None = None,
+        limit: int = 0,
+    ) -> list[Task]:
+        query = list_tasks_query(states, worker_id, limit)
+        if query is None:
+            return []
+        with self._read() as c:
+            rows = c.execute(*query).fetchall()
+        # The query runs newest first so LIMIT keeps the newest N; callers get oldest first.
+        return [Task.from_dict(json.loads(r[0])) for r in reversed(rows)]
+
+    def update_task(self, task: Task, expect_state: TaskState, expect_attempt: int) -> bool:
+        state, attempt, worker_id, created_at, updated_at, doc = _task_columns(task)
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE tasks SET state = ?, attempt = ?, worker_id = ?, created_at = ?,"
+                " updated_at = ?, doc = ? WHERE id = ? AND state = ? AND attempt = ?",
+                (
+                    state,
+                    attempt,
+                    worker_id,
+                    created_at,
+                    updated_at,
+                    doc,
+                    task.id,
+                    TaskState(expect_state).value,
+                    int(expect_attempt),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def count_tasks_by_state(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in TaskState}
+        with self._read() as c:
+            # GROUP BY state walks idx_tasks_state only; the task documents stay on disk.
+            for state, n in c.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
+                counts[state] = int(n)
+        return counts
+
+    # -- results ----------------------------------------------------------------
+    def put_result(self, result: Result) -> None:
+        doc = result.to_dict()
+        doc["log_tail"] = cut_log_tail(result.log_tail)
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO results (task_id, attempt, doc) VALUES (?, ?, ?)"
+                " ON CONFLICT(task_id, attempt) DO UPDATE SET doc = excluded.doc",
+                (result.task_id, int(result.attempt), _dumps(doc)),
+            )
+
+    def get_results(self, task_id: str) -> list[Result]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT doc FROM results WHERE task_id = ? ORDER BY attempt", (task_id,)
+            ).fetchall()
+        return [Result.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- decisions --------------------------------------------------------------
+    def add_decision(self, decision: DecisionRecord) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO decisions (task_id, decided_at, doc) VALUES (?, ?, ?)",
+                (decision.task_id, float(decision.decided_at), _dumps(decision.to_dict())),
+            )
+
+    def list_decisions(self, task_id: str, limit: int = 20) -> list[DecisionRecord]:
+        sql = "SELECT doc FROM decisions WHERE task_id = ? ORDER BY decided_at DESC, id DESC"
+        params: list[Any] = [task_id]
+        if limit > 0:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as c:
+            rows = c.execute(sql, params).fetchall()
+        return [DecisionRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def iter_decisions(self, since: float = 0.0, limit: int = 0) -> list[DecisionRecord]:
+        sql = "SELECT doc FROM decisions WHERE decided_at >= ? ORDER BY decided_at, id"
+        params: list[Any] = [float(since)]
+        if limit > 0:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as c:
+            rows = c.execute(sql, params).fetchall()
+        return [DecisionRecord.from_dict(json.loads(r[0])) for r in rows]
+
+
+def list_tasks_query(
+    states: Iterable[TaskState] | None, worker_id: str | None, limit: int
+) -> tuple[str, list[Any]] | None:
+    """SQL and parameters for list_tasks, newest first; None when no state can match.
+    Separate so a test can check the plan uses the state index."""
+    where: list[str] = []
+    params: list[Any] = []
+    if states is not None:
+        values = sorted({TaskState(s).value for s in states})
+        if not values:
+            return None
+        where.append(f"state IN ({','.join('?' * len(values))})")
+        params.extend(values)
+    if worker_id is not None:
+        where.append("worker_id = ?")
+        params.append(worker_id)
+    sql = "SELECT doc FROM tasks"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC"
+    if limit > 0:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
+
+
+def _task_columns(task: Task) -> tuple[str, int, str, float, float, str]:
+    """The indexed columns mirror fields of `doc`; both are always written together."""
+    return (
+        TaskState(task.state).value,
+        int(task.attempt),
+        task.worker_id,
+        float(task.created_at),
+        float(task.updated_at),
+        _dumps(task.to_dict()),
+    )

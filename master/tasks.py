@@ -1,0 +1,407 @@
+"""Task lifecycle: the queue, placement commits, worker reports, requeues and cancels.
+
+Every transition is a conditional write to the store (state and attempt checked)
+made *before* anyone is told about it. The in-memory index holds only non-terminal
+tasks, so a restart on a store with 100,000 finished tasks loads just the live ones.
+
+    PENDING -> PLACED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
+       ^         |          |
+       +---------+----------+   worker lost, refused dispatch, or retryable failure
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cloudai.errors import Conflict, NotFound, StoreError
+from cloudai.model import (
+    Attempt,
+    DecisionRecord,
+    Reason,
+    Resources,
+    Result,
+    Task,
+    TaskSpec,
+    TaskState,
+    new_task_id,
+)
+
+from .registry import WorkerRegistry
+from .store.base import Store, cut_log_tail
+
+# Failures that no retry can fix: fail at once.
+HOPELESS = frozenset({Reason.IMAGE_NOT_FOUND, Reason.INVALID_SPEC})
+RETRY_BASE_S = 1.0
+RETRY_CAP_S = 60.0
+
+
+@dataclass(slots=True)
+class Report:
+    worker_id: str
+    task_id: str
+    attempt: int
+    state: TaskState
+    exit_code: int | None = None
+    reason: str = ""
+    message: str = ""
+    log_tail: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+def _copy(task: Task) -> Task:
+    return Task.from_dict(task.to_dict())
+
+
+class TaskManager:
+    def __init__(
+        self,
+        store: Store,
+        registry: WorkerRegistry,
+        *,
+        max_worker_losses: int = 3,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._max_losses = max_worker_losses
+        self._on_change = on_change
+        self._lock = threading.RLock()
+        self._live: dict[str, Task] = {}
+        self._alloc: dict[str, Resources] = {}
+        for task in store.list_tasks(
+            states=[TaskState.PENDING, TaskState.PLACED, TaskState.RUNNING]
+        ):
+            self._index(task)
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, task_id: str) -> Task:
+        with self._lock:
+            task = self._live.get(task_id)
+            if task is not None:
+                return _copy(task)
+        task = self._store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id!r}")
+        return task
+
+    def pending(self, now: float | None = None) -> list[Task]:
+        """PENDING tasks whose retry backoff has elapsed, oldest first."""
+        now = time.time() if now is None else now
+        with self._lock:
+            ready = [
+                t
+                for t in self._live.values()
+                if t.state == TaskState.PENDING and t.queued_at <= now
+            ]
+        return sorted(ready, key=lambda t: (t.queued_at, t.created_at))
+
+    def next_wakeup(self) -> float | None:
+        """Earliest future queued_at among backed-off tasks (for the scheduler's timer)."""
+        now = time.time()
+        with self._lock:
+            times = [
+                t.queued_at
+                for t in self._live.values()
+                if t.state == TaskState.PENDING and t.queued_at > now
+            ]
+        return min(times) if times else None
+
+    def allocated(self, worker_id: str) -> Resources:
+        with self._lock:
+            a = self._alloc.get(worker_id)
+            return Resources(a.cpu, a.memory_bytes, a.gpu) if a else Resources()
+
+    def live_on(self, worker_id: str) -> list[Task]:
+        with self._lock:
+            return [
+                _copy(t) for t in self._live.values() if t.worker_id == worker_id and t.state.active
+            ]
+
+    def is_current(self, task_id: str, attempt: int) -> bool:
+        with self._lock:
+            t = self._live.get(task_id)
+            return t is not None and t.attempt == attempt and t.state.active
+
+    # -- submit ------------------------------------------------------------------
+    def submit(self, spec: TaskSpec) -> Task:
+        now = time.time()
+        task = Task(id=new_task_id(), spec=spec, created_at=now, updated_at=now, queued_at=now)
+        with self._lock:
+            self._store.create_task(task)  # persisted before the id is returned
+            self._index(task)
+        self._on_change()
+        return _copy(task)
+
+    # -- placement -----------------------------------------------------------------
+    def commit_placement(
+        self, task_id: str, attempt: int, worker_id: str, decision: DecisionRecord | None
+    ) -> tuple[Task | None, str]:
+        """Validate and commit one placement on its own. Returns (placed task, "") or
+        (None, reason) for a stale or invalid placement; the task then stays queued."""
+        with self._lock:
+            task = self._live.get(task_id)
+            reason = self._placement_problem(task, attempt, worker_id)
+            if reason:
+                self._record(decision, committed=False, reject_reason=reason)
+                return None, reason
+            assert task is not None
+            new = _copy(task)
+            now = time.time()
+            new.state, new.attempt, new.worker_id, new.updated_at = (
+                TaskState.PLACED,
+                task.attempt + 1,
+                worker_id,
+                now,
+            )
+            new.attempts.append(Attempt(number=new.attempt, worker_id=worker_id, placed_at=now))
+            self._write(new, task)
+            if decision is not None:
+                decision.attempt = new.attempt
+            self._record(decision, committed=True)
+            return _copy(new), ""
+
+    def _placement_problem(self, task: Task | None, attempt: int, worker_id: str) -> str:
+        if task is None:
+            return "task is not pending (unknown or finished)"
+        if task.state != TaskState.PENDING:
+            return f"task is {task.state.value}, not PENDING"
+        if attempt != task.attempt:
+            return f"stale placement: task is at attempt {task.attempt}, placement names {attempt}"
+        entry = self._registry.get(worker_id)
+        if entry is None or not entry.registered:
+            return f"worker {worker_id!r} is not registered"
+        if not entry.healthy:
+            return f"worker {worker_id!r} is {entry.record.health.value.lower()}"
+        if task.spec.pinned_worker and task.spec.pinned_worker != worker_id:
+            return f"task is pinned to {task.spec.pinned_worker!r}"
+        for key, value in task.spec.selector.items():
+            if entry.record.labels.get(key) != value:
+                return f"worker {worker_id!r} lacks label {key}={value}"
+        free = entry.record.capacity - self._alloc.get(worker_id, Resources())
+        if not task.spec.resources.fits_in(free):
+            need = _fmt(task.spec.resources)
+            return f"task does not fit worker {worker_id!r} (free {_fmt(free)}, needs {need})"
+        return ""
+
+    def record_unplaced(self, decision: DecisionRecord) -> None:
+        """Keep the latest reason a task could not be placed (what `explain` shows)."""
+        with self._lock:
+            if decision.task_id in self._live:
+                self._record(decision, committed=False, reject_reason="unplaced")
+
+    def dispatch_failed(self, task_id: str, attempt: int, message: str) -> None:
+        """The worker refused or could not be reached: back to the queue (no retry spent)."""
+        with self._lock:
+            task = self._live.get(task_id)
+            if task is None or task.attempt != attempt or task.state != TaskState.PLACED:
+                return
+            new = _copy(task)
+            self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_REJECTED, message)
+            self._requeue(new, delay=0.5, avoid=task.worker_id)
+            self._write(new, task)
+        self._on_change()
+
+    # -- worker reports ------------------------------------------------------------
+    def report(self, r: Report) -> tuple[bool, str]:
+        """Apply a worker's report. (accepted, message); a stale attempt is refused."""
+        with self._lock:
+            task = self._live.get(r.task_id)
+            if task is None:
+                return self._report_on_finished(r)
+            if r.attempt != task.attempt:
+                return False, f"attempt {r.attempt} is superseded by attempt {task.attempt}"
+            if task.worker_id != r.worker_id:
+                return False, f"task {r.task_id} attempt {r.attempt} is not held by {r.worker_id}"
+            if r.state == TaskState.RUNNING:
+                return self._mark_running(task, r)
+            if not r.state.terminal:
+                return False, f"cannot report state {r.state.value}"
+            self._finish(task, r)
+        self._on_change()
+        return True, "recorded"
+
+    def _report_on_finished(self, r: Report) -> tuple[bool, str]:
+        stored = self._store.get_task(r.task_id)
+        if stored is None:
+            return False, f"unknown task {r.task_id!r}"
+        if stored.attempt == r.attempt and stored.worker_id == r.worker_id:
+            # Already terminal (e.g. cancelled, or a repeated report): keep the result, ack.
+            if r.state.terminal and not any(
+                x.attempt == r.attempt for x in self._store.get_results(r.task_id)
+            ):
+                self._store.put_result(self._result(r))
+            return True, f"task already {stored.state.value}"
+        return False, f"attempt {r.attempt} is superseded by attempt {stored.attempt}"
+
+    def _mark_running(self, task: Task, r: Report) -> tuple[bool, str]:
+        if task.state == TaskState.RUNNING:
+            return True, "already running"
+        new = _copy(task)
+        new.state, new.updated_at = TaskState.RUNNING, time.time()
+        if new.current:
+            new.current.state = TaskState.RUNNING
+            new.current.started_at = r.started_at or time.time()
+        self._write(new, task)
+        return True, "recorded"
+
+    def _finish(self, task: Task, r: Report) -> None:
+        self._store.put_result(self._result(r))
+        new = _copy(task)
+        new.exit_code = r.exit_code
+        self._end_attempt(new, r.state, r.exit_code, r.reason, r.message, r)
+        if self._should_retry(new, r):
+            new.retries_used += 1
+            if r.reason == Reason.OOM_KILLED:
+                self._grow_memory(new)
+            self._requeue(new, delay=_backoff(new.retries_used))
+        else:
+            new.state, new.reason, new.message = r.state, r.reason, r.message
+        self._write(new, task)
+
+    def _should_retry(self, task: Task, r: Report) -> bool:
+        if r.state not in (TaskState.FAILED,) or r.reason in HOPELESS:
+            return False
+        return task.retries_used < task.spec.max_retries
+
+    def _grow_memory(self, task: Task) -> None:
+        """After an OOM kill, ask for twice the memory, up to the largest worker."""
+        largest = max((e.record.capacity.memory_bytes for e in self._registry.all()), default=0)
+        current = task.spec.resources.memory_bytes or 256 * 1024**2
+        task.spec.resources.memory_bytes = min(current * 2, largest) if largest else current * 2
+
+    # -- worker loss, cancel -------------------------------------------------------
+    def worker_lost(self, worker_id: str) -> list[str]:
+        """Requeue the PLACED and RUNNING tasks of a lost worker; quarantine poison tasks."""
+        moved = []
+        with self._lock:
+            for task in [
+                t for t in self._live.values() if t.worker_id == worker_id and t.state.active
+            ]:
+                new = _copy(task)
+                msg = f"worker {worker_id} lost (missed heartbeats)"
+                self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_LOST, msg)
+                new.worker_losses += 1
+                if new.worker_losses >= self._max_losses:
+                    new.state, new.reason = TaskState.FAILED, Reason.POISON
+                    new.message = f"quarantined: {new.worker_losses} workers lost while running it"
+                else:
+                    self._requeue(new, delay=0.0, avoid=worker_id)
+                self._write(new, task)
+                moved.append(task.id)
+        if moved:
+            self._on_change()
+        return moved
+
+    def cancel(self, task_id: str) -> tuple[Task, str]:
+        """Cancel a queued or running task. Returns (task, worker_id to kill or "")."""
+        with self._lock:
+            task = self._live.get(task_id)
+            if task is None:
+                stored = self._store.get_task(task_id)
+                if stored is None:
+                    raise NotFound(f"no task {task_id!r}")
+                raise Conflict(f"task {task_id} is already {stored.state.value}")
+            new = _copy(task)
+            worker = task.worker_id if task.state.active else ""
+            if new.current and task.state.active:
+                self._end_attempt(
+                    new, TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled by user"
+                )
+            new.state, new.reason, new.message = (
+                TaskState.CANCELLED,
+                Reason.CANCELLED,
+                "cancelled by user",
+            )
+            self._write(new, task)
+        self._on_change()
+        return _copy(new), worker
+
+    # -- internals -------------------------------------------------------------
+    def _end_attempt(
+        self,
+        task: Task,
+        state: TaskState,
+        exit_code: int | None,
+        reason: str,
+        message: str,
+        r: Report | None = None,
+    ) -> None:
+        cur = task.current
+        if cur is None:
+            return
+        cur.state, cur.exit_code, cur.reason, cur.message = state, exit_code, str(reason), message
+        cur.finished_at = r.finished_at if r and r.finished_at else time.time()
+        if r is not None:
+            cur.started_at = r.started_at or cur.started_at
+            cur.peak_memory_bytes = r.peak_memory_bytes
+
+    def _requeue(self, task: Task, *, delay: float, avoid: str = "") -> None:
+        now = time.time()
+        task.state, task.worker_id, task.updated_at = TaskState.PENDING, "", now
+        task.queued_at = now + delay
+        if avoid and avoid not in task.avoid_workers:
+            task.avoid_workers = [*task.avoid_workers, avoid][-8:]
+
+    def _write(self, new: Task, old: Task) -> None:
+        new.updated_at = time.time()
+        if not self._store.update_task(new, old.state, old.attempt):
+            raise StoreError(f"task {new.id} changed underneath the master")
+        self._unindex(old)
+        self._index(new)
+
+    def _index(self, task: Task) -> None:
+        if task.state.terminal:
+            self._live.pop(task.id, None)
+            return
+        self._live[task.id] = task
+        if task.state.active and task.worker_id:
+            self._alloc[task.worker_id] = (
+                self._alloc.get(task.worker_id, Resources()) + task.spec.resources
+            )
+
+    def _unindex(self, task: Task) -> None:
+        self._live.pop(task.id, None)
+        if task.state.active and task.worker_id:
+            self._alloc[task.worker_id] = (
+                self._alloc.get(task.worker_id, Resources()) - task.spec.resources
+            )
+
+    def _record(
+        self, decision: DecisionRecord | None, *, committed: bool, reject_reason: str = ""
+    ) -> None:
+        if decision is None:
+            return
+        decision.committed, decision.reject_reason = committed, reject_reason
+        self._store.add_decision(decision)
+
+    @staticmethod
+    def _result(r: Report) -> Result:
+        return Result(
+            task_id=r.task_id,
+            attempt=r.attempt,
+            state=r.state,
+            exit_code=r.exit_code,
+            reason=r.reason,
+            message=r.message,
+            log_tail=cut_log_tail(r.log_tail),
+            started_at=r.started_at,
+            finished_at=r.finished_at,
+            peak_memory_bytes=r.peak_memory_bytes,
+            worker_id=r.worker_id,
+        )
+
+
+def _backoff(retries_used: int) -> float:
+    """Exponential backoff with full jitter in its upper half."""
+    base = min(RETRY_BASE_S * 2 ** (retries_used - 1), RETRY_CAP_S)
+    return base * (0.5 + random.random() / 2)
+
+
+def _fmt(r: Resources) -> str:
+    return f"cpu={r.cpu:g}, mem={r.memory_bytes / 1024**2:.0f}MiB, gpu={r.gpu:g}"

@@ -1,0 +1,1 @@
+"""The CloudAI worker: registers, heartbeats, runs tasks as Docker containers."""

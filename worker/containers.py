@@ -1,0 +1,121 @@
+"""How CloudAI lays out its containers: names, labels, limits and log buffers.
+
+Every container a worker creates carries the labels below, so a restarted worker
+can find its own containers again (`cloudai.worker_id`) and tell which attempt
+each one runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import requests
+from docker.errors import DockerException
+from docker.types import DeviceRequest, LogConfig
+
+from cloudai.model import TaskSpec
+
+# Everything the engine or its HTTP transport may raise, translated at the boundary.
+DOCKER_ERRORS = (DockerException, requests.exceptions.RequestException, OSError)
+
+LABEL_MANAGED = "cloudai.managed"
+LABEL_TASK = "cloudai.task_id"
+LABEL_ATTEMPT = "cloudai.attempt"
+LABEL_WORKER = "cloudai.worker_id"
+# Lets a restarted worker keep enforcing the timeout of a container it re-adopts.
+LABEL_TIMEOUT = "cloudai.timeout_s"
+
+# Docker's json-file logs grow without bound by default; a chatty task must not
+# fill the worker's disk.
+_LOG_CONFIG = LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"})
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+class Limits(NamedTuple):
+    memory_bytes: int
+    nano_cpus: int
+    pids: int
+
+
+class Managed(NamedTuple):
+    """A container this worker created: which attempt it runs and its Docker status."""
+
+    task_id: str
+    attempt: int
+    status: str
+
+
+def container_name(task_id: str, attempt: int) -> str:
+    return f"cloudai-{_NAME_UNSAFE.sub('_', task_id)}-a{attempt}"
+
+
+def labels(task_id: str, attempt: int, worker_id: str, timeout_s: float) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_TASK: task_id,
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_WORKER: worker_id,
+        LABEL_TIMEOUT: f"{timeout_s:g}",
+    }
+
+
+def managed_filter(worker_id: str) -> dict[str, list[str]]:
+    return {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_WORKER}={worker_id}"]}
+
+
+def limits_for(
+    spec: TaskSpec, *, default_memory: int, default_cpu: float, pids_limit: int
+) -> Limits:
+    """Every container gets a memory, CPU and PID limit, even when the task asked for
+    none: an unlimited container can take the whole machine down (fork bombs too)."""
+    memory = spec.resources.memory_bytes or default_memory
+    cpu = spec.resources.cpu or default_cpu
+    # Docker refuses a CPU limit above the host's core count; advertised capacity may
+    # be overridden upwards, so clamp here rather than fail the task.
+    cpu = min(cpu, float(os.cpu_count() or 1))
+    return Limits(memory_bytes=int(memory), nano_cpus=int(cpu * 1e9), pids=pids_limit)
+
+
+def create_kwargs(
+    spec: TaskSpec, name: str, container_labels: dict[str, str], limits: Limits
+) -> dict[str, Any]:
+    """Arguments for `containers.create`, with the security defaults every task gets."""
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "command": list(spec.command) or None,
+        "name": name,
+        "labels": container_labels,
+        "environment": dict(spec.env),
+        "detach": True,
+        "mem_limit": limits.memory_bytes,
+        # Equal to the memory limit: no swap, so an over-limit task is OOM-killed
+        # promptly instead of thrashing.
+        "memswap_limit": limits.memory_bytes,
+        "nano_cpus": limits.nano_cpus,
+        "pids_limit": limits.pids,
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "network_mode": "bridge",
+        "log_config": _LOG_CONFIG,
+    }
+    if spec.resources.gpu > 0:
+        count = max(1, int(spec.resources.gpu + 0.999))
+        kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+    return kwargs
+
+
+def parse_docker_time(value: str | None) -> float:
+    """Docker's RFC 3339 times carry nanoseconds, which datetime does not take;
+    the zero time '0001-01-01T00:00:00Z' (never started) maps to 0.0."""
+    if not value or value.startswith("0001-"):
+        return 0.0
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", value)
+    if not m:
+        return 0.0
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    stamp = datetime.fromisoformat(m.group(1) + zone).timestamp()
+    return stamp + float("0." + (m.group(2) or "0"))

@@ -1,0 +1,419 @@
+"""Runs task attempts as Docker containers through the docker SDK.
+
+This is the boundary where Docker's exceptions end: `run()` and `adopt()` always
+return an Outcome, and an engine that is down or answers with an error becomes
+FAILED/docker_error with a one-line message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.models.containers import Container
+
+from cloudai.config import WorkerSettings
+from cloudai.errors import Conflict
+from cloudai.errors import NotFound as CloudNotFound
+from cloudai.model import Reason, TaskSpec, TaskState
+from cloudai.worker import containers as ct
+from cloudai.worker.containers import DOCKER_ERRORS
+from cloudai.worker.images import ImageList, ensure_image
+from cloudai.worker.logs import LogStream, collect_tail, last_lines
+from cloudai.worker.outcome import (
+    Outcome,
+    docker_error_outcome,
+    finished_outcome,
+    start_failure_message,
+)
+
+# Called once the container runs: (started_at, container_id).
+OnRunning = Callable[[float, str], None]
+
+
+@dataclass(slots=True, eq=False)
+class _Active:
+    task_id: str
+    attempt: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    container: Container | None = None
+
+
+class _Waiter:
+    """Blocks on `container.wait()` in its own thread, so the supervising loop can
+    enforce timeouts and cancellation while it waits."""
+
+    def __init__(self, container: Container) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        threading.Thread(target=self._wait, args=(container,), daemon=True).start()
+
+    def _wait(self, container: Container) -> None:
+        try:
+            container.wait()
+        except BaseException as err:  # handed to the supervising thread
+            self.error = err
+        finally:
+            self.done.set()
+
+
+class DockerExecutor:
+    """One per worker. Thread-safe: the node runs each attempt in its own thread."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        client_factory: Callable[[], docker.DockerClient] | None = None,
+        stats_interval: float = 1.0,
+        poll_interval: float = 0.2,
+        keep_tails: int = 64,
+    ) -> None:
+        self.worker_id = settings.id
+        self._settings = settings
+        self._factory = client_factory or (lambda: docker.from_env(max_pool_size=64))
+        self._client_obj: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+        self._active: dict[tuple[str, int], _Active] = {}
+        self._tails: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._keep_tails = keep_tails
+        self.stats_interval = stats_interval
+        self.poll_interval = poll_interval
+        self._images = ImageList()
+
+    # ---- public API --------------------------------------------------------
+
+    def run(
+        self, task_id: str, attempt: int, spec: TaskSpec, on_running: OnRunning | None = None
+    ) -> Outcome:
+        """Pull if needed, create, start, wait, collect logs, remove. Blocking.
+        Raises only Conflict, when the same attempt is already running here (a bug
+        in the caller); every Docker failure is an Outcome."""
+        active = self._register(task_id, attempt)
+        try:
+            return self._run(active, spec, on_running)
+        except DOCKER_ERRORS as err:
+            return docker_error_outcome(err, time.time())
+        finally:
+            self._unregister(active)
+
+    def adopt(self, task_id: str, attempt: int) -> Outcome:
+        """Supervise a container left by an earlier worker process to its end."""
+        active = self._register(task_id, attempt)
+        try:
+            return self._adopt(active)
+        except NotFound:
+            return Outcome(
+                TaskState.FAILED, None, Reason.WORKER_LOST, "container vanished on worker restart"
+            )
+        except DOCKER_ERRORS as err:
+            return docker_error_outcome(err, time.time())
+        finally:
+            self._unregister(active)
+
+    def cancel(self, task_id: str, attempt: int = 0) -> bool:
+        """Kill the attempt's container (attempt 0: every attempt of the task). The
+        supervising run() then ends CANCELLED. Returns whether anything was found."""
+        with self._lock:
+            targets = [
+                a
+                for (tid, num), a in self._active.items()
+                if tid == task_id and (attempt <= 0 or num == attempt)
+            ]
+            for active in targets:
+                active.cancel.set()
+        for active in targets:
+            if active.container is not None:
+                self._kill_quietly(active.container)
+        if targets or attempt <= 0:
+            return bool(targets)
+        return self._remove_orphan(ct.container_name(task_id, attempt))
+
+    def active(self) -> list[tuple[str, int]]:
+        """Attempts being run or supervised now (including those still pulling)."""
+        with self._lock:
+            return sorted(self._active)
+
+    def is_active(self, task_id: str, attempt: int) -> bool:
+        with self._lock:
+            return (task_id, attempt) in self._active
+
+    def logs(
+        self, task_id: str, attempt: int = 0, follow: bool = False, tail: int = 0
+    ) -> LogStream:
+        """Live logs while the container exists; afterwards the tail kept in memory.
+        attempt 0 means the latest attempt this worker knows. Raises NotFound."""
+        if attempt <= 0:
+            attempt = self._latest_attempt(task_id)
+        try:
+            container = self._client().containers.get(ct.container_name(task_id, attempt))
+            stream = container.logs(
+                stdout=True, stderr=True, stream=True, follow=follow, tail=tail or "all"
+            )
+            return LogStream(stream, closer=getattr(stream, "close", None))
+        except DOCKER_ERRORS:
+            pass  # gone already, or the engine is down: fall back to what we kept
+        with self._lock:
+            text = self._tails.get((task_id, attempt))
+        if text is None:
+            raise CloudNotFound(f"no logs for task {task_id} attempt {attempt} on this worker")
+        return LogStream(text=last_lines(text, tail))
+
+    def list_managed(self) -> list[ct.Managed]:
+        """Containers this worker created and that still exist ([] if Docker is down)."""
+        try:
+            found = self._client().containers.list(
+                all=True, filters=ct.managed_filter(self.worker_id)
+            )
+        except DOCKER_ERRORS:
+            return []
+        out: list[ct.Managed] = []
+        for container in found:
+            try:
+                attempt = int(container.labels.get(ct.LABEL_ATTEMPT, ""))
+            except ValueError:
+                continue
+            task_id = container.labels.get(ct.LABEL_TASK, "")
+            out.append(ct.Managed(task_id, attempt, container.status))
+        return out
+
+    def cached_images(self, limit: int = 200) -> list[str]:
+        """Local image tags, for heartbeats ([] if Docker is down)."""
+        try:
+            client = self._client()
+        except DOCKER_ERRORS:
+            return []
+        return self._images.tags(client, limit)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client_obj = self._client_obj, None
+        if client is not None:
+            client.close()
+
+    # ---- one attempt -------------------------------------------------------
+
+    def _run(self, active: _Active, spec: TaskSpec, on_running: OnRunning | None) -> Outcome:
+        client = self._client()
+        failed_pull = ensure_image(client, spec.image, spec.always_pull)
+        if failed_pull is not None:
+            return failed_pull
+        self._images.invalidate()  # advertise a freshly pulled image soon
+        if active.cancel.is_set():
+            return Outcome(TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled before start")
+        limits = ct.limits_for(
+            spec,
+            default_memory=self._settings.default_memory,
+            default_cpu=self._settings.default_cpu,
+            pids_limit=self._settings.pids_limit,
+        )
+        container = self._create(client, active, spec, limits)
+        try:
+            return self._start(active, container, spec.timeout_s, limits, on_running)
+        finally:
+            self._remove(container)
+
+    def _create(
+        self, client: docker.DockerClient, active: _Active, spec: TaskSpec, limits: ct.Limits
+    ) -> Container:
+        name = ct.container_name(active.task_id, active.attempt)
+        self._remove_orphan(name)
+        labels = ct.labels(active.task_id, active.attempt, self.worker_id, spec.timeout_s)
+        container = client.containers.create(**ct.create_kwargs(spec, name, labels, limits))
+        with self._lock:
+            active.container = container
+        return container
+
+    def _start(
+        self,
+        active: _Active,
+        container: Container,
+        timeout_s: float,
+        limits: ct.Limits,
+        on_running: OnRunning | None,
+    ) -> Outcome:
+        # Checked after the container is published in _create: a cancel from now on
+        # either sees the container or is caught here or in the wait loop.
+        if active.cancel.is_set():
+            return Outcome(TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled before start")
+        try:
+            container.start()
+        except APIError as err:
+            return self._start_failed(container, err)
+        started_at = time.time()
+        if on_running is not None:
+            try:
+                on_running(started_at, container.id or "")
+            except Exception as err:  # a reporting bug must not kill the task
+                print(f"[{self.worker_id}] on_running callback failed: {err!r}", flush=True)
+        return self._supervise(active, container, started_at, timeout_s, limits.memory_bytes)
+
+    def _start_failed(self, container: Container, err: APIError) -> Outcome:
+        """`docker run` exits 126/127 when the command cannot be executed: that is the
+        task's own failure. Anything else at start is the engine's."""
+        container.reload()
+        code = int(container.attrs.get("State", {}).get("ExitCode", 0))
+        if code in (126, 127):
+            message = start_failure_message(err.explanation or str(err))
+            return Outcome(
+                TaskState.FAILED, code, Reason.NONZERO_EXIT, message, finished_at=time.time()
+            )
+        return docker_error_outcome(err, time.time())
+
+    def _adopt(self, active: _Active) -> Outcome:
+        name = ct.container_name(active.task_id, active.attempt)
+        container = self._client().containers.get(name)
+        with self._lock:
+            active.container = container
+        try:
+            if container.status == "created":  # the old worker died between create and start
+                return Outcome(
+                    TaskState.FAILED, None, Reason.WORKER_LOST, "worker restarted before start"
+                )
+            state = container.attrs.get("State", {})
+            started_at = ct.parse_docker_time(state.get("StartedAt")) or time.time()
+            try:
+                timeout_s = float(container.labels.get(ct.LABEL_TIMEOUT, "0"))
+            except ValueError:
+                timeout_s = 0.0
+            memory = int(container.attrs.get("HostConfig", {}).get("Memory") or 0)
+            return self._supervise(active, container, started_at, timeout_s, memory)
+        finally:
+            self._remove(container)
+
+    def _supervise(
+        self,
+        active: _Active,
+        container: Container,
+        started_at: float,
+        timeout_s: float,
+        memory_limit: int,
+    ) -> Outcome:
+        peak = [0]
+        killed_for = self._wait(active, container, started_at, timeout_s, peak)
+        finished_at = time.time()
+        container.reload()
+        state = container.attrs.get("State", {})
+        outcome = finished_outcome(
+            state, killed_for=killed_for, timeout_s=timeout_s, memory_limit=memory_limit
+        )
+        if outcome.reason == Reason.OOM_KILLED:
+            peak[0] = max(peak[0], memory_limit)  # it reached the limit, by definition
+        outcome.log_tail = self._collect_logs(active, container)
+        outcome.started_at, outcome.finished_at = started_at, finished_at
+        outcome.peak_memory_bytes = peak[0]
+        outcome.container_id = container.id or ""
+        return outcome
+
+    def _wait(
+        self,
+        active: _Active,
+        container: Container,
+        started_at: float,
+        timeout_s: float,
+        peak: list[int],
+    ) -> str | None:
+        """Wait for the container to exit; kill it on timeout or cancel. Returns the
+        reason we killed it (Reason.TIMEOUT / Reason.CANCELLED) or None."""
+        waiter = _Waiter(container)
+        deadline = started_at + timeout_s if timeout_s > 0 else None
+        killed_for: str | None = None
+        next_sample = time.monotonic()
+        while True:
+            pause = self.poll_interval
+            if deadline is not None and killed_for is None:
+                pause = max(0.0, min(pause, deadline - time.time()))
+            if waiter.done.wait(pause):
+                break
+            if killed_for is None:
+                if active.cancel.is_set():
+                    killed_for = Reason.CANCELLED
+                elif deadline is not None and time.time() >= deadline:
+                    killed_for = Reason.TIMEOUT
+                if killed_for is not None:
+                    self._kill_quietly(container)
+            if time.monotonic() >= next_sample:
+                peak[0] = max(peak[0], _memory_usage(container))
+                next_sample = time.monotonic() + self.stats_interval
+        if waiter.error is not None:
+            raise waiter.error
+        if killed_for is None and active.cancel.is_set():
+            killed_for = Reason.CANCELLED  # killed by cancel() before the loop noticed
+        return killed_for
+
+    def _collect_logs(self, active: _Active, container: Container) -> str:
+        """Kept in memory too, so `logs()` still answers after the container is gone."""
+        text = collect_tail(container)
+        key = (active.task_id, active.attempt)
+        with self._lock:
+            self._tails[key] = text
+            self._tails.move_to_end(key)
+            while len(self._tails) > self._keep_tails:
+                self._tails.popitem(last=False)
+        return text
+
+    # ---- helpers -----------------------------------------------------------
+
+    def _client(self) -> docker.DockerClient:
+        """Created lazily and again after a failure, so a worker started before the
+        engine (or across an engine restart) recovers on its own."""
+        with self._lock:
+            if self._client_obj is None:
+                self._client_obj = self._factory()
+            return self._client_obj
+
+    def _register(self, task_id: str, attempt: int) -> _Active:
+        with self._lock:
+            if (task_id, attempt) in self._active:
+                raise Conflict(f"task {task_id} attempt {attempt} is already running here")
+            active = self._active[(task_id, attempt)] = _Active(task_id, attempt)
+            return active
+
+    def _unregister(self, active: _Active) -> None:
+        with self._lock:
+            if self._active.get((active.task_id, active.attempt)) is active:
+                del self._active[(active.task_id, active.attempt)]
+
+    def _latest_attempt(self, task_id: str) -> int:
+        with self._lock:
+            known = [num for tid, num in [*self._active, *self._tails] if tid == task_id]
+        if not known:
+            raise CloudNotFound(f"task {task_id} has no attempt on this worker")
+        return max(known)
+
+    def _kill_quietly(self, container: Container) -> None:
+        # Not running (yet or any more) is fine: the wait loop re-checks the flag.
+        with contextlib.suppress(*DOCKER_ERRORS):
+            container.kill()
+
+    def _remove(self, container: Container) -> None:
+        # Already gone is fine; a real leftover is found again by list_managed().
+        with contextlib.suppress(*DOCKER_ERRORS):
+            container.remove(force=True)
+
+    def _remove_orphan(self, name: str) -> bool:
+        """Remove a container of that name that nobody supervises (a dead earlier
+        run of the same attempt); its name would block the new one."""
+        try:
+            old = self._client().containers.get(name)
+            old.remove(force=True)
+        except DOCKER_ERRORS:
+            return False
+        print(f"[{self.worker_id}] removed leftover container {name}", flush=True)
+        return True
+
+
+def _memory_usage(container: Container) -> int:
+    """Peak memory so far, best effort: cgroup v1 reports max_usage, v2 only usage."""
+    try:
+        stats = container.stats(stream=False, one_shot=True)
+    except (*DOCKER_ERRORS, ValueError):
+        return 0
+    mem = stats.get("memory_stats") or {}
+    return int(max(mem.get("max_usage", 0) or 0, mem.get("usage", 0) or 0))

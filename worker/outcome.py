@@ -1,0 +1,119 @@
+"""How one attempt ended, and the pure rules that map Docker's answers to it.
+
+Kept free of I/O so the mapping (which reason, which message) is testable without
+an engine: the executor gathers facts, these functions name the outcome.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cloudai.model import Reason, TaskState
+from cloudai.validation import format_size
+
+MAX_MESSAGE_CHARS = 300
+
+# Registry answers that mean "this image does not exist (for you)", as opposed to
+# "the registry could not be asked" (network, TLS, daemon trouble).
+_NOT_FOUND_MARKERS = (
+    "not found",
+    "manifest unknown",
+    "pull access denied",
+    "repository does not exist",
+    "name unknown",
+    "no such image",
+)
+_NETWORK_MARKERS = ("dial tcp", "lookup ", "i/o timeout", "tls:", "connection refused")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one attempt. `exit_code` is None when no process ever ran."""
+
+    state: TaskState
+    exit_code: int | None
+    reason: str
+    message: str = ""
+    log_tail: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    peak_memory_bytes: int = 0
+    container_id: str = ""
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _network_cause(text: str) -> str:
+    """'Get "https://r/v2/": dial tcp: lookup r on 1.1.1.1:53: no such host'
+    -> 'registry unreachable (no such host)'."""
+    last = text.rstrip().rsplit(": ", 1)[-1]
+    return f"registry unreachable ({one_line(last, 80)})"
+
+
+def pull_outcome(image: str, error_text: str, finished_at: float) -> Outcome:
+    """Name a failed pull: missing image or unreachable registry. Both messages
+    name the image, because that is what the user has to fix or check."""
+    lowered = error_text.lower()
+    if any(m in lowered for m in _NETWORK_MARKERS):
+        cause, reason = _network_cause(error_text), Reason.PULL_FAILED
+    elif any(m in lowered for m in _NOT_FOUND_MARKERS):
+        cause, reason = one_line(error_text), Reason.IMAGE_NOT_FOUND
+    else:
+        cause, reason = one_line(error_text), Reason.PULL_FAILED
+    if reason == Reason.IMAGE_NOT_FOUND:
+        message = f"image {image} not found: {cause}"
+    else:
+        message = f"cannot pull image {image}: {cause}"
+    return Outcome(TaskState.FAILED, None, reason, one_line(message, 500), finished_at=finished_at)
+
+
+def docker_error_outcome(err: BaseException, finished_at: float) -> Outcome:
+    detail = getattr(err, "explanation", None) or str(err) or type(err).__name__
+    return Outcome(
+        TaskState.FAILED,
+        None,
+        Reason.DOCKER_ERROR,
+        f"docker: {one_line(detail)}",
+        finished_at=finished_at,
+    )
+
+
+def start_failure_message(explanation: str) -> str:
+    """runc's 'failed to create shim task: ... unable to start container process: exec:
+    "x": executable file not found in $PATH: unknown' -> the part a user can act on."""
+    text = explanation or "container failed to start"
+    m = re.search(r"unable to start container process: (.*?)(?:: unknown)?$", text)
+    return "cannot start: " + one_line(m.group(1) if m else text)
+
+
+def finished_outcome(
+    docker_state: dict,
+    *,
+    killed_for: str | None,
+    timeout_s: float,
+    memory_limit: int,
+) -> Outcome:
+    """Map a container's final State (from inspect) to an outcome. Our own kill wins
+    over what the exit code alone would say: a cancelled task is not a failure."""
+    code = int(docker_state.get("ExitCode", -1))
+    if killed_for == Reason.CANCELLED:
+        return Outcome(TaskState.CANCELLED, code, Reason.CANCELLED, "cancelled")
+    if killed_for == Reason.TIMEOUT:
+        return Outcome(
+            TaskState.TIMED_OUT, code, Reason.TIMEOUT, f"killed after the {timeout_s:g}s timeout"
+        )
+    if docker_state.get("OOMKilled"):
+        limit = format_size(memory_limit) if memory_limit else "its"
+        return Outcome(
+            TaskState.FAILED,
+            code,
+            Reason.OOM_KILLED,
+            f"out of memory: killed at the {limit} memory limit (exit {code})",
+        )
+    if code == 0:
+        return Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, "")
+    return Outcome(TaskState.FAILED, code, Reason.NONZERO_EXIT, f"exited with code {code}")

@@ -1,0 +1,87 @@
+"""The worker's gRPC surface (cloudai.v1.Worker), called by the master.
+
+Thin on purpose: it validates and translates messages, and the node does the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+import grpc
+
+from cloudai.convert import spec_from_pb
+from cloudai.errors import CloudAIError, InvalidArgument
+from cloudai.model import TaskSpec
+from cloudai.proto import common_pb2
+from cloudai.proto import master_worker_pb2 as mw
+from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.rpc import abort
+from cloudai.validation import validate_id, validate_spec
+from cloudai.worker.logs import LogStream
+
+SERVICE_NAME = "cloudai.v1.Worker"
+# Keep each streamed message small; a log tail can be 64 KiB in one piece.
+MAX_CHUNK_CHARS = 16 * 1024
+
+
+class WorkerOps(Protocol):
+    """What the servicer needs from the node."""
+
+    def assign(self, task_id: str, attempt: int, spec: TaskSpec) -> tuple[bool, str]: ...
+
+    def cancel(self, task_id: str, attempt: int, reason: str = "") -> bool: ...
+
+    def logs(self, task_id: str, attempt: int, follow: bool, tail: int) -> LogStream: ...
+
+
+def parse_assignment(request: mw.AssignTaskRequest) -> tuple[str, int, TaskSpec]:
+    """Raises InvalidArgument with a message that names the bad field."""
+    task_id = validate_id("task id", request.task_id)
+    if request.attempt < 1:
+        raise InvalidArgument(f"attempt must be >= 1, got {request.attempt}")
+    if not request.HasField("spec"):
+        raise InvalidArgument("spec is missing")
+    return task_id, request.attempt, validate_spec(spec_from_pb(request.spec))
+
+
+class WorkerServicer(mw_grpc.WorkerServicer):
+    def __init__(self, node: WorkerOps) -> None:
+        self._node = node
+
+    def AssignTask(
+        self, request: mw.AssignTaskRequest, context: grpc.ServicerContext
+    ) -> mw.AssignTaskResponse:
+        try:
+            task_id, attempt, spec = parse_assignment(request)
+        except CloudAIError as err:
+            abort(context, err)
+        accepted, message = self._node.assign(task_id, attempt, spec)
+        return mw.AssignTaskResponse(accepted=accepted, message=message)
+
+    def CancelTask(
+        self, request: mw.CancelTaskRequest, context: grpc.ServicerContext
+    ) -> mw.CancelTaskResponse:
+        if not request.task_id:
+            abort(context, InvalidArgument("task id is empty"))
+        found = self._node.cancel(request.task_id, request.attempt, request.reason)
+        message = "cancelling" if found else "no such attempt running on this worker"
+        return mw.CancelTaskResponse(found=found, message=message)
+
+    def GetTaskLogs(
+        self, request: mw.GetTaskLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.LogChunk]:
+        if not request.task_id:
+            abort(context, InvalidArgument("task id is empty"))
+        try:
+            stream = self._node.logs(
+                request.task_id, request.attempt, request.follow, max(0, request.tail_lines)
+            )
+        except CloudAIError as err:
+            abort(context, err)
+        # A followed stream blocks on Docker; end it when the caller goes away.
+        context.add_callback(stream.close)
+        for text in stream:
+            for start in range(0, len(text), MAX_CHUNK_CHARS):
+                yield common_pb2.LogChunk(data=text[start : start + MAX_CHUNK_CHARS])
+        yield common_pb2.LogChunk(data="", eof=True)
