@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent import futures
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +24,11 @@ _OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # gRPC's default reconnect backoff grows to 120 s; a worker or agent must find a
+    # restarted master within seconds.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 
@@ -60,9 +66,10 @@ def channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=_OPTIONS)
 
 
-def abort(context: grpc.ServicerContext, err: CloudAIError) -> None:
+def abort(context: grpc.ServicerContext, err: CloudAIError) -> NoReturn:
     """Leave a servicer with the error's status code and its message."""
     context.abort(err.code, str(err))
+    raise AssertionError("unreachable: context.abort raises")
 
 
 def describe_rpc_error(err: grpc.RpcError, target: str) -> str:

@@ -92,6 +92,13 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
         if revived:
             log.info("worker %s is back", request.worker_id)
             self.m.scheduler.notify()
+        orphans = self.m.tasks.reconcile(
+            request.worker_id, set(running), self.m.settings.heartbeat_timeout
+        )
+        if orphans:
+            log.warning(
+                "worker %s does not run %s: requeued", request.worker_id, ", ".join(orphans)
+            )
         return mw.HeartbeatResponse(
             known=True, stop=self._stale(request.worker_id, running), drain=entry.drain_requested
         )

@@ -298,6 +298,29 @@ class TaskManager:
             self._on_change()
         return moved
 
+    def reconcile(self, worker_id: str, running: set[tuple[str, int]], grace_s: float) -> list[str]:
+        """Requeue tasks the master believes run on `worker_id` but the worker does not
+        report (a dispatch lost in a master crash, a worker restarted without its
+        containers). Workers list an attempt until its final report is acknowledged."""
+        now = time.time()
+        orphans = []
+        with self._lock:
+            for task in [
+                t for t in self._live.values() if t.worker_id == worker_id and t.state.active
+            ]:
+                cur = task.current
+                if (task.id, task.attempt) in running or (cur and now - cur.placed_at < grace_s):
+                    continue
+                new = _copy(task)
+                msg = f"worker {worker_id} no longer runs attempt {task.attempt}"
+                self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_LOST, msg)
+                self._requeue(new, delay=0.0)
+                self._write(new, task)
+                orphans.append(task.id)
+        if orphans:
+            self._on_change()
+        return orphans
+
     def cancel(self, task_id: str) -> tuple[Task, str]:
         """Cancel a queued or running task. Returns (task, worker_id to kill or "")."""
         with self._lock:

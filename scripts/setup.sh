@@ -53,6 +53,16 @@ quietly() {
     fi
 }
 
+# Run a check once a second until it passes or the time limit (seconds) runs out.
+wait_for() {
+    local limit="$1" started=$SECONDS
+    shift
+    until "$@"; do
+        [ $((SECONDS - started)) -lt "$limit" ] || return 1
+        sleep 1
+    done
+}
+
 APT_UPDATED=0
 apt_install() {
     is_root || die "need root to install $*: run 'sudo apt-get install -y $*' and re-run"
@@ -137,15 +147,12 @@ setup_docker_engine() {
     is_root || not_root_help
     if ! have dockerd || ! have docker; then apt_install docker.io; fi
     engine_up && { say "docker: engine started by its package"; return; }
+    local started=$SECONDS
     start_dockerd
-    local i
-    for i in $(seq 60); do
-        if [ -S /var/run/docker.sock ] && engine_up; then
-            say "docker: engine is up after ${i}s"
-            return
-        fi
-        sleep 1
-    done
+    if wait_for 60 engine_up; then
+        say "docker: engine is up after $((SECONDS - started))s"
+        return
+    fi
     tail -n 20 "$DOCKERD_LOG" 2>/dev/null | sed 's/^/[setup]   | /' >&2 || true
     die "dockerd did not answer within 60 s; see $DOCKERD_LOG"
 }
@@ -209,10 +216,14 @@ setup_images() {
         base="$OFFLINE_BASE"
         build_offline_base
     fi
+    local old
+    old="$(docker image inspect -f '{{.Id}}' "$SAMPLE_IMAGE" 2>/dev/null || true)"
     say "building $SAMPLE_IMAGE on $base"
     quietly docker build --build-arg "BASE_IMAGE=$base" \
         --label "cloudai.sources-sha=$want" --label "cloudai.base-image=$base" \
         -t "$SAMPLE_IMAGE" sample_task
+    # Drop the image the new build replaced, unless a container still uses it.
+    if [ -n "$old" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
 }
 
 # --- d. Local registry on 127.0.0.1:5000 ----------------------------------------
@@ -257,12 +268,12 @@ setup_registry() {
     local cfg="$STATE_DIR/registry-config.yml"
     write_registry_config "$cfg"
     say "starting docker-registry on $REGISTRY_ADDR (log: $REGISTRY_LOG)"
+    local started=$SECONDS
     setsid nohup docker-registry serve "$cfg" >>"$REGISTRY_LOG" 2>&1 </dev/null &
-    local i
-    for i in $(seq 30); do
-        registry_up && { say "registry: up after ${i}s"; return; }
-        sleep 1
-    done
+    if wait_for 30 registry_up; then
+        say "registry: up after $((SECONDS - started))s"
+        return
+    fi
     tail -n 20 "$REGISTRY_LOG" | sed 's/^/[setup]   | /' >&2 || true
     die "docker-registry did not answer on $REGISTRY_ADDR within 30 s; see $REGISTRY_LOG"
 }
@@ -280,7 +291,7 @@ verify_registry() {
 
 # --- main -----------------------------------------------------------------------
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 main() {
     local do_python=1 do_docker=1 do_verify=0
@@ -294,7 +305,11 @@ main() {
         esac
         shift
     done
-    mkdir -p "$LOG_DIR"
+    if ! mkdir -p "$LOG_DIR" 2>/dev/null; then
+        LOG_DIR="${TMPDIR:-/tmp}"
+        SETUP_LOG="$LOG_DIR/cloudai-setup-$(id -u).log"
+        REGISTRY_LOG="$LOG_DIR/cloudai-registry-$(id -u).log"
+    fi
     local started=$SECONDS
 
     if [ "$do_python" -eq 1 ]; then setup_python; fi

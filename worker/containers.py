@@ -1,4 +1,4 @@
-"""How CloudAI lays out its containers: names, labels, limits and log buffers.
+"""How CloudAI lays out and watches its containers: names, labels, limits, waits.
 
 Every container a worker creates carries the labels below, so a restarted worker
 can find its own containers again (`cloudai.worker_id`) and tell which attempt
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import requests
 from docker.errors import DockerException
+from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
 
 from cloudai.model import TaskSpec
@@ -73,8 +75,8 @@ def limits_for(
     none: an unlimited container can take the whole machine down (fork bombs too)."""
     memory = spec.resources.memory_bytes or default_memory
     cpu = spec.resources.cpu or default_cpu
-    # Docker refuses a CPU limit above the host's core count; advertised capacity may
-    # be overridden upwards, so clamp here rather than fail the task.
+    # Docker refuses a CPU limit above the host's core count: clamp rather than fail
+    # a task that asked for more than this machine has.
     cpu = min(cpu, float(os.cpu_count() or 1))
     return Limits(memory_bytes=int(memory), nano_cpus=int(cpu * 1e9), pids=pids_limit)
 
@@ -119,3 +121,31 @@ def parse_docker_time(value: str | None) -> float:
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     stamp = datetime.fromisoformat(m.group(1) + zone).timestamp()
     return stamp + float("0." + (m.group(2) or "0"))
+
+
+class ExitWaiter:
+    """Blocks on `container.wait()` in its own thread, so the supervising loop can
+    enforce timeouts and cancellation while it waits."""
+
+    def __init__(self, container: Container) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        threading.Thread(target=self._wait, args=(container,), daemon=True).start()
+
+    def _wait(self, container: Container) -> None:
+        try:
+            container.wait()
+        except BaseException as err:  # handed to the supervising thread
+            self.error = err
+        finally:
+            self.done.set()
+
+
+def memory_usage(container: Container) -> int:
+    """Peak memory so far, best effort: cgroup v1 reports max_usage, v2 only usage."""
+    try:
+        stats = container.stats(stream=False, one_shot=True)
+    except (*DOCKER_ERRORS, ValueError):
+        return 0
+    mem = stats.get("memory_stats") or {}
+    return int(max(mem.get("max_usage", 0) or 0, mem.get("usage", 0) or 0))

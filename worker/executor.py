@@ -45,24 +45,6 @@ class _Active:
     container: Container | None = None
 
 
-class _Waiter:
-    """Blocks on `container.wait()` in its own thread, so the supervising loop can
-    enforce timeouts and cancellation while it waits."""
-
-    def __init__(self, container: Container) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        threading.Thread(target=self._wait, args=(container,), daemon=True).start()
-
-    def _wait(self, container: Container) -> None:
-        try:
-            container.wait()
-        except BaseException as err:  # handed to the supervising thread
-            self.error = err
-        finally:
-            self.done.set()
-
-
 class DockerExecutor:
     """One per worker. Thread-safe: the node runs each attempt in its own thread."""
 
@@ -71,7 +53,7 @@ class DockerExecutor:
         settings: WorkerSettings,
         *,
         client_factory: Callable[[], docker.DockerClient] | None = None,
-        stats_interval: float = 1.0,
+        stats_interval: float = 2.0,
         poll_interval: float = 0.2,
         keep_tails: int = 64,
     ) -> None:
@@ -321,7 +303,7 @@ class DockerExecutor:
     ) -> str | None:
         """Wait for the container to exit; kill it on timeout or cancel. Returns the
         reason we killed it (Reason.TIMEOUT / Reason.CANCELLED) or None."""
-        waiter = _Waiter(container)
+        waiter = ct.ExitWaiter(container)
         deadline = started_at + timeout_s if timeout_s > 0 else None
         killed_for: str | None = None
         next_sample = time.monotonic()
@@ -339,7 +321,7 @@ class DockerExecutor:
                 if killed_for is not None:
                     self._kill_quietly(container)
             if time.monotonic() >= next_sample:
-                peak[0] = max(peak[0], _memory_usage(container))
+                peak[0] = max(peak[0], ct.memory_usage(container))
                 next_sample = time.monotonic() + self.stats_interval
         if waiter.error is not None:
             raise waiter.error
@@ -407,13 +389,3 @@ class DockerExecutor:
             return False
         print(f"[{self.worker_id}] removed leftover container {name}", flush=True)
         return True
-
-
-def _memory_usage(container: Container) -> int:
-    """Peak memory so far, best effort: cgroup v1 reports max_usage, v2 only usage."""
-    try:
-        stats = container.stats(stream=False, one_shot=True)
-    except (*DOCKER_ERRORS, ValueError):
-        return 0
-    mem = stats.get("memory_stats") or {}
-    return int(max(mem.get("max_usage", 0) or 0, mem.get("usage", 0) or 0))

@@ -21,6 +21,7 @@ from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 
 OnRefused = Callable[[mw.TaskStatusReport, str], None]
+OnAnswered = Callable[[mw.TaskStatusReport, bool], None]
 
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_CAP_S = 5.0
@@ -46,6 +47,7 @@ class Reporter:
         *,
         name: str = "worker",
         on_refused: OnRefused | None = None,
+        on_answered: OnAnswered | None = None,
         backoff_initial: float = BACKOFF_INITIAL_S,
         backoff_cap: float = BACKOFF_CAP_S,
         rpc_timeout: float = RPC_TIMEOUT_S,
@@ -53,12 +55,12 @@ class Reporter:
         self._stub = mw_grpc.MasterWorkerStub(channel)
         self._name = name
         self._on_refused = on_refused
+        self._on_answered = on_answered
         self._backoff = (backoff_initial, backoff_cap)
         self._rpc_timeout = rpc_timeout
         self._queue: collections.deque[mw.TaskStatusReport] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self._in_flight = 0
         self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
         self._rng = random.Random()
 
@@ -71,16 +73,14 @@ class Reporter:
             self._cond.notify_all()
 
     def pending(self) -> int:
-        """Reports not yet answered by the master (queued or being sent)."""
+        """Reports not yet answered by the master (the one being sent included)."""
         with self._cond:
-            return len(self._queue) + self._in_flight
+            return len(self._queue)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued report was answered; False if time ran out."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._queue and not self._in_flight, timeout=timeout
-            )
+            return self._cond.wait_for(lambda: not self._queue, timeout=timeout)
 
     def stop(self, flush_timeout: float = 0.0) -> int:
         """Flush briefly, then stop retrying. Returns how many reports were left."""
@@ -99,14 +99,12 @@ class Reporter:
                 self._cond.wait_for(lambda: self._queue or self._stopping.is_set())
                 if self._stopping.is_set():
                     return
+                # The head stays queued until answered, so flush() and pending() see it.
                 report = self._queue[0]
-                self._in_flight = 1
-            answered = self._deliver(report)
-            with self._cond:
-                if answered:
+            if self._deliver(report):
+                with self._cond:
                     self._queue.popleft()
-                self._in_flight = 0
-                self._cond.notify_all()
+                    self._cond.notify_all()
 
     def _deliver(self, report: mw.TaskStatusReport) -> bool:
         """Send until the master answers; False only when stopping first."""
@@ -130,6 +128,7 @@ class Reporter:
                 continue
             if not ack.accepted:
                 self._refused(report, ack.message)
+            self._call(self._on_answered, report, ack.accepted)
             return True
         return False
 
@@ -138,11 +137,15 @@ class Reporter:
             f"[{self._name}] master refused report {_describe(report)}: {message or 'stale'}",
             flush=True,
         )
-        if self._on_refused is not None:
-            try:
-                self._on_refused(report, message)
-            except Exception as err:  # the callback must not stop deliveries
-                print(f"[{self._name}] on_refused callback failed: {err!r}", flush=True)
+        self._call(self._on_refused, report, message)
+
+    def _call(self, callback: Callable[..., None] | None, *args: object) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception as err:  # a callback must not stop deliveries
+            print(f"[{self._name}] report callback failed: {err!r}", flush=True)
 
 
 def _describe(report: mw.TaskStatusReport) -> str:

@@ -6,7 +6,7 @@ Thin on purpose: it validates and translates messages, and the node does the wor
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import grpc
 
@@ -45,6 +45,11 @@ def parse_assignment(request: mw.AssignTaskRequest) -> tuple[str, int, TaskSpec]
     return task_id, request.attempt, validate_spec(spec_from_pb(request.spec))
 
 
+def _abort(context: grpc.ServicerContext, err: CloudAIError) -> NoReturn:
+    abort(context, err)  # raises; the line below only informs type checkers
+    raise AssertionError("context.abort returned")
+
+
 class WorkerServicer(mw_grpc.WorkerServicer):
     def __init__(self, node: WorkerOps) -> None:
         self._node = node
@@ -55,7 +60,7 @@ class WorkerServicer(mw_grpc.WorkerServicer):
         try:
             task_id, attempt, spec = parse_assignment(request)
         except CloudAIError as err:
-            abort(context, err)
+            _abort(context, err)
         accepted, message = self._node.assign(task_id, attempt, spec)
         return mw.AssignTaskResponse(accepted=accepted, message=message)
 
@@ -63,7 +68,7 @@ class WorkerServicer(mw_grpc.WorkerServicer):
         self, request: mw.CancelTaskRequest, context: grpc.ServicerContext
     ) -> mw.CancelTaskResponse:
         if not request.task_id:
-            abort(context, InvalidArgument("task id is empty"))
+            _abort(context, InvalidArgument("task id is empty"))
         found = self._node.cancel(request.task_id, request.attempt, request.reason)
         message = "cancelling" if found else "no such attempt running on this worker"
         return mw.CancelTaskResponse(found=found, message=message)
@@ -72,13 +77,13 @@ class WorkerServicer(mw_grpc.WorkerServicer):
         self, request: mw.GetTaskLogsRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.LogChunk]:
         if not request.task_id:
-            abort(context, InvalidArgument("task id is empty"))
+            _abort(context, InvalidArgument("task id is empty"))
         try:
             stream = self._node.logs(
                 request.task_id, request.attempt, request.follow, max(0, request.tail_lines)
             )
         except CloudAIError as err:
-            abort(context, err)
+            _abort(context, err)
         # A followed stream blocks on Docker; end it when the caller goes away.
         context.add_callback(stream.close)
         for text in stream:

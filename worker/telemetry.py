@@ -24,8 +24,8 @@ NVIDIA_SMI_TIMEOUT_S = 2.0
 DISK_PATH = "/"
 
 
-class CapacityOverrides(Protocol):
-    """The part of WorkerSettings that overrides detected capacity (0 = detect)."""
+class CapacityCaps(Protocol):
+    """The part of WorkerSettings that caps detected capacity (0 = no cap)."""
 
     cpu: float
     memory: int
@@ -70,17 +70,16 @@ def gpu_utilisation() -> list[float]:
     return values
 
 
-def machine_capacity(overrides: CapacityOverrides | None = None) -> Resources:
-    """The resources this worker advertises. A positive override replaces the detected
-    value as given (so a test can pose as a bigger or smaller machine); the executor
-    still clamps each container's CPU limit to the real core count."""
+def machine_capacity(caps: CapacityCaps | None = None) -> Resources:
+    """The resources this worker advertises: what the machine has, lowered to any
+    positive cap in the settings (`cloudai worker --cpu 1` shares a machine)."""
     cpu = float(psutil.cpu_count(logical=True) or 1)
     memory = int(psutil.virtual_memory().total)
     gpu = float(gpu_count())
-    if overrides is not None:
-        cpu = overrides.cpu if overrides.cpu > 0 else cpu
-        memory = overrides.memory if overrides.memory > 0 else memory
-        gpu = overrides.gpu if overrides.gpu > 0 else gpu
+    if caps is not None:
+        cpu = min(cpu, caps.cpu) if caps.cpu > 0 else cpu
+        memory = min(memory, caps.memory) if caps.memory > 0 else memory
+        gpu = min(gpu, caps.gpu) if caps.gpu > 0 else gpu
     return Resources(cpu=cpu, memory_bytes=memory, gpu=gpu)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cloudai.cli.client import CliExit
 from cloudai.cli.demo import LocalCluster
 
 SAMPLE_IMAGE = "cloudai/sample-task:latest"
@@ -59,16 +60,13 @@ def registry(docker_client) -> str:
 
 
 def cli(address: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cloudai", *args, "--master", address],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    # Options go right after the subcommand: anything after `--` is the task's command.
+    cmd = [sys.executable, "-m", "cloudai", args[0], "--master", address, *args[1:]]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def cli_json(address: str, *args: str) -> object:
-    out = cli(address, *args, "--json")
+    out = cli(address, args[0], "--json", *args[1:])
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -77,9 +75,13 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> ob
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
-        last = predicate()
-        if last:
-            return last
+        try:
+            last = predicate()
+        except (CliExit, AssertionError) as err:  # not up yet
+            last = err
+        else:
+            if last:
+                return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 

@@ -195,3 +195,13 @@ def test_restart_reloads_live_tasks_and_allocation(tasks, registry, store):
     assert again.get(t.id).state == TaskState.PLACED
     assert again.allocated("w1").cpu == 1.0
     assert again.is_current(t.id, 1)
+
+
+def test_reconcile_requeues_attempts_the_worker_does_not_run(tasks, registry):
+    add_worker(registry)
+    t = place(tasks, tasks.submit(spec()).id)
+    assert tasks.reconcile("w1", set(), grace_s=60) == []  # just placed: dispatch may be in flight
+    assert tasks.reconcile("w1", {(t.id, 1)}, grace_s=0) == []  # the worker runs it
+    assert tasks.reconcile("w1", set(), grace_s=0) == [t.id]
+    again = tasks.get(t.id)
+    assert again.state == TaskState.PENDING and again.attempts[-1].reason == Reason.WORKER_LOST

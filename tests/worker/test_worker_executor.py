@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 
 import docker
 import pytest
@@ -13,11 +14,11 @@ from cloudai.errors import NotFound
 from cloudai.model import Reason, Resources, TaskSpec, TaskState
 from cloudai.worker import containers as ct
 from cloudai.worker.executor import DockerExecutor
-
-from conftest import BASE_IMAGE, new_task_id
+from tests.worker.workerkit import BASE_IMAGE, new_task_id
 
 pytestmark = pytest.mark.docker
 MiB = 1024**2
+REGISTRY = "127.0.0.1:5000"
 
 
 def spec(*command: str, **kwargs: object) -> TaskSpec:
@@ -71,6 +72,29 @@ def test_missing_image_fails_fast_naming_the_image(executor: DockerExecutor, ima
     assert "\n" not in out.message
 
 
+def test_pulls_an_image_missing_locally_from_a_registry(
+    executor: DockerExecutor, docker_client: docker.DockerClient
+) -> None:
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=2).read()
+    except OSError:
+        pytest.skip(f"no local registry on {REGISTRY}")
+    repo = f"{REGISTRY}/cloudai-wtest/pull"
+    tag = new_task_id()
+    docker_client.images.get(BASE_IMAGE).tag(repo, tag)
+    for event in docker_client.api.push(repo, tag=tag, stream=True, decode=True):
+        assert "error" not in event, event
+    docker_client.images.remove(f"{repo}:{tag}")
+    try:
+        out = executor.run(new_task_id(), 1, TaskSpec(image=f"{repo}:{tag}", command=["true"]))
+        assert (out.state, out.reason) == (TaskState.SUCCEEDED, Reason.COMPLETED)
+        assert f"{repo}:{tag}" in executor.cached_images()  # pulled, and advertised
+        missing = executor.run(new_task_id(), 1, TaskSpec(image=f"{repo}:no-such-tag"))
+        assert missing.reason == Reason.IMAGE_NOT_FOUND and f"{repo}:no-such-tag" in missing.message
+    finally:
+        docker_client.images.remove(f"{repo}:{tag}")
+
+
 def test_labels_limits_and_security_defaults(
     executor: DockerExecutor, docker_client: docker.DockerClient, settings: WorkerSettings
 ) -> None:
@@ -83,6 +107,7 @@ def test_labels_limits_and_security_defaults(
     task = spec("sleep", "0.3", resources=Resources(cpu=0.5, memory_bytes=64 * MiB))
     out = executor.run(task_id, 2, task, on_running=inspect)
     assert out.state == TaskState.SUCCEEDED
+    assert 0 < out.peak_memory_bytes < 64 * MiB
     attrs = seen["attrs"]
     labels = attrs["Config"]["Labels"]
     assert labels[ct.LABEL_TASK] == task_id and labels[ct.LABEL_ATTEMPT] == "2"

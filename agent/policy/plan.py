@@ -1,0 +1,170 @@
+"""The weighted, normalised sum of a profile's scorers for one round, computed fast.
+
+Per task the naive way calls every scorer over every worker: tens of numpy calls per
+decision, each a microsecond or more. Instead:
+
+- Linear scorers (see scorers.LinearScorer) are folded, weights and normalisation
+  included, into one (FEATURES x N) matrix per "variant" (CPU task or GPU task, as the
+  allocation scorers weigh GPUs only for GPU tasks). A task's linear total is then one
+  matrix-vector product with its feature vector.
+- A reservation changes one worker, so it changes one column: the CPU variant's column
+  is recomputed at once from the same `terms`, with Python floats; the GPU variant's
+  columns are marked stale and refreshed when the next GPU task comes.
+- Cached scorers are computed once per cache key (e.g. per image) per round.
+- Any other scorer (tetris, a learned model) is called per task, as written.
+
+The result is exactly the weighted sum of `normalise(scorer.score(...))`, which the
+tests check against the scorers' own `score` methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from operator import mul
+
+import numpy as np
+
+from .scorers import FEATURES, CachedScorer, LinearScorer, Scorer, normalise
+from .snapshot import GPU, ClusterState, TaskRequest, WorkerView
+
+_K = len(FEATURES)
+# Above this many stale columns one vectorised refresh beats per-column Python floats.
+_VECTOR_REFRESH = 8
+
+
+class ScoringPlan:
+    def __init__(self, scorers: Sequence[tuple[Scorer, float]], state: ClusterState) -> None:
+        self.state = state
+        self.linear: list[tuple[LinearScorer, float, float]] = []
+        self.cached: list[tuple[CachedScorer, float]] = []
+        self.other: list[tuple[Scorer, float]] = []
+        for s, w in scorers:
+            if isinstance(s, LinearScorer) and s.bounds is not None:
+                lo, hi = s.bounds
+                self.linear.append((s, w * 100.0 / (hi - lo), lo))
+            elif isinstance(s, CachedScorer) and s.bounds is not None:
+                self.cached.append((s, w))
+            else:
+                self.other.append((s, w))
+        scales = [sc for _, sc, _ in self.linear]
+        uniform = len(set(scales)) <= 1
+        # When every linear scorer has the same scale (same weight and range, the usual
+        # case), the scale goes into the task's features instead of into every column,
+        # and a column refresh is a plain sum of the scorers' terms.
+        self.feature_scale = scales[0] if scales and uniform else 1.0
+        self._col_scales = None if uniform else scales
+        self._offset = -sum(sc * lo for _, sc, lo in self.linear) / self.feature_scale
+        self._lin = [s for s, _, _ in self.linear]
+        self._psi: dict[bool, np.ndarray] = {}
+        self._stale_gpu: set[int] = set()
+        self._rows: dict[tuple[int, Hashable], np.ndarray] = {}
+        # GPU tasks can only land on GPU workers, so only their columns need refreshing.
+        self._has_gpu = (state.cap[GPU] > 0).tolist()
+
+    @property
+    def names(self) -> list[str]:
+        """Scorer names in the order of `explain`'s columns."""
+        groups: list[Sequence[tuple]] = [self.linear, self.cached, self.other]
+        return [entry[0].name for group in groups for entry in group]
+
+    def total(self, task: TaskRequest, phi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Weighted total per worker (a fresh array) and the normalised rows of the
+        `other` scorers, for explanations. `phi` is the task's features times
+        `feature_scale`."""
+        total = phi @ self._matrix(task.gpu > 0) if self.linear else np.zeros(len(self.state))
+        for n, (s, w) in enumerate(self.cached):
+            row = self._cached_row(n, s, task)
+            total += row if w == 1.0 else w * row
+        rows = []
+        for s, w in self.other:
+            row = normalise(s.score(task, self.state, mask), s.bounds, mask)
+            total += w * row
+            rows.append(row)
+        return total, rows
+
+    def reserved(self, j: int, view: WorkerView) -> None:
+        """Worker j's allocation changed and `view` is its new view."""
+        psi = self._psi.get(False)
+        if psi is not None:
+            psi[:, j] = self._column(view, False)
+        if self._has_gpu[j] and True in self._psi:
+            self._stale_gpu.add(j)
+
+    def cached_scores(
+        self, tasks: Sequence[TaskRequest], pair_task: np.ndarray, pair_worker: np.ndarray
+    ) -> list[np.ndarray]:
+        """Normalised cached-scorer values for pairs (tasks[pair_task[m]], pair_worker[m])."""
+        out = []
+        for n, (s, _) in enumerate(self.cached):
+            keys: dict[Hashable, int] = {}
+            rows: list[np.ndarray] = []
+            of_task = np.empty(len(tasks), np.intp)
+            for i, task in enumerate(tasks):
+                key = s.cache_key(task)
+                if key not in keys:
+                    keys[key] = len(rows)
+                    rows.append(self._cached_row(n, s, task))
+                of_task[i] = keys[key]
+            out.append(np.stack(rows)[of_task[pair_task], pair_worker])
+        return out
+
+    def linear_scores(self, phi: np.ndarray, view: np.ndarray, gpu: np.ndarray) -> list[np.ndarray]:
+        """Normalised score per linear scorer for M (task, worker) pairs: `phi` (M, K)
+        unscaled features, `view` (7, M) worker views at decision time, `gpu` (M,)."""
+        out = [np.zeros(len(gpu)) for _ in self.linear]
+        for variant in (False, True):
+            sel = np.flatnonzero(gpu == variant)
+            if sel.size == 0:
+                continue
+            v = WorkerView(*view[:, sel])
+            for n, (s, _, lo) in enumerate(self.linear):
+                coef = np.array(np.broadcast_arrays(*s.terms(v, variant), np.zeros(sel.size))[:-1])
+                raw = np.einsum("mk,km->m", phi[sel], coef)
+                hi = s.bounds[1] if s.bounds else lo + 1.0
+                out[n][sel] = np.clip((raw - lo) * (100.0 / (hi - lo)), 0.0, 100.0)
+        return out
+
+    # -- internals ---------------------------------------------------------------------
+    def _matrix(self, gpu: bool) -> np.ndarray:
+        psi = self._psi.get(gpu)
+        if psi is None:
+            psi = self._psi[gpu] = self._fold(self.state.workers_view(), gpu, len(self.state))
+            return psi
+        if gpu and self._stale_gpu:
+            stale = self._stale_gpu
+            if len(stale) > _VECTOR_REFRESH:
+                idx = np.fromiter(stale, np.intp, len(stale))
+                psi[:, idx] = self._fold(WorkerView(*self.state.view[:, idx]), True, len(idx))
+            else:
+                for j in stale:
+                    psi[:, j] = self._column(self.state.workers_view(j), True)
+            stale.clear()
+        return psi
+
+    def _fold(self, view: WorkerView, gpu: bool, n: int) -> np.ndarray:
+        psi = np.zeros((_K, n))
+        psi[0] = self._offset
+        scales = self._col_scales or [1.0] * len(self._lin)
+        for s, scale in zip(self._lin, scales, strict=True):
+            for f, coef in enumerate(s.terms(view, gpu)):
+                psi[f] += scale * np.asarray(coef)
+        return psi
+
+    def _column(self, view: WorkerView, gpu: bool) -> list[float]:
+        per_scorer = [s.terms(view, gpu) for s in self._lin]
+        if self._col_scales is None:
+            col = list(map(sum, zip(*per_scorer, strict=True)))
+        else:
+            sc = self._col_scales
+            col = [sum(map(mul, sc, x)) for x in zip(*per_scorer, strict=True)]
+        col[0] += self._offset
+        return col
+
+    def _cached_row(self, n: int, s: CachedScorer, task: TaskRequest) -> np.ndarray:
+        key = (n, s.cache_key(task))
+        row = self._rows.get(key)
+        if row is None:
+            mask = np.ones(len(self.state), bool)
+            row = normalise(s.score(task, self.state, mask), s.bounds, mask)
+            self._rows[key] = row
+        return row

@@ -1,0 +1,50 @@
+"""run_worker as a real process: serves, retries a missing master, exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.worker.fake_master import free_port
+
+SCRIPT = """
+from cloudai.config import WorkerSettings
+from cloudai.worker.main import run_worker
+settings = WorkerSettings(_env_file=None, id="wmain", ip="127.0.0.1", port=0,
+                          master="127.0.0.1:{port}", heartbeat_interval=0.2)
+raise SystemExit(run_worker(settings))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_worker_shuts_down_cleanly_on_signal(sig: signal.Signals) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(port=free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "unreachable, retrying in" in line:
+                break
+        assert any("[wmain] serving on 127.0.0.1:" in x for x in lines), lines
+        assert "master at 127.0.0.1:" in lines[-1]
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "[wmain] stopped" in out and "Traceback" not in out

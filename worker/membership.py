@@ -1,0 +1,167 @@
+"""The worker's standing with the master: registration, then heartbeats.
+
+Loop: register (retrying with backoff while the master is down), then heartbeat
+every interval. A failed heartbeat or an answer of known=False sends the loop back
+to registration, which is how a worker finds its way back to a restarted master,
+whether that master kept its store or started on a fresh one.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from cloudai import __version__, rpc
+from cloudai.config import WorkerSettings
+from cloudai.convert import resources_to_pb
+from cloudai.model import Resources
+from cloudai.proto import common_pb2
+from cloudai.proto import master_worker_pb2 as mw
+from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.validation import format_size
+from cloudai.worker import telemetry
+from cloudai.worker.reporter import backoff_delays
+
+REGISTER_BACKOFF_S = (0.5, 10.0)
+RPC_TIMEOUT_S = 5.0
+# gRPC's own reconnect backoff grows to 120 s by default: after a long master outage
+# the worker would sit out up to two minutes with the master long back. Cap it.
+def master_channel(target: str) -> grpc.Channel:
+    return rpc.channel(target)
+
+
+@dataclass(slots=True)
+class MemberHooks:
+    """What membership needs from the node, as plain callables."""
+
+    running: Callable[[], list[tuple[str, int]]]
+    cached_images: Callable[[], list[str]]
+    # The master names attempts that are no longer current: stop them.
+    stop_attempts: Callable[[Sequence[common_pb2.TaskRef]], None]
+    say: Callable[[str], None]
+
+
+class Membership:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        channel: grpc.Channel,
+        capacity: Resources,
+        hooks: MemberHooks,
+    ) -> None:
+        self._settings = settings
+        self._stub = mw_grpc.MasterWorkerStub(channel)
+        self._capacity = capacity
+        self._hooks = hooks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="membership", daemon=True)
+        self._rng = random.Random()
+        self.address = ""
+        self.interval = settings.heartbeat_interval
+        self.registrations = 0
+        self.master_drain = False
+
+    def start(self, address: str) -> None:
+        self.address = address
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=RPC_TIMEOUT_S + 1)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self._register():
+                self._heartbeat_until_lost()
+
+    def _refs(self) -> list[common_pb2.TaskRef]:
+        return [common_pb2.TaskRef(task_id=t, attempt=a) for t, a in self._hooks.running()]
+
+    def _register_request(self) -> mw.RegisterWorkerRequest:
+        return mw.RegisterWorkerRequest(
+            worker_id=self._settings.id,
+            address=self.address,
+            capacity=resources_to_pb(self._capacity),
+            labels=dict(self._settings.labels),
+            hostname=socket.gethostname(),
+            version=__version__,
+            running=self._refs(),
+            cached_images=self._hooks.cached_images(),
+            telemetry=telemetry.sample(),
+        )
+
+    def _register(self) -> bool:
+        """Register, retrying with backoff until the master accepts; False if stopping."""
+        delays = backoff_delays(*REGISTER_BACKOFF_S, self._rng)
+        master = self._settings.master
+        while not self._stop.is_set():
+            try:
+                resp = self._stub.RegisterWorker(self._register_request(), timeout=RPC_TIMEOUT_S)
+            except grpc.RpcError as err:
+                delay = next(delays)
+                self._hooks.say(f"master at {master} {_why(err)}, retrying in {delay:.1f}s")
+                self._stop.wait(delay)
+                continue
+            if not resp.accepted:
+                delay = next(delays)
+                self._hooks.say(
+                    f"master at {master} refused registration ({resp.message}), "
+                    f"retrying in {delay:.1f}s"
+                )
+                self._stop.wait(delay)
+                continue
+            self._registered(resp)
+            return True
+        return False
+
+    def _registered(self, resp: mw.RegisterWorkerResponse) -> None:
+        # Never heartbeat slower than the master expects, nor slower than configured.
+        self.interval = self._settings.heartbeat_interval
+        if resp.heartbeat_interval_s > 0:
+            self.interval = min(self.interval, resp.heartbeat_interval_s)
+        self.registrations += 1
+        cap = self._capacity
+        self._hooks.say(
+            f"registered with master at {self._settings.master} as {self.address} "
+            f"(cpu={cap.cpu:g}, memory={format_size(cap.memory_bytes)}, gpu={cap.gpu:g})"
+        )
+        if resp.stop:
+            self._hooks.stop_attempts(list(resp.stop))
+
+    def _heartbeat_until_lost(self) -> None:
+        """Heartbeat until the master forgets us or cannot be reached (then return so
+        the loop registers again) or until stopped."""
+        while not self._stop.wait(self.interval):
+            request = mw.HeartbeatRequest(
+                worker_id=self._settings.id,
+                telemetry=telemetry.sample(),
+                running=self._refs(),
+                cached_images=self._hooks.cached_images(),
+            )
+            try:
+                resp = self._stub.SendHeartbeat(request, timeout=RPC_TIMEOUT_S)
+            except grpc.RpcError as err:
+                self._hooks.say(f"heartbeat failed: master at {self._settings.master} {_why(err)}")
+                return
+            if not resp.known:
+                self._hooks.say("master does not know this worker (restarted?): registering again")
+                return
+            if resp.drain != self.master_drain:
+                self._hooks.say("draining: no new tasks" if resp.drain else "drain lifted")
+            self.master_drain = resp.drain
+            if resp.stop:
+                self._hooks.stop_attempts(list(resp.stop))
+
+
+def _why(err: grpc.RpcError) -> str:
+    code = err.code() if hasattr(err, "code") else None
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
+        return "unreachable"
+    detail = err.details() if hasattr(err, "details") else ""
+    return f"answered {code.name}: {detail}"

@@ -1,0 +1,280 @@
+"""A worker node: the gRPC server the master calls, membership with the master,
+and one thread per running attempt whose outcome goes to the Reporter.
+
+Fencing: the master is the judge of which attempt is current. When it refuses a
+report, or names attempts to stop, those attempts are killed and their results
+are not reported (the master would refuse them anyway).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import grpc
+
+from cloudai.config import WorkerSettings
+from cloudai.convert import state_to_pb
+from cloudai.model import Reason, TaskSpec, TaskState
+from cloudai.proto import common_pb2
+from cloudai.proto import master_worker_pb2 as mw
+from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.rpc import build_server
+from cloudai.validation import format_size
+from cloudai.worker.executor import DockerExecutor
+from cloudai.worker.logs import LogStream
+from cloudai.worker.membership import MemberHooks, Membership, master_channel
+from cloudai.worker.outcome import Outcome
+from cloudai.worker.reporter import Reporter
+from cloudai.worker.service import SERVICE_NAME, WorkerServicer
+from cloudai.worker.telemetry import machine_capacity
+
+Key = tuple[str, int]
+
+
+class WorkerNode:
+    def __init__(self, settings: WorkerSettings, *, executor: DockerExecutor | None = None) -> None:
+        self.settings = settings
+        self.executor = executor or DockerExecutor(settings)
+        self.capacity = machine_capacity(settings)
+        self._channel = master_channel(settings.master)
+        self.reporter = Reporter(
+            self._channel,
+            name=settings.id,
+            on_refused=self._on_refused,
+            on_answered=self._on_answered,
+        )
+        hooks = MemberHooks(
+            self.running, self.executor.cached_images, self._stop_attempts, self.say
+        )
+        self.membership = Membership(settings, self._channel, self.capacity, hooks)
+        self._lock = threading.Lock()
+        self._attempts: dict[Key, threading.Thread] = {}
+        # Finished attempts whose result the master has not acknowledged yet: still
+        # listed as running, so the master never takes them for lost in between.
+        self._unacked: set[Key] = set()
+        self._fenced: set[Key] = set()
+        self._cancel_requested: set[Key] = set()
+        self._draining = False
+        self._stopped = threading.Event()
+        self._server: grpc.Server | None = None
+        self.port = 0
+        self.address = ""
+
+    # ---- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind and serve, re-adopt leftover containers, then register (in the
+        background: a master that is down is retried, not fatal)."""
+        servicer = WorkerServicer(self)
+        server, port, _health = build_server(
+            f"0.0.0.0:{self.settings.port}",
+            [lambda s: mw_grpc.add_WorkerServicer_to_server(servicer, s)],
+            [SERVICE_NAME],
+        )
+        server.start()
+        self._server, self.port = server, port
+        self.address = f"{self.settings.ip}:{port}"
+        self.say(f"serving on {self.address}; master at {self.settings.master}")
+        self.reporter.start()
+        self._adopt_leftovers()
+        self.membership.start(self.address)
+
+    def stop(self, grace: float = 5.0, *, kill_running: bool = False) -> None:
+        """Stop heartbeats and new tasks, flush reports briefly, stop the server.
+        Running containers are left alone unless kill_running: a restarted worker
+        re-adopts them."""
+        if self._stopped.is_set():
+            return
+        with self._lock:
+            self._draining = True
+            running = dict(self._attempts)
+        self.membership.stop()
+        if kill_running:
+            for task_id, attempt in running:
+                self.executor.cancel(task_id, attempt)
+            # Let their CANCELLED results reach the reporter before it flushes.
+            for thread in running.values():
+                if thread.is_alive():
+                    thread.join(timeout=max(0.1, grace / max(1, len(running))))
+        left = self.reporter.stop(flush_timeout=min(grace, 3.0))
+        if left:
+            self.say(f"{left} report(s) not delivered before shutdown")
+        if self._server is not None:
+            self._server.stop(grace=min(grace, 1.0)).wait()
+        self._channel.close()
+        self._stopped.set()
+        self.say("stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stop() finished; False on timeout."""
+        return self._stopped.wait(timeout)
+
+    # ---- called by the servicer ---------------------------------------------
+
+    def assign(self, task_id: str, attempt: int, spec: TaskSpec) -> tuple[bool, str]:
+        key = (task_id, attempt)
+        with self._lock:
+            if key in self._attempts:
+                return True, "already running"  # a retried AssignTask: idempotent
+            if self._draining or self.membership.master_drain:
+                return False, "worker is draining"
+            newer = [a for t, a in self._attempts if t == task_id and a > attempt]
+            if newer:
+                return False, f"attempt {max(newer)} of this task runs here already"
+            older = [k for k in self._attempts if k[0] == task_id]
+            thread = threading.Thread(
+                target=self._run_attempt, args=(task_id, attempt, spec), daemon=True
+            )
+            self._attempts[key] = thread
+            self._fenced.update(older)
+        for old_task, old_attempt in older:
+            self._event(old_task, old_attempt, "superseded by a newer attempt, stopping")
+            self.executor.cancel(old_task, old_attempt)
+        self._event(task_id, attempt, f"ACCEPTED {spec.image}")
+        thread.start()
+        return True, "accepted"
+
+    def cancel(self, task_id: str, attempt: int, reason: str = "") -> bool:
+        with self._lock:
+            keys = [k for k in self._attempts if k[0] == task_id and attempt in (0, k[1])]
+            self._cancel_requested.update(keys)
+        found = self.executor.cancel(task_id, attempt)
+        for key in keys:
+            self._event(*key, f"cancel requested{': ' + reason if reason else ''}")
+        return found or bool(keys)
+
+    def logs(self, task_id: str, attempt: int, follow: bool, tail: int) -> LogStream:
+        return self.executor.logs(task_id, attempt, follow=follow, tail=tail)
+
+    def running(self) -> list[Key]:
+        """Attempts this worker holds: running, or finished but not yet acknowledged."""
+        with self._lock:
+            return sorted(set(self._attempts) | self._unacked)
+
+    # ---- attempts -----------------------------------------------------------
+
+    def _run_attempt(self, task_id: str, attempt: int, spec: TaskSpec) -> None:
+        key = (task_id, attempt)
+        try:
+            if self._is_cancelled(key):
+                outcome = Outcome(TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled")
+            else:
+                outcome = self.executor.run(
+                    task_id, attempt, spec, on_running=lambda t, c: self._on_running(key, t, c)
+                )
+        except Exception as err:  # a bug here must still end in a report
+            outcome = Outcome(TaskState.FAILED, None, Reason.DOCKER_ERROR, f"worker error: {err!r}")
+        self._finish(key, outcome)
+
+    def _adopt_leftovers(self) -> None:
+        for task_id, attempt, status in self.executor.list_managed():
+            key = (task_id, attempt)
+            with self._lock:
+                if key in self._attempts:
+                    continue
+                thread = threading.Thread(target=self._adopt, args=key, daemon=True)
+                self._attempts[key] = thread
+            self._event(task_id, attempt, f"re-adopting its container ({status})")
+            thread.start()
+
+    def _adopt(self, task_id: str, attempt: int) -> None:
+        self._finish((task_id, attempt), self.executor.adopt(task_id, attempt))
+
+    def _on_running(self, key: Key, started_at: float, container_id: str) -> None:
+        if self._is_cancelled(key):  # a cancel that raced with the start
+            self.executor.cancel(*key)
+            return
+        self._event(*key, f"RUNNING (container {container_id[:12]})")
+        self.reporter.submit(
+            mw.TaskStatusReport(
+                worker_id=self.settings.id,
+                task_id=key[0],
+                attempt=key[1],
+                state=state_to_pb(TaskState.RUNNING),
+                started_at=started_at,
+                container_id=container_id,
+            )
+        )
+
+    def _finish(self, key: Key, outcome: Outcome) -> None:
+        self._event(*key, _describe(outcome))
+        with self._lock:
+            self._attempts.pop(key, None)
+            self._cancel_requested.discard(key)
+            fenced = key in self._fenced
+            if not fenced:
+                self._unacked.add(key)
+        if fenced:
+            self._event(*key, "result not reported: the master no longer runs this attempt")
+            return
+        self.reporter.submit(self._report(key, outcome))
+
+    def _report(self, key: Key, outcome: Outcome) -> mw.TaskStatusReport:
+        return mw.TaskStatusReport(
+            worker_id=self.settings.id,
+            task_id=key[0],
+            attempt=key[1],
+            state=state_to_pb(outcome.state),
+            exit_code=outcome.exit_code if outcome.exit_code is not None else 0,
+            has_exit_code=outcome.exit_code is not None,
+            reason=str(outcome.reason),
+            message=outcome.message,
+            log_tail=outcome.log_tail,
+            started_at=outcome.started_at,
+            finished_at=outcome.finished_at,
+            peak_memory_bytes=outcome.peak_memory_bytes,
+            container_id=outcome.container_id,
+        )
+
+    def _on_answered(self, report: mw.TaskStatusReport, accepted: bool) -> None:
+        if report.state != state_to_pb(TaskState.RUNNING):
+            with self._lock:
+                self._unacked.discard((report.task_id, report.attempt))
+
+    def _on_refused(self, report: mw.TaskStatusReport, message: str) -> None:
+        """The master says this attempt is not current: stop it if it still runs."""
+        key = (report.task_id, report.attempt)
+        with self._lock:
+            self._fenced.add(key)
+            running = key in self._attempts
+        if running:
+            self._event(*key, "stopping: the master refused its report")
+            self.executor.cancel(*key)
+
+    def _stop_attempts(self, refs: Sequence[common_pb2.TaskRef]) -> None:
+        for ref in refs:
+            key = (ref.task_id, ref.attempt)
+            with self._lock:
+                self._fenced.add(key)
+                self._unacked.discard(key)
+            if self.executor.cancel(*key):
+                self._event(*key, "stopping: superseded at the master")
+
+    def _is_cancelled(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._cancel_requested or key in self._fenced
+
+    # ---- output ---------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        print(f"[{self.settings.id}] {text}", flush=True)
+
+    def _event(self, task_id: str, attempt: int, text: str) -> None:
+        self.say(f"task {task_id} attempt {attempt}: {text}")
+
+
+def _describe(outcome: Outcome) -> str:
+    parts = [outcome.state.value]
+    if outcome.exit_code is not None:
+        parts.append(f"exit={outcome.exit_code}")
+    if outcome.reason not in (Reason.COMPLETED, ""):
+        parts.append(str(outcome.reason))
+    if outcome.started_at and outcome.finished_at:
+        parts.append(f"in {outcome.finished_at - outcome.started_at:.1f}s")
+    if outcome.peak_memory_bytes:
+        parts.append(f"peak {format_size(outcome.peak_memory_bytes)}")
+    text = " ".join(parts)
+    if outcome.message and outcome.state != TaskState.SUCCEEDED:
+        text += f": {outcome.message}"
+    return text
