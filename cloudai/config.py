@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _COMMON = SettingsConfigDict(
     env_prefix="CLOUDAI_",
@@ -28,10 +29,46 @@ def data_dir() -> Path:
     return Path(base) / "cloudai"
 
 
-class MasterSettings(BaseSettings):
+def _split_list(value: object) -> object:
+    """CLOUDAI_X=a,b,c (or a JSON list) -> ['a', 'b', 'c']."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class TransportSettings(BaseSettings):
+    """TLS files and the bearer token a process presents (docs/security.md)."""
+
     model_config = _COMMON
 
-    host: str = "0.0.0.0"
+    # Mutual TLS: the cluster CA, and this process's certificate and key (PEM files).
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Client side: the name the server's certificate must carry, when it is not the
+    # host part of the address dialled.
+    tls_server_name: str = ""
+    # The token this process presents (CLOUDAI_TOKEN), or a file holding it.
+    token: SecretStr | None = None
+    token_file: str = ""
+    # Serve on a non-loopback address without TLS (and tokens): a loud warning.
+    insecure: bool = False
+
+
+class MasterSettings(TransportSettings):
+    model_config = _COMMON
+
+    # Loopback by default: serving the network needs --host 0.0.0.0 plus TLS and
+    # tokens (or --insecure).
+    host: str = "127.0.0.1"
     port: int = 50051
     db: str = ""
     heartbeat_timeout: float = Field(15.0, gt=0)
@@ -41,6 +78,9 @@ class MasterSettings(BaseSettings):
     telemetry_sample_s: float = Field(60.0, gt=0)
     # A task that took down this many workers in a row is quarantined as poison.
     max_worker_losses: int = Field(3, ge=1)
+    # Engine trouble (pull_failed, docker_error) is retried this many times, with
+    # backoff, without spending the task's own retry budget.
+    max_transient_retries: int = Field(3, ge=0)
     console: bool = True
     mongodb_username: str | None = Field(
         None, validation_alias=AliasChoices("CLOUDAI_MONGODB_USERNAME", "MONGODB_USERNAME")
@@ -49,11 +89,25 @@ class MasterSettings(BaseSettings):
         None, validation_alias=AliasChoices("CLOUDAI_MONGODB_PASSWORD", "MONGODB_PASSWORD")
     )
 
+    # Security (docs/security.md). The hashed tokens file that callers are checked
+    # against; empty = no tokens (allowed on loopback or with --insecure only).
+    tokens: str = ""
+    # Registries / repository prefixes tasks may use (comma-separated); empty = any.
+    image_allowlist: CommaList = Field(default_factory=list)
+    # The largest capacity a worker may advertise when it registers.
+    max_worker_cpu: float = Field(4096.0, gt=0)
+    max_worker_memory: int = Field(64 * 1024**4, gt=0)
+    max_worker_gpu: float = Field(1024.0, ge=0)
+    # Key that encrypts --secret-env values at rest (default: beside the SQLite file).
+    secrets_key: str = ""
+
+    _split = field_validator("image_allowlist", mode="before")(_split_list)
+
     def db_url(self) -> str:
         return self.db or f"sqlite:///{data_dir() / 'master.db'}"
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(TransportSettings):
     model_config = _COMMON
 
     id: str = "worker-1"
@@ -69,9 +123,36 @@ class WorkerSettings(BaseSettings):
     pids_limit: int = Field(512, ge=16)
     default_memory: int = 512 * 1024**2
     default_cpu: float = 1.0
+    # How long a running container is supervised through a Docker engine outage
+    # (restart) before its attempt is reported failed with reason docker_error.
+    engine_grace_s: float = Field(60.0, gt=0)
+    # Security (docs/security.md). Address to bind; default: --ip's address when it
+    # is loopback, 0.0.0.0 with TLS (or --insecure).
+    bind: str = ""
+    # The certificate name (CN) the master's client certificate must carry.
+    master_name: str = "master"
+    # Optional: a tokens file with role-master tokens the master must present.
+    tokens: str = ""
+    # Task containers: Linux capabilities tasks may add back (all are dropped), the
+    # Docker network they join (none, bridge or a named network; never host), the
+    # default user ("" = the image's) and a read-only root filesystem for all tasks.
+    allowed_caps: CommaList = Field(default_factory=list)
+    network_mode: str = "bridge"
+    default_user: str = ""
+    read_only_rootfs: bool = False
+
+    _split = field_validator("allowed_caps", mode="before")(_split_list)
+
+    @field_validator("network_mode")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        v = value.strip()
+        if not v or v == "host" or v.startswith("container:"):
+            raise ValueError(f"network mode {value!r} is not allowed: use none, bridge or a name")
+        return v
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(TransportSettings):
     model_config = _COMMON
 
     master: str = "localhost:50051"
@@ -81,7 +162,7 @@ class AgentSettings(BaseSettings):
     agent_id: str = "agent-1"
 
 
-class ClientSettings(BaseSettings):
+class ClientSettings(TransportSettings):
     model_config = _COMMON
 
     master: str = "localhost:50051"

@@ -68,6 +68,9 @@ def spec_to_pb(s: TaskSpec, *, redact_secrets: bool = False) -> pb.TaskSpec:
         always_pull=s.always_pull,
         secret_env_keys=list(s.secret_env_keys),
         owner=s.owner,
+        cap_add=list(s.cap_add),
+        read_only_rootfs=s.read_only_rootfs,
+        user=s.user,
     )
 
 
@@ -86,6 +89,9 @@ def spec_from_pb(m: pb.TaskSpec) -> TaskSpec:
         always_pull=m.always_pull,
         secret_env_keys=list(m.secret_env_keys),
         owner=m.owner,
+        cap_add=list(m.cap_add),
+        read_only_rootfs=m.read_only_rootfs,
+        user=m.user,
     )
 
 

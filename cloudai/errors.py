@@ -61,3 +61,15 @@ class ConfigError(CloudAIError):
 
 def grpc_status(err: CloudAIError) -> grpc.StatusCode:
     return err.code
+
+
+class Unauthenticated(CloudAIError):
+    """No credentials, or credentials that are wrong, unknown or revoked."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CloudAIError):
+    """The caller is known, but its role does not allow the operation."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

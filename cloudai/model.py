@@ -108,6 +108,10 @@ class TaskSpec:
     always_pull: bool = False
     secret_env_keys: list[str] = field(default_factory=list)
     owner: str = ""
+    # Container hardening the task asks for (docs/security.md).
+    cap_add: list[str] = field(default_factory=list)
+    read_only_rootfs: bool = False
+    user: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +128,9 @@ class TaskSpec:
             "always_pull": self.always_pull,
             "secret_env_keys": list(self.secret_env_keys),
             "owner": self.owner,
+            "cap_add": list(self.cap_add),
+            "read_only_rootfs": self.read_only_rootfs,
+            "user": self.user,
         }
 
     @classmethod
@@ -142,6 +149,9 @@ class TaskSpec:
             always_pull=bool(d.get("always_pull", False)),
             secret_env_keys=list(d.get("secret_env_keys", [])),
             owner=d.get("owner", ""),
+            cap_add=list(d.get("cap_add", [])),
+            read_only_rootfs=bool(d.get("read_only_rootfs", False)),
+            user=d.get("user", ""),
         )
 
 
@@ -212,6 +222,9 @@ class Task:
     retries_used: int = 0
     worker_losses: int = 0
     avoid_workers: list[str] = field(default_factory=list)
+    # Retries after engine trouble (pull_failed, docker_error): their own budget,
+    # separate from the user's --retries.
+    transient_failures: int = 0
 
     @property
     def current(self) -> Attempt | None:
@@ -234,6 +247,7 @@ class Task:
             "retries_used": self.retries_used,
             "worker_losses": self.worker_losses,
             "avoid_workers": list(self.avoid_workers),
+            "transient_failures": self.transient_failures,
         }
 
     @classmethod
@@ -254,6 +268,7 @@ class Task:
             retries_used=int(d.get("retries_used", 0)),
             worker_losses=int(d.get("worker_losses", 0)),
             avoid_workers=list(d.get("avoid_workers", [])),
+            transient_failures=int(d.get("transient_failures", 0)),
         )
 
 

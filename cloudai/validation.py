@@ -38,6 +38,26 @@ MAX_COMMAND_BYTES = 128 * 1024
 MAX_TIMEOUT_S = 30 * 24 * 3600
 MAX_RETRIES = 100
 MAX_PRIORITY = 1000
+MAX_NAME = 128
+MAX_OWNER = 128
+# Linux capabilities (capabilities(7)) a task may ask to add back; "ALL" never.
+CAPABILITIES = frozenset(
+    {
+        "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE",
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER",
+        "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN",
+        "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP",
+        "SETUID", "SYSLOG", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE",
+        "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG",
+        "WAKE_ALARM",
+    }
+)  # fmt: skip
+# A user as Docker takes it: name or uid, optionally :group or :gid.
+USER_RE = re.compile(
+    r"^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(?::(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$"
+)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -156,6 +176,42 @@ def validate_resources(res: Resources) -> None:
         raise InvalidArgument(f"gpu request {res.gpu}: fractions are allowed only below 1")
 
 
+def normalize_caps(caps: list[str], what: str = "cap_add") -> list[str]:
+    """['net_admin', 'CAP_CHOWN'] -> ['NET_ADMIN', 'CHOWN']; unknown names and ALL raise."""
+    if len(caps) > len(CAPABILITIES):
+        raise InvalidArgument(f"{what}: too many capabilities ({len(caps)})")
+    out: list[str] = []
+    for cap in caps:
+        name = cap.strip().upper().removeprefix("CAP_")
+        if name not in CAPABILITIES:
+            raise InvalidArgument(
+                f"{what}: unknown or forbidden capability {cap[:40]!r} "
+                "(name one capability, e.g. NET_BIND_SERVICE; ALL is never allowed)"
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def validate_user(user: str) -> str:
+    if user and not USER_RE.match(user):
+        raise InvalidArgument(
+            f"invalid user {user[:40]!r}: use a name or uid, optionally :group or :gid, "
+            "e.g. 1000:1000 or nobody"
+        )
+    return user
+
+
+def validate_text(what: str, value: str, limit: int, *, multiline: bool = False) -> str:
+    """Free text that is stored and printed: bounded, and without control characters
+    (which could rewrite an operator's terminal); `multiline` allows tabs and newlines."""
+    if len(value) > limit:
+        raise InvalidArgument(f"{what} is longer than {limit} characters")
+    if (_CONTROL_BUT_LINES_RE if multiline else _CONTROL_RE).search(value):
+        raise InvalidArgument(f"{what} must not contain control characters")
+    return value
+
+
 def validate_spec(spec: TaskSpec) -> TaskSpec:
     """Check a whole task spec; returns it (with the image stripped) or raises InvalidArgument."""
     spec.image = validate_image(spec.image)
@@ -175,13 +231,17 @@ def validate_spec(spec: TaskSpec) -> TaskSpec:
         raise InvalidArgument(f"retries must be between 0 and {MAX_RETRIES}")
     if abs(spec.priority) > MAX_PRIORITY:
         raise InvalidArgument(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
-    if len(spec.name) > 128:
-        raise InvalidArgument("name is longer than 128 characters")
+    validate_text("name", spec.name, MAX_NAME)
+    validate_text("owner", spec.owner, MAX_OWNER)
     if spec.pinned_worker:
         validate_id("worker id", spec.pinned_worker)
+    if len(spec.secret_env_keys) > MAX_ENV_VARS:
+        raise InvalidArgument(f"too many secret env keys ({len(spec.secret_env_keys)})")
     for key in spec.secret_env_keys:
         if key not in spec.env:
-            raise InvalidArgument(f"secret env key {key!r} has no value in env")
+            raise InvalidArgument(f"secret env key {key[:128]!r} has no value in env")
+    spec.cap_add = normalize_caps(spec.cap_add)
+    validate_user(spec.user)
     return spec
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
 
 from cloudai import rpc
 from cloudai.convert import spec_to_pb
-from cloudai.model import Task
+from cloudai.model import Task, TaskSpec
 from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
@@ -28,9 +28,20 @@ ASSIGN_TIMEOUT_S = 10.0
 
 
 class Dispatcher:
-    def __init__(self, registry: WorkerRegistry, tasks: TaskManager) -> None:
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        tasks: TaskManager,
+        *,
+        channel: Callable[[str], grpc.Channel] = rpc.channel,
+        reveal: Callable[[TaskSpec], TaskSpec] = lambda spec: spec,
+    ) -> None:
+        """`channel` dials a worker (with the master's TLS and token); `reveal`
+        decrypts a task's sealed secret env values just before they are sent."""
         self._registry = registry
         self._tasks = tasks
+        self._channel = channel
+        self._reveal = reveal
         self._pool = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="dispatch")
         self._stubs: dict[str, tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
         self._lock = threading.Lock()
@@ -46,7 +57,7 @@ class Dispatcher:
                 return cached[1]
             if cached:
                 cached[2].close()
-            ch = rpc.channel(address)
+            ch = self._channel(address)
             stub = mw_grpc.WorkerStub(ch)
             self._stubs[worker_id] = (address, stub, ch)
             return stub
@@ -61,7 +72,7 @@ class Dispatcher:
             self._tasks.dispatch_failed(task.id, task.attempt, "worker vanished")
             return
         req = mw.AssignTaskRequest(
-            task_id=task.id, attempt=task.attempt, spec=spec_to_pb(task.spec)
+            task_id=task.id, attempt=task.attempt, spec=spec_to_pb(self._reveal(task.spec))
         )
         try:
             resp = stub.AssignTask(req, timeout=ASSIGN_TIMEOUT_S)

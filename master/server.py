@@ -16,13 +16,15 @@ import grpc
 from cloudai import __version__, rpc
 from cloudai.config import MasterSettings, data_dir
 from cloudai.convert import health_to_pb, resources_to_pb
-from cloudai.errors import CloudAIError, Conflict, InvalidArgument, NotFound
+from cloudai.errors import CloudAIError, Conflict, InvalidArgument, NotFound, PermissionDenied
 from cloudai.model import Resources, Task, TaskSpec, TaskState, WorkerHealth
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc as cpb_grpc
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_agent_pb2_grpc as apb_grpc
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.security.setup import for_master, secret_box
+from cloudai.security.tokens import ANONYMOUS, Identity
 
 from .dispatcher import Dispatcher
 from .registry import WorkerEntry, WorkerRegistry
@@ -58,7 +60,10 @@ class Master:
     ) -> None:
         self.settings = settings
         self.started_at = time.time()
+        # Security first: a refused configuration must not even create a database.
+        self.security = for_master(settings, warn)
         self.store = store or self._open_store(warn)
+        self.secrets = secret_box(self.store.url, settings, data_dir())
         self.registry = WorkerRegistry(
             self.store, timeout_s=settings.heartbeat_timeout, sample_s=settings.telemetry_sample_s
         )
@@ -66,9 +71,15 @@ class Master:
             self.store,
             self.registry,
             max_worker_losses=settings.max_worker_losses,
+            max_transient_retries=settings.max_transient_retries,
             on_change=lambda: self.scheduler.notify(),
         )
-        self.dispatcher = Dispatcher(self.registry, self.tasks)
+        self.dispatcher = Dispatcher(
+            self.registry,
+            self.tasks,
+            channel=self.security.transport.channel,
+            reveal=self.secrets.reveal,
+        )
         self.scheduler = Scheduler(
             self.tasks,
             self.registry,
@@ -87,7 +98,10 @@ class Master:
             ],
             SERVICES,
             max_workers=64,
+            tls=self.security.transport.tls,
+            interceptors=self.security.interceptors,
         )
+        log.info("security: %s", self.security.summary)
 
     def _open_store(self, warn: Callable[[str], None]) -> Store:
         s = self.settings
@@ -140,8 +154,25 @@ class Master:
                         len(moved),
                     )
                     self.scheduler.notify()
+                self._requeue_ownerless()
             except CloudAIError as err:
                 log.error("sweeper: %s", err)
+
+    def _requeue_ownerless(self) -> None:
+        """Tasks held by a worker that is inactive or unknown have no live owner: a
+        master killed between marking a worker lost and requeueing its tasks leaves
+        them so. Requeue them too, so nothing stays RUNNING without an owner."""
+        for worker_id in self.tasks.active_worker_ids():
+            entry = self.registry.get(worker_id)
+            if entry is None or entry.record.health == WorkerHealth.INACTIVE:
+                moved = self.tasks.worker_lost(worker_id)
+                if moved:
+                    log.warning(
+                        "worker %s is %s: requeued %d task(s) it held",
+                        worker_id,
+                        "unknown" if entry is None else "inactive",
+                        len(moved),
+                    )
 
     # -- operations used by servicers and the console ---------------------------------
     def check_pin(self, spec: TaskSpec) -> None:
@@ -159,13 +190,27 @@ class Master:
                 f"gpu={entry.record.capacity.gpu:g}"
             )
 
-    def submit(self, spec: TaskSpec) -> Task:
+    def admit(self, spec: TaskSpec, ident: Identity = ANONYMOUS) -> None:
+        """May this caller run this spec here? Image allow-list, pinning (admin only,
+        then validated), and the owner, taken from the caller's token."""
+        self.security.images.check(spec.image)
         if spec.pinned_worker:
+            if not ident.is_admin:
+                raise PermissionDenied(
+                    "pinning a task to a worker (--worker) needs the admin role"
+                )
             self.check_pin(spec)
-        return self.tasks.submit(spec)
+        if ident.authenticated:
+            spec.owner = ident.subject
 
-    def cancel(self, task_id: str) -> tuple[Task, str]:
+    def submit(self, spec: TaskSpec, ident: Identity = ANONYMOUS) -> Task:
+        self.admit(spec, ident)
+        return self.tasks.submit(self.secrets.seal(spec))
+
+    def cancel(self, task_id: str, ident: Identity = ANONYMOUS) -> tuple[Task, str]:
         before = self.tasks.get(task_id)
+        if not ident.is_admin and before.spec.owner != ident.subject:
+            raise PermissionDenied(f"task {task_id} belongs to another user")
         task, worker = self.tasks.cancel(task_id)
         if worker:
             self.dispatcher.cancel(worker, task_id, before.attempt)

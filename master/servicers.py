@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from cloudai.config import MasterSettings
 from cloudai.convert import (
     decision_to_pb,
     resources_from_pb,
@@ -29,6 +31,8 @@ from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_agent_pb2_grpc as apb_grpc
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.security import inputs
+from cloudai.security.interceptor import current_identity
 from cloudai.validation import validate_id, validate_labels, validate_spec
 
 from .explain import explain_text
@@ -38,7 +42,6 @@ if TYPE_CHECKING:
     from .server import Master
 
 log = logging.getLogger("cloudai.master")
-MAX_WORKER_CPU = 4096.0
 MAX_LIST = 10_000
 
 
@@ -51,8 +54,19 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             context.abort(err.code, str(err))
         except ValueError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except Exception:
+            if _aborted(context):
+                raise
+            # A bug: its text (paths, queries, values) stays in the master's log.
+            log.exception("%s failed", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error (see the master's log)")
 
     return wrapper
+
+
+def _aborted(context: Any) -> bool:
+    code = getattr(context, "code", None)
+    return callable(code) and code() is not None
 
 
 class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
@@ -63,7 +77,8 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
     def RegisterWorker(
         self, request: mw.RegisterWorkerRequest, context: Any
     ) -> mw.RegisterWorkerResponse:
-        rec = _worker_record(request)
+        inputs.check_register(request)
+        rec = _worker_record(request, self.m.settings)
         running = [(r.task_id, r.attempt) for r in request.running]
         changed = self.m.registry.register(
             rec,
@@ -83,6 +98,7 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
 
     @_guard
     def SendHeartbeat(self, request: mw.HeartbeatRequest, context: Any) -> mw.HeartbeatResponse:
+        inputs.check_heartbeat(request)
         running = [(r.task_id, r.attempt) for r in request.running]
         entry, revived = self.m.registry.heartbeat(
             request.worker_id, request.telemetry, running, list(request.cached_images)
@@ -113,6 +129,7 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
 
     @_guard
     def ReportTaskStatus(self, request: mw.TaskStatusReport, context: Any) -> mw.TaskStatusAck:
+        inputs.check_report(request)
         if not request.task_id or request.attempt < 1:
             raise InvalidArgument("report needs task_id and attempt >= 1")
         state = state_from_pb(request.state)
@@ -143,13 +160,12 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
         return mw.TaskStatusAck(accepted=accepted, message=message)
 
 
-def _worker_record(request: mw.RegisterWorkerRequest) -> WorkerRecord:
+def _worker_record(request: mw.RegisterWorkerRequest, s: MasterSettings) -> WorkerRecord:
     validate_id("worker id", request.worker_id)
     if not request.address or len(request.address) > 255 or ":" not in request.address:
         raise InvalidArgument("worker address must be host:port")
     cap = resources_from_pb(request.capacity)
-    if not (0 < cap.cpu <= MAX_WORKER_CPU) or cap.memory_bytes <= 0 or not (0 <= cap.gpu <= 1024):
-        raise InvalidArgument(f"worker capacity out of bounds: {_fmt_res(cap)}")
+    _check_capacity(cap, s)
     labels = dict(request.labels)
     validate_labels(labels)
     now = time.time()
@@ -165,6 +181,23 @@ def _worker_record(request: mw.RegisterWorkerRequest) -> WorkerRecord:
     )
 
 
+def _check_capacity(cap: Resources, s: MasterSettings) -> None:
+    """A worker cannot advertise more than the admin allows (CLOUDAI_MAX_WORKER_*)."""
+    bounds = (
+        ("capacity.cpu", cap.cpu, s.max_worker_cpu, "CPU"),
+        ("capacity.memory_bytes", cap.memory_bytes, s.max_worker_memory, "MEMORY"),
+        ("capacity.gpu", cap.gpu, s.max_worker_gpu, "GPU"),
+    )
+    for field, value, limit, name in bounds:
+        if not (math.isfinite(value) and 0 <= value <= limit):
+            raise InvalidArgument(
+                f"{field} {value:g} is out of bounds: 0 to {limit:g} "
+                f"(set by the admin: CLOUDAI_MAX_WORKER_{name})"
+            )
+    if cap.cpu <= 0 or cap.memory_bytes <= 0:
+        raise InvalidArgument(f"worker capacity needs cpu > 0 and memory > 0: {_fmt_res(cap)}")
+
+
 def _fmt_res(r: Resources) -> str:
     return f"cpu={r.cpu:g} mem={r.memory_bytes / 1024**3:.1f}GiB gpu={r.gpu:g}"
 
@@ -175,26 +208,28 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
 
     @_guard
     def SubmitTask(self, request: cpb.SubmitTaskRequest, context: Any) -> cpb.SubmitTaskResponse:
+        ident = current_identity()
         spec = validate_spec(spec_from_pb(request.spec))
-        if spec.pinned_worker:
-            self.m.check_pin(spec)
         if request.dry_run:
+            self.m.admit(spec, ident)
             from cloudai.model import Task
 
             probe = Task(id="dry-run", spec=spec)
             return cpb.SubmitTaskResponse(
                 task=task_to_pb(probe), decision=decision_to_pb(self.m.scheduler.dry_run(probe))
             )
-        task = self.m.tasks.submit(spec)
+        task = self.m.submit(spec, ident)
         return cpb.SubmitTaskResponse(task_id=task.id, task=task_to_pb(task))
 
     @_guard
     def GetTask(self, request: cpb.GetTaskRequest, context: Any) -> pb.Task:
+        inputs.check_task_id(request)
         task = self.m.tasks.get(request.task_id)
         return task_to_pb(task, log_tail=self.m.stored_log(task.id))
 
     @_guard
     def ListTasks(self, request: cpb.ListTasksRequest, context: Any) -> cpb.ListTasksResponse:
+        inputs.check_list_tasks(request)
         states = [state_from_pb(s) for s in request.states] or None
         limit = min(request.limit or 1000, MAX_LIST)
         tasks = self.m.store.list_tasks(
@@ -204,11 +239,13 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
 
     @_guard
     def CancelTask(self, request: cpb.CancelRequest, context: Any) -> cpb.CancelResponse:
-        task, message = self.m.cancel(request.task_id)
+        inputs.check_task_id(request)
+        task, message = self.m.cancel(request.task_id, current_identity())
         return cpb.CancelResponse(task=task_to_pb(task), message=message)
 
     def StreamLogs(self, request: cpb.LogsRequest, context: grpc.ServicerContext):
         try:
+            inputs.check_logs(request)
             yield from self.m.stream_logs(
                 request.task_id, request.follow, request.tail_lines, context.is_active
             )
@@ -217,6 +254,7 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
 
     @_guard
     def Explain(self, request: cpb.ExplainRequest, context: Any) -> cpb.ExplainResponse:
+        inputs.check_task_id(request)
         task = self.m.tasks.get(request.task_id)
         decisions = self.m.store.list_decisions(task.id, limit=20)
         return cpb.ExplainResponse(
@@ -237,6 +275,7 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
 
     @_guard
     def DrainWorker(self, request: cpb.DrainRequest, context: Any) -> cpb.DrainResponse:
+        inputs.check_drain(request)
         entry = self.m.registry.set_drain(request.worker_id, not request.undrain)
         if entry is None:
             raise NotFound(f"no worker {request.worker_id!r}")
@@ -249,8 +288,13 @@ class MasterAgentServicer(apb_grpc.MasterAgentServicer):
         self.m = master
 
     def WatchSchedulingWork(self, request, context: grpc.ServicerContext):
+        try:
+            inputs.check_watch(request)
+        except CloudAIError as err:
+            context.abort(err.code, str(err))
         yield from self.m.scheduler.watch(request, context.is_active)
 
     @_guard
     def SubmitPlacements(self, request, context: Any):
+        inputs.check_placements(request)
         return self.m.scheduler.submit(request)

@@ -35,6 +35,8 @@ from .store.base import Store, cut_log_tail
 
 # Failures that no retry can fix: fail at once.
 HOPELESS = frozenset({Reason.IMAGE_NOT_FOUND, Reason.INVALID_SPEC})
+# The engine's trouble, not the task's: retried within their own bound first.
+TRANSIENT = frozenset({Reason.PULL_FAILED, Reason.DOCKER_ERROR})
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 60.0
 
@@ -65,11 +67,13 @@ class TaskManager:
         registry: WorkerRegistry,
         *,
         max_worker_losses: int = 3,
+        max_transient_retries: int = 3,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._max_losses = max_worker_losses
+        self._max_transient = max_transient_retries
         self._on_change = on_change
         self._lock = threading.RLock()
         self._live: dict[str, Task] = {}
@@ -116,6 +120,11 @@ class TaskManager:
         with self._lock:
             a = self._alloc.get(worker_id)
             return Resources(a.cpu, a.memory_bytes, a.gpu) if a else Resources()
+
+    def active_worker_ids(self) -> set[str]:
+        """Workers that hold PLACED or RUNNING tasks."""
+        with self._lock:
+            return {t.worker_id for t in self._live.values() if t.state.active and t.worker_id}
 
     def live_on(self, worker_id: str) -> list[Task]:
         with self._lock:
@@ -255,24 +264,34 @@ class TaskManager:
         new = _copy(task)
         new.exit_code = r.exit_code
         self._end_attempt(new, r.state, r.exit_code, r.reason, r.message, r)
-        if self._should_retry(new, r):
-            new.retries_used += 1
-            if r.reason == Reason.OOM_KILLED:
-                self._grow_memory(new)
-            self._requeue(new, delay=_backoff(new.retries_used))
-        else:
+        delay = self._spend_retry(new, r)
+        if delay is None:
             new.state, new.reason, new.message = r.state, r.reason, r.message
+        else:
+            self._requeue(new, delay=delay)
         self._write(new, task)
 
-    def _should_retry(self, task: Task, r: Report) -> bool:
-        if r.state not in (TaskState.FAILED,) or r.reason in HOPELESS:
-            return False
-        return task.retries_used < task.spec.max_retries
+    def _spend_retry(self, task: Task, r: Report) -> float | None:
+        """Spend a retry on a failed attempt and return its backoff, or None if the
+        failure is final. Engine trouble (pull_failed, docker_error) first uses its own
+        bound, so a registry blip does not eat the user's --retries."""
+        if r.state != TaskState.FAILED or r.reason in HOPELESS:
+            return None
+        if r.reason in TRANSIENT and task.transient_failures < self._max_transient:
+            task.transient_failures += 1
+            return _backoff(task.transient_failures)
+        if task.retries_used >= task.spec.max_retries:
+            return None
+        task.retries_used += 1
+        if r.reason == Reason.OOM_KILLED:
+            self._grow_memory(task, r.peak_memory_bytes)
+        return _backoff(task.retries_used)
 
-    def _grow_memory(self, task: Task) -> None:
-        """After an OOM kill, ask for twice the memory, up to the largest worker."""
+    def _grow_memory(self, task: Task, peak: int = 0) -> None:
+        """After an OOM kill, ask for twice the memory, up to the largest worker. A task
+        that asked for none ran under the worker's default limit, which its peak shows."""
         largest = max((e.record.capacity.memory_bytes for e in self._registry.all()), default=0)
-        current = task.spec.resources.memory_bytes or 256 * 1024**2
+        current = task.spec.resources.memory_bytes or peak or 256 * 1024**2
         task.spec.resources.memory_bytes = min(current * 2, largest) if largest else current * 2
 
     # -- worker loss, cancel -------------------------------------------------------

@@ -48,7 +48,7 @@ class Resources(_message.Message):
     def __init__(self, cpu: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpu: _Optional[float] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("image", "command", "env", "resources", "priority", "timeout_s", "max_retries", "selector", "name", "pinned_worker", "always_pull", "secret_env_keys", "owner")
+    __slots__ = ("image", "command", "env", "resources", "priority", "timeout_s", "max_retries", "selector", "name", "pinned_worker", "always_pull", "secret_env_keys", "owner", "cap_add", "read_only_rootfs", "user")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,9 @@ class TaskSpec(_message.Message):
     ALWAYS_PULL_FIELD_NUMBER: _ClassVar[int]
     SECRET_ENV_KEYS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    CAP_ADD_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -89,7 +92,10 @@ class TaskSpec(_message.Message):
     always_pull: bool
     secret_env_keys: _containers.RepeatedScalarFieldContainer[str]
     owner: str
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., timeout_s: _Optional[float] = ..., max_retries: _Optional[int] = ..., selector: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., pinned_worker: _Optional[str] = ..., always_pull: _Optional[bool] = ..., secret_env_keys: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
+    cap_add: _containers.RepeatedScalarFieldContainer[str]
+    read_only_rootfs: bool
+    user: str
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., priority: _Optional[int] = ..., timeout_s: _Optional[float] = ..., max_retries: _Optional[int] = ..., selector: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., pinned_worker: _Optional[str] = ..., always_pull: _Optional[bool] = ..., secret_env_keys: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., cap_add: _Optional[_Iterable[str]] = ..., read_only_rootfs: _Optional[bool] = ..., user: _Optional[str] = ...) -> None: ...
 
 class TaskRef(_message.Message):
     __slots__ = ("task_id", "attempt")

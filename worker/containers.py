@@ -18,7 +18,10 @@ from docker.errors import DockerException
 from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
 
+from cloudai.config import WorkerSettings
+from cloudai.errors import InvalidArgument
 from cloudai.model import TaskSpec
+from cloudai.validation import normalize_caps
 
 # Everything the engine or its HTTP transport may raise, translated at the boundary.
 DOCKER_ERRORS = (DockerException, requests.exceptions.RequestException, OSError)
@@ -34,6 +37,8 @@ LABEL_TIMEOUT = "cloudai.timeout_s"
 # fill the worker's disk.
 _LOG_CONFIG = LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"})
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+# With a read-only root filesystem a task still gets a small, non-executable /tmp.
+_TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
 
 
 class Limits(NamedTuple):
@@ -81,10 +86,63 @@ def limits_for(
     return Limits(memory_bytes=int(memory), nano_cpus=int(cpu * 1e9), pids=pids_limit)
 
 
+def allowed_caps(settings: WorkerSettings | None) -> list[str]:
+    if settings is None:
+        return []
+    try:
+        return normalize_caps(list(settings.allowed_caps), "allowed_caps")
+    except InvalidArgument:
+        return []  # a bad setting allows nothing; the worker says so at start
+
+
+def policy_problem(spec: TaskSpec, settings: WorkerSettings) -> str:
+    """Why this worker refuses to run the spec as asked ("" when it does not)."""
+    allowed = allowed_caps(settings)
+    extra = [cap for cap in spec.cap_add if cap not in allowed]
+    if extra:
+        return (
+            f"capabilit{'ies' if len(extra) > 1 else 'y'} {', '.join(extra)} not allowed on "
+            f"worker {settings.id} (allowed: {', '.join(allowed) or 'none'}; the worker's "
+            "admin can extend it with --allowed-cap)"
+        )
+    return ""
+
+
+def hardening(spec: TaskSpec, settings: WorkerSettings | None) -> dict[str, Any]:
+    """The security settings of every task container (OWASP / CIS Docker guidance):
+    never privileged; every capability dropped, only allow-listed ones added back;
+    no-new-privileges; Docker's default seccomp profile (never unconfined); private
+    IPC and PID namespaces; the worker's network (never the host's); no volume or
+    bind of any host path, the Docker socket included; optionally a read-only root
+    filesystem and a non-root user."""
+    caps = [cap for cap in spec.cap_add if cap in allowed_caps(settings)]
+    out: dict[str, Any] = {
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "network_mode": settings.network_mode if settings else "bridge",
+        "ipc_mode": "private",
+    }
+    if caps:
+        out["cap_add"] = caps
+    user = spec.user or (settings.default_user if settings else "")
+    if user:
+        out["user"] = user
+    if spec.read_only_rootfs or (settings is not None and settings.read_only_rootfs):
+        out["read_only"] = True
+        out["tmpfs"] = dict(_TMPFS)
+    return out
+
+
 def create_kwargs(
-    spec: TaskSpec, name: str, container_labels: dict[str, str], limits: Limits
+    spec: TaskSpec,
+    name: str,
+    container_labels: dict[str, str],
+    limits: Limits,
+    settings: WorkerSettings | None = None,
 ) -> dict[str, Any]:
-    """Arguments for `containers.create`, with the security defaults every task gets."""
+    """Arguments for `containers.create`, with the security defaults every task gets
+    (see `hardening`) and the worker's settings for network, user and capabilities."""
     kwargs: dict[str, Any] = {
         "image": spec.image,
         "command": list(spec.command) or None,
@@ -98,10 +156,7 @@ def create_kwargs(
         "memswap_limit": limits.memory_bytes,
         "nano_cpus": limits.nano_cpus,
         "pids_limit": limits.pids,
-        "privileged": False,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "network_mode": "bridge",
+        **hardening(spec, settings),
         "log_config": _LOG_CONFIG,
     }
     if spec.resources.gpu > 0:

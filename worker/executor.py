@@ -2,7 +2,9 @@
 
 This is the boundary where Docker's exceptions end: `run()` and `adopt()` always
 return an Outcome, and an engine that is down or answers with an error becomes
-FAILED/docker_error with a one-line message.
+FAILED/docker_error with a one-line message. An engine that goes away while a
+container runs (a daemon restart) is waited for, up to `engine_grace_s`: if the
+container is still there when it is back, supervision simply carries on.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cloudai.worker.images import ImageList, ensure_image
 from cloudai.worker.logs import LogStream, collect_tail, last_lines
 from cloudai.worker.outcome import (
     Outcome,
+    after_engine_outage,
     docker_error_outcome,
     finished_outcome,
     start_failure_message,
@@ -35,6 +38,8 @@ from cloudai.worker.outcome import (
 
 # Called once the container runs: (started_at, container_id).
 OnRunning = Callable[[float, str], None]
+# How often a supervisor asks whether an engine that went away is back.
+ENGINE_POLL_S = 0.5
 
 
 @dataclass(slots=True, eq=False)
@@ -68,6 +73,10 @@ class DockerExecutor:
         self.stats_interval = stats_interval
         self.poll_interval = poll_interval
         self._images = ImageList()
+        # Keep a finished attempt's container until `remove()`: the node removes it
+        # once the master acknowledged the result, so a worker killed in between
+        # re-adopts the exited container and reports it again instead of losing it.
+        self.keep_finished = False
 
     # ---- public API --------------------------------------------------------
 
@@ -116,6 +125,16 @@ class DockerExecutor:
         if targets or attempt <= 0:
             return bool(targets)
         return self._remove_orphan(ct.container_name(task_id, attempt))
+
+    def remove(self, task_id: str, attempt: int) -> bool:
+        """Remove a finished attempt's container; False if none (or the engine is down)."""
+        if self.is_active(task_id, attempt):
+            return False
+        try:
+            self._client().containers.get(ct.container_name(task_id, attempt)).remove(force=True)
+        except DOCKER_ERRORS:
+            return False
+        return True
 
     def active(self) -> list[tuple[str, int]]:
         """Attempts being run or supervised now (including those still pulling)."""
@@ -199,7 +218,8 @@ class DockerExecutor:
         try:
             return self._start(active, container, spec.timeout_s, limits, on_running)
         finally:
-            self._remove(container)
+            if not self.keep_finished:
+                self._remove(container)
 
     def _create(
         self, client: docker.DockerClient, active: _Active, spec: TaskSpec, limits: ct.Limits
@@ -207,7 +227,8 @@ class DockerExecutor:
         name = ct.container_name(active.task_id, active.attempt)
         self._remove_orphan(name)
         labels = ct.labels(active.task_id, active.attempt, self.worker_id, spec.timeout_s)
-        container = client.containers.create(**ct.create_kwargs(spec, name, labels, limits))
+        kwargs = ct.create_kwargs(spec, name, labels, limits, self._settings)
+        container = client.containers.create(**kwargs)
         with self._lock:
             active.container = container
         return container
@@ -267,7 +288,8 @@ class DockerExecutor:
             memory = int(container.attrs.get("HostConfig", {}).get("Memory") or 0)
             return self._supervise(active, container, started_at, timeout_s, memory)
         finally:
-            self._remove(container)
+            if not self.keep_finished:
+                self._remove(container)
 
     def _supervise(
         self,
@@ -278,13 +300,17 @@ class DockerExecutor:
         memory_limit: int,
     ) -> Outcome:
         peak = [0]
-        killed_for = self._wait(active, container, started_at, timeout_s, peak)
+        killed_for, container, engine_lost = self._wait(
+            active, container, started_at, timeout_s, peak
+        )
         finished_at = time.time()
         container.reload()
         state = container.attrs.get("State", {})
         outcome = finished_outcome(
             state, killed_for=killed_for, timeout_s=timeout_s, memory_limit=memory_limit
         )
+        if engine_lost:
+            outcome = after_engine_outage(outcome)
         if outcome.reason == Reason.OOM_KILLED:
             peak[0] = max(peak[0], memory_limit)  # it reached the limit, by definition
         outcome.log_tail = self._collect_logs(active, container)
@@ -300,19 +326,26 @@ class DockerExecutor:
         started_at: float,
         timeout_s: float,
         peak: list[int],
-    ) -> str | None:
+    ) -> tuple[str | None, Container, bool]:
         """Wait for the container to exit; kill it on timeout or cancel. Returns the
-        reason we killed it (Reason.TIMEOUT / Reason.CANCELLED) or None."""
+        reason we killed it (Reason.TIMEOUT / Reason.CANCELLED) or None, the container
+        (a fresh handle if the engine went away meanwhile) and whether it did."""
         waiter = ct.ExitWaiter(container)
         deadline = started_at + timeout_s if timeout_s > 0 else None
         killed_for: str | None = None
+        engine_lost = False
         next_sample = time.monotonic()
         while True:
             pause = self.poll_interval
             if deadline is not None and killed_for is None:
                 pause = max(0.0, min(pause, deadline - time.time()))
             if waiter.done.wait(pause):
-                break
+                if waiter.error is None or not _engine_gone(waiter.error):
+                    break
+                engine_lost = True
+                container = self._reattach(active, waiter.error)
+                waiter = ct.ExitWaiter(container)
+                continue
             if killed_for is None:
                 if active.cancel.is_set():
                     killed_for = Reason.CANCELLED
@@ -327,7 +360,35 @@ class DockerExecutor:
             raise waiter.error
         if killed_for is None and active.cancel.is_set():
             killed_for = Reason.CANCELLED  # killed by cancel() before the loop noticed
-        return killed_for
+        return killed_for, container, engine_lost
+
+    def _reattach(self, active: _Active, error: BaseException) -> Container:
+        """The engine went away while we waited on the container (a daemon restart,
+        a socket blip). Poll until it answers again, then carry on supervising the
+        container if it still exists. Raises NotFound if the container is gone, and
+        `error` if the engine stays away for longer than engine_grace_s."""
+        name = ct.container_name(active.task_id, active.attempt)
+        grace = self._settings.engine_grace_s
+        print(
+            f"[{self.worker_id}] Docker engine unreachable while supervising {name} "
+            f"({type(error).__name__}); waiting up to {grace:g}s for it",
+            flush=True,
+        )
+        give_up = time.monotonic() + grace
+        while time.monotonic() < give_up:
+            time.sleep(min(ENGINE_POLL_S, max(0.0, give_up - time.monotonic())))
+            try:
+                container = self._client().containers.get(name)
+            except NotFound:
+                print(f"[{self.worker_id}] {name} is gone after the engine outage", flush=True)
+                raise
+            except DOCKER_ERRORS:
+                continue
+            with self._lock:
+                active.container = container
+            print(f"[{self.worker_id}] engine is back: supervising {name} again", flush=True)
+            return container
+        raise error
 
     def _collect_logs(self, active: _Active, container: Container) -> str:
         """Kept in memory too, so `logs()` still answers after the container is gone."""
@@ -389,3 +450,9 @@ class DockerExecutor:
             return False
         print(f"[{self.worker_id}] removed leftover container {name}", flush=True)
         return True
+
+
+def _engine_gone(err: BaseException) -> bool:
+    """A transport failure (connection refused or dropped), as opposed to an answer
+    from the engine (APIError, e.g. 404): only the former is worth waiting out."""
+    return isinstance(err, DOCKER_ERRORS) and not isinstance(err, APIError)

@@ -31,8 +31,9 @@ REGISTER_BACKOFF_S = (0.5, 10.0)
 RPC_TIMEOUT_S = 5.0
 # gRPC's own reconnect backoff grows to 120 s by default: after a long master outage
 # the worker would sit out up to two minutes with the master long back. Cap it.
-def master_channel(target: str) -> grpc.Channel:
-    return rpc.channel(target)
+def master_channel(target: str, transport: rpc.Transport = rpc.PLAINTEXT) -> grpc.Channel:
+    """The channel to the master: mTLS and the worker's token when configured."""
+    return transport.channel(target)
 
 
 @dataclass(slots=True)
@@ -98,7 +99,10 @@ class Membership:
 
     def _register(self) -> bool:
         """Register, retrying with backoff until the master accepts; False if stopping."""
-        delays = backoff_delays(*REGISTER_BACKOFF_S, self._rng)
+        # Never wait longer than a heartbeat interval between tries: a restarted master
+        # gives each known worker one heartbeat timeout to come back.
+        low, high = REGISTER_BACKOFF_S
+        delays = backoff_delays(low, max(low, min(high, self.interval)), self._rng)
         master = self._settings.master
         while not self._stop.is_set():
             try:

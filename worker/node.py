@@ -4,11 +4,18 @@ and one thread per running attempt whose outcome goes to the Reporter.
 Fencing: the master is the judge of which attempt is current. When it refuses a
 report, or names attempts to stop, those attempts are killed and their results
 are not reported (the master would refuse them anyway).
+
+A finished attempt's container is removed only once the master has answered its
+result: a worker killed in between finds the exited container again (re-adoption)
+and reports it once more, so no result is lost. A periodic sweep re-adopts any
+container of this worker that nobody supervises (say, missed while Docker was down)
+and removes those of fenced attempts.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import grpc
@@ -20,7 +27,9 @@ from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.rpc import build_server
+from cloudai.security.setup import for_worker
 from cloudai.validation import format_size
+from cloudai.worker.containers import policy_problem
 from cloudai.worker.executor import DockerExecutor
 from cloudai.worker.logs import LogStream
 from cloudai.worker.membership import MemberHooks, Membership, master_channel
@@ -30,14 +39,21 @@ from cloudai.worker.service import SERVICE_NAME, WorkerServicer
 from cloudai.worker.telemetry import machine_capacity
 
 Key = tuple[str, int]
+LEFTOVER_SWEEP_S = 10.0
+# Settled attempts remembered so the sweep does not re-adopt a container whose
+# removal failed (it removes it instead).
+DONE_MEMORY = 1024
 
 
 class WorkerNode:
     def __init__(self, settings: WorkerSettings, *, executor: DockerExecutor | None = None) -> None:
         self.settings = settings
         self.executor = executor or DockerExecutor(settings)
+        self.executor.keep_finished = True  # removed once the master has the result
         self.capacity = machine_capacity(settings)
-        self._channel = master_channel(settings.master)
+        # TLS, tokens and the bind address; refuses a non-loopback --ip without TLS.
+        self.security, self._bind = for_worker(settings, self.say)
+        self._channel = master_channel(settings.master, self.security.transport)
         self.reporter = Reporter(
             self._channel,
             name=settings.id,
@@ -55,7 +71,10 @@ class WorkerNode:
         self._unacked: set[Key] = set()
         self._fenced: set[Key] = set()
         self._cancel_requested: set[Key] = set()
+        self._done: OrderedDict[Key, None] = OrderedDict()
         self._draining = False
+        self._halt = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="leftovers", daemon=True)
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self.port = 0
@@ -67,10 +86,13 @@ class WorkerNode:
         """Bind and serve, re-adopt leftover containers, then register (in the
         background: a master that is down is retried, not fatal)."""
         servicer = WorkerServicer(self)
+        bind = f"[{self._bind}]" if ":" in self._bind else self._bind
         server, port, _health = build_server(
-            f"0.0.0.0:{self.settings.port}",
+            f"{bind}:{self.settings.port}",
             [lambda s: mw_grpc.add_WorkerServicer_to_server(servicer, s)],
             [SERVICE_NAME],
+            tls=self.security.transport.tls,
+            interceptors=self.security.interceptors,
         )
         server.start()
         self._server, self.port = server, port
@@ -78,6 +100,7 @@ class WorkerNode:
         self.say(f"serving on {self.address}; master at {self.settings.master}")
         self.reporter.start()
         self._adopt_leftovers()
+        self._sweeper.start()
         self.membership.start(self.address)
 
     def stop(self, grace: float = 5.0, *, kill_running: bool = False) -> None:
@@ -86,6 +109,7 @@ class WorkerNode:
         re-adopts them."""
         if self._stopped.is_set():
             return
+        self._halt.set()
         with self._lock:
             self._draining = True
             running = dict(self._attempts)
@@ -157,8 +181,11 @@ class WorkerNode:
     def _run_attempt(self, task_id: str, attempt: int, spec: TaskSpec) -> None:
         key = (task_id, attempt)
         try:
+            refused = policy_problem(spec, self.settings)
             if self._is_cancelled(key):
                 outcome = Outcome(TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled")
+            elif refused:  # e.g. a capability this worker's admin does not allow
+                outcome = Outcome(TaskState.FAILED, None, Reason.INVALID_SPEC, refused)
             else:
                 outcome = self.executor.run(
                     task_id, attempt, spec, on_running=lambda t, c: self._on_running(key, t, c)
@@ -168,15 +195,29 @@ class WorkerNode:
         self._finish(key, outcome)
 
     def _adopt_leftovers(self) -> None:
+        """Supervise this worker's containers that nobody supervises; remove those of
+        attempts that are fenced or already settled."""
         for task_id, attempt, status in self.executor.list_managed():
             key = (task_id, attempt)
             with self._lock:
-                if key in self._attempts:
+                if key in self._attempts or key in self._unacked:
                     continue
-                thread = threading.Thread(target=self._adopt, args=key, daemon=True)
-                self._attempts[key] = thread
+                settled = key in self._fenced or key in self._done
+                if not settled:
+                    thread = threading.Thread(target=self._adopt, args=key, daemon=True)
+                    self._attempts[key] = thread
+            if settled:
+                self.executor.remove(*key)
+                continue
             self._event(task_id, attempt, f"re-adopting its container ({status})")
             thread.start()
+
+    def _sweep(self) -> None:
+        while not self._halt.wait(LEFTOVER_SWEEP_S):
+            try:
+                self._adopt_leftovers()
+            except Exception as err:  # the sweep must outlive a bug or an engine blip
+                self.say(f"leftover sweep failed: {err!r}")
 
     def _adopt(self, task_id: str, attempt: int) -> None:
         self._finish((task_id, attempt), self.executor.adopt(task_id, attempt))
@@ -207,7 +248,10 @@ class WorkerNode:
                 self._unacked.add(key)
         if fenced:
             self._event(*key, "result not reported: the master no longer runs this attempt")
+            self._settle(key)
             return
+        if outcome.state == TaskState.CANCELLED:
+            self.executor.remove(*key)  # the master decided this end: nothing to re-adopt
         self.reporter.submit(self._report(key, outcome))
 
     def _report(self, key: Key, outcome: Outcome) -> mw.TaskStatusReport:
@@ -229,8 +273,19 @@ class WorkerNode:
 
     def _on_answered(self, report: mw.TaskStatusReport, accepted: bool) -> None:
         if report.state != state_to_pb(TaskState.RUNNING):
-            with self._lock:
-                self._unacked.discard((report.task_id, report.attempt))
+            # Off the reporter's thread: a slow engine must not hold up other reports.
+            key = (report.task_id, report.attempt)
+            threading.Thread(target=self._settle, args=(key,), daemon=True).start()
+
+    def _settle(self, key: Key) -> None:
+        """The attempt's end is known to the master (or no longer wanted): remove its
+        container, then stop listing it as running."""
+        self.executor.remove(*key)
+        with self._lock:
+            self._unacked.discard(key)
+            self._done[key] = None
+            while len(self._done) > DONE_MEMORY:
+                self._done.popitem(last=False)
 
     def _on_refused(self, report: mw.TaskStatusReport, message: str) -> None:
         """The master says this attempt is not current: stop it if it still runs."""

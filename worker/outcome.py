@@ -117,3 +117,19 @@ def finished_outcome(
     if code == 0:
         return Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, "")
     return Outcome(TaskState.FAILED, code, Reason.NONZERO_EXIT, f"exited with code {code}")
+
+
+def after_engine_outage(outcome: Outcome) -> Outcome:
+    """The engine went away while the container ran. A container that then died of a
+    signal (exit >= 128, not an OOM kill) was most likely stopped by the engine's own
+    restart: that is the engine's failure (docker_error, retried within its own
+    bound), not the task's. Anything else is the task's own outcome."""
+    code = outcome.exit_code
+    if outcome.reason != Reason.NONZERO_EXIT or code is None or code < 128:
+        return outcome
+    return Outcome(
+        TaskState.FAILED,
+        code,
+        Reason.DOCKER_ERROR,
+        f"container stopped during a Docker engine outage (exit {code})",
+    )

@@ -17,6 +17,7 @@ from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.rpc import abort
+from cloudai.security import inputs
 from cloudai.validation import validate_id, validate_spec
 from cloudai.worker.logs import LogStream
 
@@ -67,8 +68,10 @@ class WorkerServicer(mw_grpc.WorkerServicer):
     def CancelTask(
         self, request: mw.CancelTaskRequest, context: grpc.ServicerContext
     ) -> mw.CancelTaskResponse:
-        if not request.task_id:
-            _abort(context, InvalidArgument("task id is empty"))
+        try:
+            inputs.check_cancel_attempt(request)
+        except CloudAIError as err:
+            _abort(context, err)
         found = self._node.cancel(request.task_id, request.attempt, request.reason)
         message = "cancelling" if found else "no such attempt running on this worker"
         return mw.CancelTaskResponse(found=found, message=message)
@@ -76,9 +79,8 @@ class WorkerServicer(mw_grpc.WorkerServicer):
     def GetTaskLogs(
         self, request: mw.GetTaskLogsRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.LogChunk]:
-        if not request.task_id:
-            _abort(context, InvalidArgument("task id is empty"))
         try:
+            inputs.check_worker_logs(request)
             stream = self._node.logs(
                 request.task_id, request.attempt, request.follow, max(0, request.tail_lines)
             )

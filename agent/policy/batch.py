@@ -10,17 +10,43 @@ end, vectorised, from the worker views recorded at decision time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .filters import Filter
 from .hints import placement_hint
-from .placement import Candidate, CandidateList, Placement, _Table
+from .placement import Candidate, CandidateList, CandidateTable, Placement
 from .plan import ScoringPlan
 from .scorers import Scorer, feature_matrix
 from .snapshot import ClusterState, TaskRequest
 
 _NEG = -np.inf
+_MAX_MISSES = 4
+
+
+@dataclass(slots=True)
+class _Prev:
+    """The filter chain's answer for the last task, kept so that a next task with the
+    same needs can reuse it."""
+
+    task: int
+    alive: np.ndarray
+    feasible: int
+    rejections: dict[str, int]
+    winner: int  # the worker it reserved, -1 if none
+
+
+def _same_needs(a: TaskRequest, b: TaskRequest) -> bool:
+    return (
+        a.cpu == b.cpu
+        and a.memory_bytes == b.memory_bytes
+        and a.gpu == b.gpu
+        and a.image == b.image
+        and not a.pinned_worker
+        and a.selector == b.selector
+        and a.avoid_workers == b.avoid_workers
+    )
 
 
 class Batch:
@@ -34,10 +60,18 @@ class Batch:
     ) -> None:
         self.filters, self.state, self.tasks, self.top_k = list(filters), state, tasks, top_k
         self.n = len(state)
-        self.plan = ScoringPlan(scorers, state)
-        self.phi = feature_matrix(tasks)
-        self.phi_scaled = self.phi * self.plan.feature_scale
         self._start, self._per_task = self._leading_round_filters()
+        self.plan = ScoringPlan(scorers, state, excluded=~self._start[0])
+        self.phi = feature_matrix(tasks)
+        scaled = self.phi * self.plan.feature_scale
+        # Each task's features as its scoring variant expects them (see ScoringPlan).
+        self._phi_cpu = np.ascontiguousarray(scaled[:, list(self.plan.features(False))])
+        self._phi_gpu = scaled
+        # Consecutive tasks with the same needs (replicas of one job) reuse the previous
+        # filter answer when every per-task filter can re-judge one worker.
+        self._incremental = all(hasattr(f, "check") for f in self._per_task)
+        self._dynamic = [f for f in self._per_task if getattr(f, "dynamic", True)]
+        self._prev: _Prev | None = None
         self.out: list[Placement] = []
         # Records of scored decisions, flat, for `_explain`: output position, task
         # index, candidate count, candidate workers, totals, views at decision time,
@@ -75,15 +109,24 @@ class Batch:
 
     def decide(self, i: int) -> None:
         task = self.tasks[i]
-        alive, feasible, rejections = self._filter(task)
+        prev = self._prev
+        if prev is not None and _same_needs(task, self.tasks[prev.task]):
+            alive, feasible, rejections = self._refilter(task, prev)
+        else:
+            alive, feasible, rejections = self._filter(task)
         p = Placement(task.task_id, task.attempt, "", [], rejections, "", False, feasible, self.n)
         self.out.append(p)
+        self._prev = None
         if task.pinned_worker:
             self._pinned(p, i, task, alive)
         elif feasible == 0:
             self._unplaced.append((len(self.out) - 1, i, None))
+            if self._incremental:
+                self._prev = _Prev(i, alive, 0, rejections, -1)
         else:
-            self._score(p, i, task, alive, feasible)
+            phi = self._phi_gpu[i] if task.gpu > 0 else self._phi_cpu[i]
+            total, rows = self.plan.total(task, phi, alive)
+            self._pick(p, i, task, total, alive, rows)
 
     def _filter(self, task: TaskRequest) -> tuple[np.ndarray, int, dict[str, int]]:
         alive, n, base = self._start
@@ -103,34 +146,64 @@ class Batch:
             alive, n = new, left
         return alive, n, rejections
 
-    def _score(self, p: Placement, i: int, task: TaskRequest, alive: np.ndarray, n: int) -> None:
+    def _refilter(self, task: TaskRequest, prev: _Prev) -> tuple[np.ndarray, int, dict[str, int]]:
+        """The filter chain's answer for a task with the same needs as the previous one.
+        Since then only the previous winner changed, so only it is judged again: the
+        same answer as `_filter`, at a fraction of the cost."""
+        alive, n, rejections = prev.alive, prev.feasible, dict(prev.rejections)
+        if prev.winner >= 0:
+            failed = self._recheck(task, prev.winner)
+            if failed is not None:
+                alive = alive.copy()  # it may be a filter's shared mask
+                alive[prev.winner] = False
+                n -= 1
+                _merge(rejections, failed)
+        return alive, n, rejections
+
+    def _pick(
+        self,
+        p: Placement,
+        i: int,
+        task: TaskRequest,
+        total: np.ndarray,
+        alive: np.ndarray,
+        rows: list[np.ndarray],
+    ) -> None:
+        """Take the best feasible workers of `total`, record, reserve."""
         state = self.state
-        total, rows = self.plan.total(task, self.phi_scaled[i], alive)
-        if n < self.n:
-            np.putmask(total, ~alive, _NEG)
-        # Repeated argmax beats argpartition for a small k; ties go to the lowest index.
-        k = min(self.top_k, n)
-        cands = []
-        totals = self._totals
-        for _ in range(k):
-            j = int(total.argmax())
-            cands.append(j)
-            totals.append(float(total[j]))
-            total[j] = _NEG
+        k = min(self.top_k, p.feasible)
+        cands = _top(total, alive, k, self._totals)
+        if not cands:
+            self._unplaced.append((len(self.out) - 1, i, None))
+            return
+        k = len(cands)
         j = cands[0]
         p.worker_id = state.ids[j]
         self._pos.append(len(self.out) - 1)
         self._task.append(i)
         self._k.append(k)
         self._workers.extend(cands)
-        self._views.append(state.view.take(cands, axis=1))
+        self._views.append(state.view.take(cands, axis=0))
         if rows:
             self._other.append([r[cands] for r in rows])
         self.plan.reserved(j, state.reserve(j, task.cpu, task.memory_bytes, task.gpu))
+        if self._incremental:
+            self._prev = _Prev(i, alive, p.feasible, p.rejections, j)
+
+    def _recheck(self, task: TaskRequest, j: int) -> dict[str, int] | None:
+        """None if worker j still passes the filters a reservation can affect, else the
+        reason it fails now."""
+        for f in self._dynamic:
+            if not f.check(task, self.state, j):  # type: ignore[attr-defined]
+                one = np.zeros(self.n, bool)
+                one[j] = True
+                return f.reasons(task, self.state, one, 1)
+        return None
 
     def _pinned(self, p: Placement, i: int, task: TaskRequest, alive: np.ndarray) -> None:
         # A manual pin skips the scorers but not the filters, judged on that worker alone.
         p.pinned = True
+        self._prev = None
         j = self.state.index.get(task.pinned_worker)
         if j is None:
             p.rejections = {"unknown worker": 1}
@@ -167,18 +240,45 @@ class Batch:
         cols: list[np.ndarray] = []
         if plan.linear:
             phi = self.phi[self._task][pair_task]
-            view = np.concatenate(self._views, axis=1)
+            view = np.concatenate(self._views, axis=0)
             cols += plan.linear_scores(phi, view, phi[:, 3] > 0)
         if plan.cached:
             cols += plan.cached_scores([self.tasks[i] for i in self._task], pair_task, workers)
         if plan.other:
             cols += [np.concatenate(x) for x in zip(*self._other, strict=True)]
         scores = np.stack(cols, axis=1) if cols else np.zeros((len(workers), 0))
-        table = _Table(self.state.ids, plan.names, self._workers, self._totals, scores)
+        table = CandidateTable(self.state.ids, plan.names, self._workers, self._totals, scores)
         start, out = 0, self.out
         for pos, k in zip(self._pos, self._k, strict=True):
             out[pos].candidates = CandidateList(table, start, k)
             start += k
+
+
+def _top(total: np.ndarray, alive: np.ndarray, k: int, totals: list[float]) -> list[int]:
+    """The k best feasible workers, appending their totals to `totals`; ties go to the
+    lowest index. Clobbers `total` (with -inf) at every worker it looked at.
+
+    Most top-scored workers are feasible, so checking the few best one by one is
+    cheaper than masking every infeasible worker first; after a few misses (say, a
+    bin-packing profile that favours full workers) it masks them all at once.
+    Repeated argmax also beats argpartition for a small k.
+    """
+    cands: list[int] = []
+    misses = 0
+    while len(cands) < k:
+        j = int(total.argmax())
+        value = float(total[j])
+        if value == _NEG:
+            break  # only a misbehaving scorer leaves a feasible worker at -inf
+        total[j] = _NEG
+        if alive[j]:
+            cands.append(j)
+            totals.append(value)
+            continue
+        misses += 1
+        if misses == _MAX_MISSES:
+            np.putmask(total, ~alive, _NEG)
+    return cands
 
 
 def _merge(into: dict[str, int], more: dict[str, int]) -> None:

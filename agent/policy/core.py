@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cloudai.model import DecisionRecord
 
@@ -22,7 +23,14 @@ from .registry import REGISTRY, Kind, Registry
 from .scorers import Scorer
 from .snapshot import ClusterState, TaskRequest
 
-__all__ = ["Candidate", "CandidateList", "Pipeline", "Placement", "place_batch", "to_decision_record"]
+__all__ = [
+    "Candidate",
+    "CandidateList",
+    "Pipeline",
+    "Placement",
+    "place_batch",
+    "to_decision_record",
+]
 
 
 @dataclass
@@ -40,14 +48,16 @@ class Pipeline:
     ) -> Pipeline:
         profile.validate(registry)
 
-        def make(kind: Kind, name: str) -> object:
+        def make(kind: Kind, name: str) -> Any:
             return registry.create(kind, name, **profile.params.get(name, {}))
 
+        # A weight of 0 switches a scorer off: it is not even built.
+        weighted = [(n, float(w)) for n, w in profile.scorers.items() if w > 0]
         return cls(
             profile=profile,
-            filters=[make(Kind.FILTER, n) for n in profile.filters],  # type: ignore[misc]
-            scorers=[(make(Kind.SCORER, n), float(w)) for n, w in profile.scorers.items() if w > 0],  # type: ignore[misc]
-            orderer=make(Kind.ORDERER, orderer or profile.orderer),  # type: ignore[arg-type]
+            filters=[make(Kind.FILTER, n) for n in profile.filters],
+            scorers=[(make(Kind.SCORER, n), w) for n, w in weighted],
+            orderer=make(Kind.ORDERER, orderer or profile.orderer),
         )
 
 
@@ -67,7 +77,7 @@ def place_batch(
     so the batch never overcommits a worker. `state` is left untouched unless `mutate`
     (the simulator keeps the reservations). `profile` is a Profile, a built-in name or
     a profile file path; `orderer` overrides the profile's queue orderer."""
-    pipeline = Pipeline.build(resolve_profile(profile), registry, orderer)
+    pipeline = Pipeline.build(resolve_profile(profile, registry), registry, orderer)
     work = state if mutate else state.copy()
     batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k))
     for i in pipeline.orderer.order(tasks, time.time() if now is None else now):

@@ -22,9 +22,16 @@ from .snapshot import CPU, EPS, GPU, MEM, ClusterState, TaskRequest
 
 @runtime_checkable
 class Filter(Protocol):
-    """A feasibility check. A filter may also set `per_round = True` to promise that
-    its answer does not depend on the task; the pipeline then runs it once per batch
-    when it leads the chain."""
+    """A feasibility check over every worker at once.
+
+    Optional extras the pipeline uses when present:
+    - `per_round = True` promises the answer does not depend on the task; a filter
+      leading the chain is then run once per batch.
+    - `check(task, state, j) -> bool`, the same verdict for worker j alone, and
+      `dynamic = True` when a reservation can change the verdict. Together they let
+      the pipeline re-judge just the worker a reservation changed (e.g. for the next
+      replica of the same job) instead of re-running the whole chain.
+    """
 
     name: str
 
@@ -66,6 +73,9 @@ class HealthFilter:
     def filter(self, task: TaskRequest, state: ClusterState) -> np.ndarray | None:
         return state.active
 
+    def check(self, task: TaskRequest, state: ClusterState, j: int) -> bool:
+        return bool(state.active[j])
+
     def reasons(
         self, task: TaskRequest, state: ClusterState, before: np.ndarray | None, count: int
     ) -> dict[str, int]:
@@ -81,12 +91,17 @@ class AvoidFilter(_OneReason):
     name = "avoid"
 
     def filter(self, task: TaskRequest, state: ClusterState) -> np.ndarray | None:
+        if not task.avoid_workers:
+            return None
         idx = [state.index[w] for w in task.avoid_workers if w in state.index]
         if not idx:
             return None
         mask = np.ones(len(state), bool)
         mask[idx] = False
         return mask
+
+    def check(self, task: TaskRequest, state: ClusterState, j: int) -> bool:
+        return state.ids[j] not in task.avoid_workers
 
     def reason(self, task: TaskRequest) -> str:
         return "avoided after failure"
@@ -106,6 +121,10 @@ class SelectorFilter:
             mask &= state.label_mask(key, value)
         return mask
 
+    def check(self, task: TaskRequest, state: ClusterState, j: int) -> bool:
+        labels = state.labels[j]
+        return all(labels.get(k) == v for k, v in task.selector.items())
+
     def reasons(
         self, task: TaskRequest, state: ClusterState, before: np.ndarray | None, count: int
     ) -> dict[str, int]:
@@ -123,11 +142,15 @@ class SelectorFilter:
 
 class CpuFilter(_OneReason):
     name = "cpu"
+    dynamic = True
 
     def filter(self, task: TaskRequest, state: ClusterState) -> np.ndarray | None:
         if task.cpu <= 0:
             return None
         return state.free[CPU] >= task.cpu - EPS
+
+    def check(self, task: TaskRequest, state: ClusterState, j: int) -> bool:
+        return task.cpu <= 0 or state.free[CPU, j] >= task.cpu - EPS
 
     def reason(self, task: TaskRequest) -> str:
         return "insufficient cpu"
@@ -135,12 +158,16 @@ class CpuFilter(_OneReason):
 
 class MemoryFilter(_OneReason):
     name = "memory"
+    dynamic = True
 
     def filter(self, task: TaskRequest, state: ClusterState) -> np.ndarray | None:
         if task.memory_bytes <= 0:
             return None
         # Bytes are integers held exactly in float64 (< 2**53): no tolerance needed.
         return state.free[MEM] >= task.memory_bytes
+
+    def check(self, task: TaskRequest, state: ClusterState, j: int) -> bool:
+        return task.memory_bytes <= 0 or state.free[MEM, j] >= task.memory_bytes
 
     def reason(self, task: TaskRequest) -> str:
         return "insufficient memory"
@@ -155,11 +182,15 @@ class GpuFilter(_OneReason):
     """
 
     name = "gpu"
+    dynamic = True
 
     def filter(self, task: TaskRequest, state: ClusterState) -> np.ndarray | None:
         if task.gpu <= 0:
             return None
         return state.free[GPU] >= task.gpu - EPS
+
+    def check(self, task: TaskRequest, state: ClusterState, j: int) -> bool:
+        return task.gpu <= 0 or state.free[GPU, j] >= task.gpu - EPS
 
     def reason(self, task: TaskRequest) -> str:
         return "insufficient gpu"

@@ -2,9 +2,9 @@
 
 The checks follow the filter order: no healthy worker at all, then labels nobody has,
 then workers the task must avoid, then resources. For resources the hint prefers a
-single change: if some worker misses only one resource, suggest lowering that request
-to the most that is free on such a worker, choosing the resource that needs the
-smallest relative cut. Otherwise it names the worker that needs the smallest cut.
+single change: if some worker misses only one resource, lower that request to the
+most that is free on such a worker, choosing the resource that needs the smallest
+relative cut. Otherwise it names the worker that needs the smallest cut overall.
 """
 
 from __future__ import annotations
@@ -17,25 +17,26 @@ from .snapshot import EPS, GIB, RESOURCE_NAMES, ClusterState, TaskRequest
 
 
 def placement_hint(task: TaskRequest, state: ClusterState, only: int | None = None) -> str:
-    """Hint for `task` on `state`; `only` restricts it to one (pinned) worker."""
+    """Hint for `task` on `state`; `only` restricts it to one (pinned) worker.
+    Empty when the task fits as it is."""
     pool = np.ones(len(state), bool)
     if only is not None:
         pool = np.zeros(len(state), bool)
         pool[only] = True
     healthy = pool & state.active
     if not healthy.any():
-        if only is not None:
-            return f"worker {state.ids[only]} is {state.health_of(only).value.lower()}: pin another worker"
-        return "no healthy worker"
+        if only is None:
+            return "no healthy worker"
+        health = state.health_of(only).value.lower()
+        return f"worker {state.ids[only]} is {health}: pin another worker"
     base, why = _matching(task, state, healthy, only)
-    if why:
-        return why
-    return _resource_hint(task, state, base, only)
+    return why or _resource_hint(task, state, base, only)
 
 
 def _matching(
     task: TaskRequest, state: ClusterState, healthy: np.ndarray, only: int | None
 ) -> tuple[np.ndarray, str]:
+    """Healthy workers with the task's labels that it need not avoid, or why none."""
     base = healthy.copy()
     for key, value in task.selector.items():
         has = state.label_mask(key, value)
@@ -61,49 +62,59 @@ def _resource_hint(
     task: TaskRequest, state: ClusterState, base: np.ndarray, only: int | None
 ) -> str:
     need = np.array(task.demand)
-    asked = need > 0
-    fits = state.free >= (need - EPS)[:, None]
-    fail = ~fits & asked[:, None] & base[None, :]
-    if not fail.any():
-        return ""
-    where = "free" if only is not None else "largest free on a healthy worker"
-    single = fail & (fail.sum(axis=0) == 1)[None, :]
-    best: tuple[float, int, float] | None = None
-    for r in np.flatnonzero(asked):
-        if single[r].any():
-            limit = float(state.free[r, single[r]].max())
-            cut = (need[r] - limit) / need[r]
-            if best is None or cut < best[0]:
-                best = (cut, int(r), limit)
-    if best is not None and best[2] > EPS:
-        _, r, limit = best
-        return f"request <= {_amount(r, limit)} ({where}){_capacity_note(state, base, need)}"
-    return _multi_hint(state, base, need, asked, where)
-
-
-def _multi_hint(
-    state: ClusterState, base: np.ndarray, need: np.ndarray, asked: np.ndarray, where: str
-) -> str:
+    asked = np.flatnonzero(need > 0)
     idx = np.flatnonzero(base)
-    free = np.maximum(state.free[:, idx], 0.0)
-    short = np.where(asked[:, None], (need[:, None] - free) / np.where(need > 0, need, 1)[:, None], 0)
-    worst = np.max(np.maximum(short, 0.0), axis=0)
-    j = int(idx[int(np.argmin(worst))])
+    if asked.size == 0 or idx.size == 0:
+        return ""
+    for r in asked:
+        if not (state.cap[r, idx] > EPS).any():
+            where = f"worker {state.ids[only]} has" if only is not None else "no healthy worker has"
+            return f"{where} no {RESOURCE_NAMES[r]}"
+    free = state.free[np.ix_(asked, idx)]
+    short = free < need[asked, None] - EPS
+    if not short.any(axis=0).all():
+        return ""  # some worker fits as it is
+    where = f"free on {state.ids[only]}" if only is not None else "largest free on a healthy worker"
+    wait = _wait_note(state, idx, need)
+    single = short & (short.sum(axis=0) == 1)
+    best: tuple[float, int, float] | None = None
+    for n, r in enumerate(asked):
+        if single[n].any():
+            limit = float(free[n, single[n]].max())
+            cut = (need[r] - limit) / need[r]
+            if limit > EPS and (best is None or cut < best[0]):
+                best = (cut, int(r), limit)
+    if best is not None:
+        return f"request <= {_amount(best[1], best[2])} ({where}){wait}"
+    return _several(state, idx, need, asked, free, wait)
+
+
+def _several(
+    state: ClusterState,
+    idx: np.ndarray,
+    need: np.ndarray,
+    asked: np.ndarray,
+    free: np.ndarray,
+    wait: str,
+) -> str:
+    """Every worker misses several resources: the one needing the smallest cut."""
+    for n, r in enumerate(asked):
+        if free[n].max() <= EPS:
+            return f"wait for capacity: no matching healthy worker has any {RESOURCE_NAMES[r]} free"
+    cut = np.max((need[asked, None] - np.maximum(free, 0.0)) / need[asked, None], axis=0)
+    j = int(idx[int(np.argmin(cut))])
     parts = [
-        f"<= {_amount(r, float(state.free[r, j]))}"
-        for r in np.flatnonzero(asked)
+        f"<= {_amount(int(r), float(state.free[r, j]))}"
+        for r in asked
         if state.free[r, j] < need[r] - EPS
     ]
-    if any(state.free[r, j] <= EPS for r in np.flatnonzero(asked) if need[r] > 0):
-        names = ", ".join(RESOURCE_NAMES[r] for r in np.flatnonzero(asked))
-        return f"wait for capacity: no healthy worker has enough free {names}"
-    return f"request {' and '.join(parts)} ({where}: {state.ids[j]}){_capacity_note(state, base, need)}"
+    return f"request {' and '.join(parts)} (free on {state.ids[j]}){wait}"
 
 
-def _capacity_note(state: ClusterState, base: np.ndarray, need: np.ndarray) -> str:
-    """Say whether waiting helps: does the task fit some worker once it is idle?"""
-    big = base & np.all(state.cap >= (need - EPS)[:, None], axis=0)
-    return ", or wait for running tasks to finish" if big.any() else ""
+def _wait_note(state: ClusterState, idx: np.ndarray, need: np.ndarray) -> str:
+    """Does waiting help: would the task fit one of these workers once it is idle?"""
+    fits = np.all(state.cap[:, idx] >= (need - EPS)[:, None], axis=0)
+    return ", or wait for running tasks to finish" if fits.any() else ""
 
 
 def _amount(r: int, value: float) -> str:

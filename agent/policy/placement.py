@@ -25,7 +25,7 @@ class Candidate:
 
 
 @dataclass(slots=True)
-class _Table:
+class CandidateTable:
     """The candidates of a whole batch: numbers computed together, for speed."""
 
     ids: list[str]
@@ -41,7 +41,7 @@ class CandidateList(Sequence[Candidate]):
 
     __slots__ = ("_table", "_start", "_k", "_items")
 
-    def __init__(self, table: _Table, start: int, k: int) -> None:
+    def __init__(self, table: CandidateTable, start: int, k: int) -> None:
         self._table, self._start, self._k = table, start, k
         self._items: list[Candidate] | None = None
 

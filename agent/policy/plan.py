@@ -4,23 +4,23 @@ Per task the naive way calls every scorer over every worker: tens of numpy calls
 decision, each a microsecond or more. Instead:
 
 - Linear scorers (see scorers.LinearScorer) are folded, weights and normalisation
-  included, into one (FEATURES x N) matrix per "variant" (CPU task or GPU task, as the
-  allocation scorers weigh GPUs only for GPU tasks). A task's linear total is then one
-  matrix-vector product with its feature vector.
-- A reservation changes one worker, so it changes one column: the CPU variant's column
-  is recomputed at once from the same `terms`, with Python floats; the GPU variant's
-  columns are marked stale and refreshed when the next GPU task comes.
+  included, into one (workers x features) matrix per "variant" (CPU task or GPU task,
+  as the allocation scorers weigh GPUs only for GPU tasks). A task's linear total is
+  then one matrix-vector product with its feature vector.
+- A reservation changes one worker, so it changes one row: the CPU variant's row is
+  recomputed at once from the same `terms`, with Python floats; the GPU variant's rows
+  are marked stale and refreshed when the next GPU task comes.
 - Cached scorers are computed once per cache key (e.g. per image) per round.
 - Any other scorer (tetris, a learned model) is called per task, as written.
 
-The result is exactly the weighted sum of `normalise(scorer.score(...))`, which the
-tests check against the scorers' own `score` methods.
+For every worker that passes the filters the result is the weighted sum of
+`normalise(scorer.score(...))`, which the tests check against the scorers' own `score`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from operator import mul
+from operator import itemgetter, mul
 
 import numpy as np
 
@@ -28,13 +28,26 @@ from .scorers import FEATURES, CachedScorer, LinearScorer, Scorer, normalise
 from .snapshot import GPU, ClusterState, TaskRequest, WorkerView
 
 _K = len(FEATURES)
-# Above this many stale columns one vectorised refresh beats per-column Python floats.
-_VECTOR_REFRESH = 8
+# A CPU task's GPU monomials are zero, so the CPU variant keeps only these columns.
+CPU_FEATURES = tuple(f for f, name in enumerate(FEATURES) if "gpu" not in name)
+_ALL_FEATURES = tuple(range(_K))
+# Above this many stale rows one vectorised refresh (about a hundred numpy calls for
+# the built-in scorers) beats per-row Python floats (a few microseconds each).
+_VECTOR_REFRESH = 32
+_PICK = {False: itemgetter(*CPU_FEATURES), True: itemgetter(*_ALL_FEATURES)}
 
 
 class ScoringPlan:
-    def __init__(self, scorers: Sequence[tuple[Scorer, float]], state: ClusterState) -> None:
+    def __init__(
+        self,
+        scorers: Sequence[tuple[Scorer, float]],
+        state: ClusterState,
+        excluded: np.ndarray | None = None,
+    ) -> None:
+        """`excluded`: workers no task can use this round (e.g. dead ones). Their total
+        is -inf, so the pick never has to look at them."""
         self.state = state
+        self._excluded = excluded if excluded is not None and excluded.any() else None
         self.linear: list[tuple[LinearScorer, float, float]] = []
         self.cached: list[tuple[CachedScorer, float]] = []
         self.other: list[tuple[Scorer, float]] = []
@@ -57,8 +70,8 @@ class ScoringPlan:
         self._lin = [s for s, _, _ in self.linear]
         self._psi: dict[bool, np.ndarray] = {}
         self._stale_gpu: set[int] = set()
-        self._rows: dict[tuple[int, Hashable], np.ndarray] = {}
-        # GPU tasks can only land on GPU workers, so only their columns need refreshing.
+        self._rows: list[dict[Hashable, np.ndarray]] = [{} for _ in self.cached]
+        # GPU tasks can only land on GPU workers, so only their rows need refreshing.
         self._has_gpu = (state.cap[GPU] > 0).tolist()
 
     @property
@@ -67,11 +80,13 @@ class ScoringPlan:
         groups: list[Sequence[tuple]] = [self.linear, self.cached, self.other]
         return [entry[0].name for group in groups for entry in group]
 
-    def total(self, task: TaskRequest, phi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def total(
+        self, task: TaskRequest, phi: np.ndarray, mask: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Weighted total per worker (a fresh array) and the normalised rows of the
         `other` scorers, for explanations. `phi` is the task's features times
-        `feature_scale`."""
-        total = phi @ self._matrix(task.gpu > 0) if self.linear else np.zeros(len(self.state))
+        `feature_scale`, restricted to `features(task.gpu > 0)`."""
+        total = self._matrix(task.gpu > 0) @ phi if self.linear else np.zeros(len(self.state))
         for n, (s, w) in enumerate(self.cached):
             row = self._cached_row(n, s, task)
             total += row if w == 1.0 else w * row
@@ -82,11 +97,16 @@ class ScoringPlan:
             rows.append(row)
         return total, rows
 
+    @staticmethod
+    def features(gpu: bool) -> tuple[int, ...]:
+        """Which FEATURES the variant's matrix has, i.e. which `total` expects in `phi`."""
+        return _ALL_FEATURES if gpu else CPU_FEATURES
+
     def reserved(self, j: int, view: WorkerView) -> None:
         """Worker j's allocation changed and `view` is its new view."""
         psi = self._psi.get(False)
         if psi is not None:
-            psi[:, j] = self._column(view, False)
+            psi[j] = self._column(view, False)
         if self._has_gpu[j] and True in self._psi:
             self._stale_gpu.add(j)
 
@@ -110,13 +130,13 @@ class ScoringPlan:
 
     def linear_scores(self, phi: np.ndarray, view: np.ndarray, gpu: np.ndarray) -> list[np.ndarray]:
         """Normalised score per linear scorer for M (task, worker) pairs: `phi` (M, K)
-        unscaled features, `view` (7, M) worker views at decision time, `gpu` (M,)."""
+        unscaled features, `view` (M, 7) worker views at decision time, `gpu` (M,)."""
         out = [np.zeros(len(gpu)) for _ in self.linear]
         for variant in (False, True):
             sel = np.flatnonzero(gpu == variant)
             if sel.size == 0:
                 continue
-            v = WorkerView(*view[:, sel])
+            v = WorkerView(*view[sel].T)
             for n, (s, _, lo) in enumerate(self.linear):
                 coef = np.array(np.broadcast_arrays(*s.terms(v, variant), np.zeros(sel.size))[:-1])
                 raw = np.einsum("mk,km->m", phi[sel], coef)
@@ -134,23 +154,28 @@ class ScoringPlan:
             stale = self._stale_gpu
             if len(stale) > _VECTOR_REFRESH:
                 idx = np.fromiter(stale, np.intp, len(stale))
-                psi[:, idx] = self._fold(WorkerView(*self.state.view[:, idx]), True, len(idx))
+                psi[idx] = self._fold(WorkerView(*self.state.view[idx].T), True, len(idx))
             else:
                 for j in stale:
-                    psi[:, j] = self._column(self.state.workers_view(j), True)
+                    psi[j] = self._column(self.state.workers_view(j), True)
             stale.clear()
         return psi
 
     def _fold(self, view: WorkerView, gpu: bool, n: int) -> np.ndarray:
+        """(n, features) worker-major, so that a refresh rewrites one contiguous row."""
         psi = np.zeros((_K, n))
         psi[0] = self._offset
         scales = self._col_scales or [1.0] * len(self._lin)
         for s, scale in zip(self._lin, scales, strict=True):
             for f, coef in enumerate(s.terms(view, gpu)):
                 psi[f] += scale * np.asarray(coef)
-        return psi
+        if self._excluded is not None and n == len(self.state):
+            # -inf times the "one" feature (always 1): these workers never win, so the
+            # pick never looks at them.
+            psi[0, self._excluded] = -np.inf
+        return np.ascontiguousarray(psi[list(self.features(gpu))].T)
 
-    def _column(self, view: WorkerView, gpu: bool) -> list[float]:
+    def _column(self, view: WorkerView, gpu: bool) -> tuple[float, ...]:
         per_scorer = [s.terms(view, gpu) for s in self._lin]
         if self._col_scales is None:
             col = list(map(sum, zip(*per_scorer, strict=True)))
@@ -158,13 +183,12 @@ class ScoringPlan:
             sc = self._col_scales
             col = [sum(map(mul, sc, x)) for x in zip(*per_scorer, strict=True)]
         col[0] += self._offset
-        return col
+        return _PICK[gpu](col)
 
     def _cached_row(self, n: int, s: CachedScorer, task: TaskRequest) -> np.ndarray:
-        key = (n, s.cache_key(task))
-        row = self._rows.get(key)
+        key = s.cache_key(task)
+        row = self._rows[n].get(key)
         if row is None:
             mask = np.ones(len(self.state), bool)
-            row = normalise(s.score(task, self.state, mask), s.bounds, mask)
-            self._rows[key] = row
+            row = self._rows[n][key] = normalise(s.score(task, self.state, mask), s.bounds, mask)
         return row

@@ -44,7 +44,8 @@ class Profile:
             _check(registry, self.name, Kind.SCORER, name)
             if not isinstance(weight, int | float) or weight < 0:
                 raise ConfigError(
-                    f"profile {self.name!r}: weight of {name!r} must be a number >= 0, got {weight!r}"
+                    f"profile {self.name!r}: weight of {name!r} must be a number >= 0, "
+                    f"got {weight!r}"
                 )
         _check(registry, self.name, Kind.ORDERER, self.orderer)
         for name in self.params:
@@ -94,17 +95,26 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             "default",
-            {"least_allocated": 1.0, "balanced_allocation": 1.0, "image_locality": 1.0, "live_load": 1.0},
-            description="spread load, keep resources balanced, reuse cached images, avoid busy hosts",
+            {
+                "least_allocated": 1.0,
+                "balanced_allocation": 1.0,
+                "image_locality": 1.0,
+                "live_load": 1.0,
+            },
+            description="spread, balance resources, reuse cached images, avoid busy hosts",
         ),
-        Profile("binpack", {"most_allocated": 1.0}, description="fill workers before using new ones"),
+        Profile(
+            "binpack", {"most_allocated": 1.0}, description="fill workers before using new ones"
+        ),
         Profile("spread", {"least_allocated": 1.0}, description="use the emptiest worker"),
-        Profile("tetris", {"tetris": 1.0}, description="match the demand's shape to the free shape"),
+        Profile(
+            "tetris", {"tetris": 1.0}, description="match the demand's shape to the free shape"
+        ),
     )
 }
 
 
-def load_profile(path: str | Path) -> Profile:
+def load_profile(path: str | Path, registry: Registry = REGISTRY) -> Profile:
     """Read and validate a profile file (.json or .toml)."""
     p = Path(path)
     try:
@@ -114,11 +124,13 @@ def load_profile(path: str | Path) -> Profile:
     try:
         data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"profile file {str(p)!r} is not valid {p.suffix or 'JSON'}: {err}") from err
+        raise ConfigError(
+            f"profile file {str(p)!r} is not valid {p.suffix or 'JSON'}: {err}"
+        ) from err
     if not isinstance(data, dict):
         raise ConfigError(f"profile file {str(p)!r} must hold a table/object")
     data.setdefault("name", p.stem)
-    return Profile.from_dict(data).validate()
+    return Profile.from_dict(data).validate(registry)
 
 
 def save_profile(profile: Profile, path: str | Path) -> Path:
@@ -136,20 +148,24 @@ def _to_toml(d: dict[str, Any]) -> str:
     # valid TOML basic strings).
     lines = [f"{k} = {json.dumps(d[k])}" for k in ("name", "description", "orderer")]
     lines.append(f"filters = {json.dumps(d['filters'])}")
-    lines += ["", "[scorers]"] + [f"{json.dumps(k)} = {float(v)!r}" for k, v in d["scorers"].items()]
+    lines += ["", "[scorers]"] + [
+        f"{json.dumps(k)} = {float(v)!r}" for k, v in d["scorers"].items()
+    ]
     for plugin, params in d["params"].items():
         lines += ["", f"[params.{json.dumps(plugin)}]"]
         lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
 
-def resolve_profile(profile: Profile | str | Path) -> Profile:
-    """A Profile, the name of a built-in one, or the path of a profile file."""
+def resolve_profile(profile: Profile | str | Path, registry: Registry = REGISTRY) -> Profile:
+    """A Profile, the name of a built-in one, or the path of a profile file; validated."""
     if isinstance(profile, Profile):
-        return profile.validate()
+        return profile.validate(registry)
     if isinstance(profile, str) and profile in BUILTIN_PROFILES:
         return BUILTIN_PROFILES[profile]
     if Path(profile).suffix.lower() in (".json", ".toml") or Path(profile).exists():
-        return load_profile(profile)
+        return load_profile(profile, registry)
     names = ", ".join(BUILTIN_PROFILES)
-    raise ConfigError(f"unknown profile {str(profile)!r}: use one of {names}, or a profile file path")
+    raise ConfigError(
+        f"unknown profile {str(profile)!r}: use one of {names}, or a profile file path"
+    )

@@ -31,6 +31,7 @@ from .snapshot import GIB, ClusterState, TaskRequest, WorkerView
 # Monomials of the demand (cpu, memory in GiB, gpu) that linear scorers may weigh.
 FEATURES = ("one", "cpu", "mem", "gpu", "cpu2", "mem2", "gpu2", "cpu_mem", "cpu_gpu", "mem_gpu")
 Terms = tuple[Any, ...]
+_ZERO7, _ZERO9 = (0.0,) * 7, (0.0,) * 9
 
 
 @runtime_checkable
@@ -45,6 +46,10 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class LinearScorer(Scorer, Protocol):
+    """The raw score is `features(task) . terms(worker)`. It must lie within `bounds`
+    for every worker that can take the task: the fast path folds the normalisation
+    into the matrix and so cannot clip."""
+
     def terms(self, view: WorkerView, gpu: bool) -> Terms:
         """Coefficients of FEATURES, as arrays (all workers) or floats (one worker)."""
         ...
@@ -73,10 +78,11 @@ def terms(
 
 def feature_matrix(tasks: Sequence[TaskRequest]) -> np.ndarray:
     """(T, len(FEATURES)) demand monomials, memory in GiB."""
-    d = np.array([(t.cpu, t.memory_bytes / GIB, t.gpu) for t in tasks], np.float64)
-    d = d.reshape(-1, 3)
-    c, m, g = d[:, 0], d[:, 1], d[:, 2]
-    one = np.ones(len(d))
+    n = len(tasks)
+    c = np.fromiter((t.cpu for t in tasks), np.float64, n)
+    m = np.fromiter((t.memory_bytes for t in tasks), np.float64, n) / GIB
+    g = np.fromiter((t.gpu for t in tasks), np.float64, n)
+    one = np.ones(n)
     return np.stack([one, c, m, g, c * c, m * m, g * g, c * m, c * g, m * g], axis=1)
 
 
@@ -125,8 +131,10 @@ class LeastAllocated(_Linear):
 
     def terms(self, v: WorkerView, gpu: bool) -> Terms:
         if gpu:
-            return terms(1 - (v.a_cpu + v.a_mem + v.a_gpu) / 3, -v.b_cpu / 3, -v.b_mem / 3, -v.b_gpu / 3)
-        return terms(1 - (v.a_cpu + v.a_mem) / 2, -v.b_cpu / 2, -v.b_mem / 2)
+            return terms(
+                1 - (v.a_cpu + v.a_mem + v.a_gpu) / 3, -v.b_cpu / 3, -v.b_mem / 3, -v.b_gpu / 3
+            )
+        return (1 - (v.a_cpu + v.a_mem) / 2, -v.b_cpu / 2, -v.b_mem / 2, *_ZERO7)
 
 
 class MostAllocated(_Linear):
@@ -137,7 +145,7 @@ class MostAllocated(_Linear):
     def terms(self, v: WorkerView, gpu: bool) -> Terms:
         if gpu:
             return terms((v.a_cpu + v.a_mem + v.a_gpu) / 3, v.b_cpu / 3, v.b_mem / 3, v.b_gpu / 3)
-        return terms((v.a_cpu + v.a_mem) / 2, v.b_cpu / 2, v.b_mem / 2)
+        return ((v.a_cpu + v.a_mem) / 2, v.b_cpu / 2, v.b_mem / 2, *_ZERO7)
 
 
 class BalancedAllocation(_Linear):
@@ -151,18 +159,24 @@ class BalancedAllocation(_Linear):
     name = "balanced_allocation"
 
     def terms(self, v: WorkerView, gpu: bool) -> Terms:
-        if not gpu:
-            # With two resources, 4 * variance is the squared difference (u_cpu - u_mem)^2.
-            dif = v.a_cpu - v.a_mem
-            return terms(
-                1 - dif * dif,
-                -2 * dif * v.b_cpu,
-                2 * dif * v.b_mem,
-                cpu2=-v.b_cpu * v.b_cpu,
-                mem2=-v.b_mem * v.b_mem,
-                cpu_mem=2 * v.b_cpu * v.b_mem,
-            )
-        return _balanced3(v)
+        if gpu:
+            return _balanced3(v)
+        # With two resources, 4 * variance is the squared difference (u_cpu - u_mem)^2.
+        # A plain tuple (one, cpu, mem, gpu, cpu2, mem2, gpu2, cpu_mem, ...): this runs
+        # once per placement.
+        dif, bc, bm = v.a_cpu - v.a_mem, v.b_cpu, v.b_mem
+        return (
+            1 - dif * dif,
+            -2 * dif * bc,
+            2 * dif * bm,
+            0.0,
+            -bc * bc,
+            -bm * bm,
+            0.0,
+            2 * bc * bm,
+            0.0,
+            0.0,
+        )
 
 
 def _balanced3(v: WorkerView) -> Terms:
@@ -172,7 +186,10 @@ def _balanced3(v: WorkerView) -> Terms:
     var_const = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]) / 3 - mean_a * mean_a
     lin = [2 * b[r] * (a[r] - mean_a) / 3 for r in range(3)]
     sq = [b[r] * b[r] * (2 / 9) for r in range(3)]
-    cross = {k: -2 * b[r] * b[s] / 9 for k, r, s in (("cpu_mem", 0, 1), ("cpu_gpu", 0, 2), ("mem_gpu", 1, 2))}
+    cross = {
+        k: -2 * b[r] * b[s] / 9
+        for k, r, s in (("cpu_mem", 0, 1), ("cpu_gpu", 0, 2), ("mem_gpu", 1, 2))
+    }
     return terms(
         1 - 4 * var_const,
         -4 * lin[0],
@@ -194,7 +211,7 @@ class LiveLoad(_Linear):
     name = "live_load"
 
     def terms(self, v: WorkerView, gpu: bool) -> Terms:
-        return terms(1 - v.load)
+        return (1 - v.load, *_ZERO9)
 
 
 class ImageLocality:

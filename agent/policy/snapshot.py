@@ -4,7 +4,8 @@ Workers are held column-wise in numpy arrays so that filters and scorers work on
 whole cluster at once. Resource arrays are resource-major, shape (3, N) with rows
 cpu, memory bytes, gpu: each resource is then a contiguous row, which makes the
 per-task comparisons in the filters about twice as fast as strided (N, 3) columns.
-`capacity` and `allocated` still give the conventional (N, 3) view.
+`capacity` and `allocated` still give the conventional (N, 3) view. The scorers' derived
+per-worker numbers (`view`) are worker-major, (N, 7): a reservation rewrites one row.
 
 GPUs are a pool per worker (a count, possibly fractional). That is a simplification:
 a 0.5-GPU task and a 1-GPU task both fit a worker whose pool has >= that much free,
@@ -123,8 +124,6 @@ class WorkerView(NamedTuple):
     load: np.ndarray | float
 
 
-_A, _B, _LOAD = 0, 3, 6
-
 _HEALTH_CODES = {WorkerHealth.ACTIVE: 0, WorkerHealth.INACTIVE: 1, WorkerHealth.DRAINING: 2}
 _HEALTH_OF_CODE = {v: k for k, v in _HEALTH_CODES.items()}
 
@@ -164,8 +163,6 @@ class ClusterState:
         self.view = self._build_view()
         self._label_masks: dict[tuple[str, str], np.ndarray] = {}
         self._image_masks: dict[str, np.ndarray] = {}
-        # Plugins may cache values derived from the round-constant fields here.
-        self.memo: dict[object, object] = {}
 
     @classmethod
     def from_workers(cls, workers: Iterable[WorkerSpec]) -> ClusterState:
@@ -230,8 +227,8 @@ class ClusterState:
     def workers_view(self, i: int | None = None) -> WorkerView:
         """The scorers' view of all workers (arrays) or of worker i (Python floats)."""
         if i is None:
-            return WorkerView(*self.view)
-        return WorkerView(*self.view[:, i].tolist())
+            return WorkerView(*self.view.T)
+        return WorkerView(*self.view[i].tolist())
 
     def reserve(self, i: int, cpu: float, memory_bytes: float, gpu: float) -> WorkerView:
         """Hold a placed task's resources on worker i for the rest of the round; return
@@ -241,7 +238,7 @@ class ClusterState:
         free[MEM, i] -= memory_bytes
         free[GPU, i] -= gpu
         # Scalar updates of one view column: far cheaper than rebuilding the view.
-        a_cpu, a_mem, a_gpu, b_cpu, b_mem, b_gpu, load = view[:, i].tolist()
+        a_cpu, a_mem, a_gpu, b_cpu, b_mem, b_gpu, load = view[i].tolist()
         share_cpu, share_mem = cpu * b_cpu, memory_bytes / GIB * b_mem
         new = WorkerView(
             a_cpu + share_cpu,
@@ -252,7 +249,7 @@ class ClusterState:
             b_gpu,
             min(load + (share_cpu + share_mem) / 2, 1.0),
         )
-        view[:, i] = new
+        view[i] = new
         return new
 
     def _build_view(self) -> np.ndarray:
@@ -263,7 +260,7 @@ class ClusterState:
         b[MEM] *= GIB
         # `reserve` adds each placed task's share, which telemetry cannot show yet.
         load = (self.cpu_percent + self.memory_percent) / 200
-        return np.vstack([a, b, np.clip(load, 0.0, 1.0)[None, :]])
+        return np.ascontiguousarray(np.vstack([a, b, np.clip(load, 0.0, 1.0)[None, :]]).T)
 
     def copy(self) -> ClusterState:
         new = object.__new__(ClusterState)

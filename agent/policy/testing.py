@@ -1,10 +1,10 @@
 """Builders for tests, notebooks and the simulator's fixtures.
 
-    state = make_state(
-        make_worker("w1").cpu(4).mem("8g").gpu(1).label("zone", "a"),
-        make_worker("w2").cpu(8).mem("16g").used(cpu=2).draining(),
-    )
-    task = make_task("t1").cpu(2).mem("1g").selector(zone="a").build()
+state = make_state(
+    make_worker("w1").cpu(4).mem("8g").gpu(1).label("zone", "a"),
+    make_worker("w2").cpu(8).mem("16g").used(cpu=2).draining(),
+)
+task = make_task("t1").cpu(2).mem("1g").selector(zone="a").build()
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ def make_task(task_id: str) -> TaskBuilder:
 
 
 def make_state(*workers: WorkerBuilder | WorkerSpec) -> ClusterState:
-    return ClusterState.from_workers(w.build() if isinstance(w, WorkerBuilder) else w for w in workers)
+    return ClusterState.from_workers(
+        w.build() if isinstance(w, WorkerBuilder) else w for w in workers
+    )
 
 
 def tasks(*builders: TaskBuilder | TaskRequest) -> list[TaskRequest]:

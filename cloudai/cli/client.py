@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from cloudai import rpc
+from cloudai.errors import CloudAIError
 from cloudai.proto import client_pb2_grpc as cpb_grpc
 
 T = TypeVar("T")
@@ -28,11 +29,29 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise CliExit(code, message)
 
 
+# Set by the global options (`cloudai --tls-ca ... --token-file ... submit ...`);
+# otherwise CLOUDAI_TLS_CA / CLOUDAI_TLS_CERT / CLOUDAI_TLS_KEY / CLOUDAI_TOKEN[_FILE].
+OVERRIDES: dict[str, str] = {}
+
+
+def client_transport() -> rpc.Transport:
+    """The TLS files and token of this CLI user, from the global options or settings."""
+    from cloudai.config import ClientSettings
+    from cloudai.security.tls import transport_for
+
+    try:
+        return transport_for(ClientSettings(**OVERRIDES))  # type: ignore[arg-type]
+    except CloudAIError as err:
+        fail(str(err))
+
+
 class Client:
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, target: str, timeout: float = 10.0, *, transport: rpc.Transport | None = None
+    ) -> None:
         self.target = target
         self.timeout = timeout
-        self.channel = rpc.channel(target)
+        self.channel = (transport or client_transport()).channel(target)
         self.stub = cpb_grpc.ClusterStub(self.channel)
 
     def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:

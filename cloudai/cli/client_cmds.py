@@ -54,6 +54,13 @@ def submit(
     wait: bool = typer.Option(False, "--wait", help="Wait; exit with the task's exit code."),
     follow: bool = typer.Option(False, "--follow", help="Stream the task's logs."),
     pull: bool = typer.Option(False, "--pull", help="Always pull the image first."),
+    cap_add: list[str] = typer.Option(
+        None, "--cap-add", help="Linux capability to add (the worker must allow it)."
+    ),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Read-only root filesystem, with a tmpfs /tmp."
+    ),
+    user: str = typer.Option("", "--user", help="Run as this user, e.g. 1000:1000."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show where it would go; change nothing."
     ),
@@ -76,6 +83,7 @@ def submit(
         worker,
         name,
         pull,
+        hardening=(list(cap_add or []), read_only, user),
     )
     client = Client(master)
     resp = client.call("SubmitTask", cpb.SubmitTaskRequest(spec=spec_to_pb(spec), dry_run=dry_run))
@@ -114,6 +122,8 @@ def _build_spec(
     worker,
     name,
     pull,
+    *,
+    hardening: tuple[list[str], bool, str] = ([], False, ""),
 ) -> TaskSpec:
     try:
         envs = parse_pairs(env, "--env")
@@ -131,6 +141,9 @@ def _build_spec(
             pinned_worker=worker,
             always_pull=pull,
             secret_env_keys=sorted(secrets),
+            cap_add=hardening[0],
+            read_only_rootfs=hardening[1],
+            user=hardening[2],
         )
         return validate_spec(spec)
     except InvalidArgument as err:

@@ -10,8 +10,16 @@ import typer
 from cloudai.errors import CloudAIError, InvalidArgument
 from cloudai.validation import parse_pairs, parse_size
 
-from . import client_cmds
-from .client import CliExit, fail, report_exit
+from . import client_cmds, security_cmds
+from .client import OVERRIDES, CliExit, fail, report_exit
+from .security_cmds import (
+    InsecureOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    TlsNameOpt,
+    TokenFileOpt,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -25,11 +33,37 @@ app = typer.Typer(
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print their figures.")
 app.add_typer(bench_app, name="bench")
 client_cmds.register(app)
+security_cmds.register(app)
+
+
+@app.callback()
+def _client_security(
+    tls_ca: str = TlsCaOpt,
+    tls_cert: str = TlsCertOpt,
+    tls_key: str = TlsKeyOpt,
+    tls_server_name: str = TlsNameOpt,
+    token_file: str = TokenFileOpt,
+) -> None:
+    """Global options: TLS files and token for the client commands (before the command,
+    e.g. `cloudai --token-file T submit IMAGE`); CLOUDAI_TLS_* / CLOUDAI_TOKEN otherwise."""
+    OVERRIDES.update(
+        _given(
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_server_name=tls_server_name,
+            token_file=token_file,
+        )
+    )
 
 
 @app.command()
 def master(
-    host: str = typer.Option(None, "--host", help="Address to bind (default 0.0.0.0)."),
+    host: str = typer.Option(
+        None,
+        "--host",
+        help="Address to bind (default 127.0.0.1; 0.0.0.0 needs TLS and tokens, or --insecure).",
+    ),
     port: int = typer.Option(None, "--port", help="gRPC port (default 50051)."),
     db: str = typer.Option(None, "--db", help="sqlite:///PATH (default) or mongodb://..."),
     no_console: bool = typer.Option(False, "--no-console", help="Run headless, as a service."),
@@ -41,21 +75,59 @@ def master(
         "--agent-timeout",
         help="Seconds without an agent before the master places tasks itself (3).",
     ),
+    tls_ca: str = TlsCaOpt,
+    tls_cert: str = TlsCertOpt,
+    tls_key: str = TlsKeyOpt,
+    tokens: str = typer.Option(
+        None, "--tokens", help="Tokens file callers are checked against (CLOUDAI_TOKENS)."
+    ),
+    token_file: str = typer.Option(
+        None, "--token-file", help="Token the master presents to workers (role master)."
+    ),
+    image_allowlist: str = typer.Option(
+        None,
+        "--image-allowlist",
+        help="Allowed registries/prefixes, comma-separated, e.g. 127.0.0.1:5000/,cloudai/.",
+    ),
+    max_worker_cpu: float = typer.Option(
+        None, "--max-worker-cpu", help="Largest CPU capacity a worker may register (4096)."
+    ),
+    max_worker_memory: str = typer.Option(
+        None, "--max-worker-memory", help="Largest memory a worker may register (64t)."
+    ),
+    secrets_key: str = typer.Option(
+        None, "--secrets-key", help="Key file for --secret-env values (beside the DB)."
+    ),
+    insecure: bool = InsecureOpt,
 ) -> None:
     """Run the master: cluster state, task queue and the `master>` console."""
     from cloudai.config import MasterSettings
     from cloudai.master.main import run_master
 
-    kwargs = _given(
-        host=host,
-        port=port,
-        db=db,
-        heartbeat_timeout=heartbeat_timeout,
-        agent_timeout=agent_timeout,
-    )
+    try:
+        kwargs = _given(
+            host=host,
+            port=port,
+            db=db,
+            heartbeat_timeout=heartbeat_timeout,
+            agent_timeout=agent_timeout,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tokens=tokens,
+            token_file=token_file,
+            image_allowlist=image_allowlist,
+            max_worker_cpu=max_worker_cpu,
+            max_worker_memory=parse_size(max_worker_memory) if max_worker_memory else None,
+            secrets_key=secrets_key,
+        )
+    except InvalidArgument as err:
+        fail(str(err))
     if no_console:
         kwargs["console"] = False
-    raise typer.Exit(run_master(MasterSettings(**kwargs)))
+    if insecure:
+        kwargs["insecure"] = True
+    raise typer.Exit(run_master(_settings(MasterSettings, kwargs)))
 
 
 @app.command()
@@ -74,6 +146,31 @@ def worker(
     heartbeat_interval: float = typer.Option(
         None, "--heartbeat-interval", help="Seconds between heartbeats (5)."
     ),
+    tls_ca: str = TlsCaOpt,
+    tls_cert: str = TlsCertOpt,
+    tls_key: str = TlsKeyOpt,
+    tls_server_name: str = TlsNameOpt,
+    token_file: str = TokenFileOpt,
+    tokens: str = typer.Option(
+        None, "--tokens", help="Optional tokens file: the master must present a master token."
+    ),
+    master_name: str = typer.Option(
+        None, "--master-name", help="Certificate name (CN) the master must have (master)."
+    ),
+    allowed_cap: list[str] = typer.Option(
+        None, "--allowed-cap", help="Capability tasks may add back, e.g. NET_BIND_SERVICE."
+    ),
+    network: str = typer.Option(
+        None, "--network", help="Docker network for tasks: none, bridge or a name (bridge)."
+    ),
+    user: str = typer.Option(None, "--user", help="Default user for tasks, e.g. 65534:65534."),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Read-only root filesystem for every task (tmpfs /tmp)."
+    ),
+    bind: str = typer.Option(
+        None, "--bind", help="Address to bind (default: --ip if loopback, else 0.0.0.0)."
+    ),
+    insecure: bool = InsecureOpt,
 ) -> None:
     """Run a worker: register, heartbeat, and run assigned tasks in Docker."""
     from cloudai.config import WorkerSettings
@@ -88,12 +185,27 @@ def worker(
             cpu=cpu,
             heartbeat_interval=heartbeat_interval,
             memory=parse_size(memory) if memory else None,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_server_name=tls_server_name,
+            token_file=token_file,
+            tokens=tokens,
+            master_name=master_name,
+            allowed_caps=list(allowed_cap) if allowed_cap else None,
+            network_mode=network,
+            default_user=user,
+            bind=bind,
         )
         if label:
             kwargs["labels"] = parse_pairs(label, "--label")
     except InvalidArgument as err:
         fail(str(err))
-    raise typer.Exit(run_worker(WorkerSettings(**kwargs)))
+    if read_only:
+        kwargs["read_only_rootfs"] = True
+    if insecure:
+        kwargs["insecure"] = True
+    raise typer.Exit(run_worker(_settings(WorkerSettings, kwargs)))
 
 
 @app.command()
@@ -105,13 +217,29 @@ def agent(
     profile: str = typer.Option(None, "--profile", help="Path to a profile file (JSON)."),
     model: str = typer.Option(None, "--model", help="Path to a learned model file."),
     agent_id: str = typer.Option(None, "--id", help="Agent id."),
+    tls_ca: str = TlsCaOpt,
+    tls_cert: str = TlsCertOpt,
+    tls_key: str = TlsKeyOpt,
+    tls_server_name: str = TlsNameOpt,
+    token_file: str = TokenFileOpt,
 ) -> None:
     """Run the placement agent sidecar."""
     from cloudai.agent.sidecar import run_agent
     from cloudai.config import AgentSettings
 
-    kwargs = _given(master=master, policy=policy, profile=profile, model=model, agent_id=agent_id)
-    raise typer.Exit(run_agent(AgentSettings(**kwargs)))
+    kwargs = _given(
+        master=master,
+        policy=policy,
+        profile=profile,
+        model=model,
+        agent_id=agent_id,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_server_name=tls_server_name,
+        token_file=token_file,
+    )
+    raise typer.Exit(run_agent(_settings(AgentSettings, kwargs)))
 
 
 @app.command()
@@ -143,6 +271,18 @@ def bench_placement(
     else:
         for k, v in result.items():
             print(f"{k:>16}: {v}")
+
+
+def _settings(cls, kwargs: dict[str, object]):
+    """Settings from flags, CLOUDAI_* and .env; a bad value is one line, exit 1."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**kwargs)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        fail(f"invalid {where}: {first.get('msg', 'bad value')}")
 
 
 def _given(**kwargs: object) -> dict[str, object]:

@@ -1,0 +1,205 @@
+"""`cloudai agent`: the placement sidecar.
+
+It holds one server stream open to the master (WatchSchedulingWork). Every batch the
+master pushes is placed with the policy library and answered with one
+SubmitPlacements carrying a decision for every task. There is no polling: the stream
+drives the work, so a submitted task is placed milliseconds after the master pushes it.
+
+When the stream breaks or the master is down, the agent reconnects with exponential
+backoff and jitter, one log line per failure. SIGTERM or SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from cloudai.config import AgentSettings
+from cloudai.errors import CloudAIError
+from cloudai.proto import master_agent_pb2, master_agent_pb2_grpc
+from cloudai.security.tls import transport_for
+
+from .policy.core import place_batch
+from .policy.profiles import Profile, resolve_profile
+from .wire import batch_from_pb, placements_to_pb
+
+log = logging.getLogger("cloudai.agent")
+
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 5.0
+SUBMIT_TIMEOUT_S = 30.0
+# A stream that stayed open this long was a real connection: start backoff afresh.
+_HEALTHY_STREAM_S = 2.0
+
+
+def choose_profile(settings: AgentSettings) -> Profile:
+    """A profile file (--profile PATH) wins; else --policy names a built-in profile."""
+    return resolve_profile(settings.profile or settings.policy)
+
+
+class Backoff:
+    """Decorrelated jitter (AWS architecture blog, "Exponential Backoff And Jitter"):
+    each delay is random in [min, 3 * previous], capped, so agents that lost the same
+    master do not reconnect in lockstep."""
+
+    def __init__(
+        self, lo: float = BACKOFF_MIN_S, hi: float = BACKOFF_MAX_S, rng: random.Random | None = None
+    ) -> None:
+        self.lo, self.hi = lo, hi
+        self._rng = rng or random.Random()
+        self._last = lo
+
+    def next(self) -> float:
+        self._last = min(self.hi, self._rng.uniform(self.lo, self._last * 3))
+        return self._last
+
+    def reset(self) -> None:
+        self._last = self.lo
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, *, backoff: Backoff | None = None) -> None:
+        """Raises ConfigError for an unknown policy, a bad profile file, or TLS files
+        or a token file that cannot be read."""
+        self.settings = settings
+        self.transport = transport_for(settings)
+        self.profile = choose_profile(settings)
+        self.model_version = Path(settings.model).name if settings.model else ""
+        self.backoff = backoff or Backoff()
+        self.batches = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._call: grpc.Future | None = None
+
+    def run(self) -> None:
+        """Watch, place and submit until `stop()`; reconnect on failure."""
+        target = self.settings.master
+        while not self._stop.is_set():
+            opened = time.monotonic()
+            try:
+                with self.transport.channel(target) as channel:
+                    self._serve(master_agent_pb2_grpc.MasterAgentStub(channel))
+                failure = "stream closed by the master"
+            except grpc.RpcError as err:
+                if self._stop.is_set():
+                    break
+                failure = _describe(err)
+            if time.monotonic() - opened > _HEALTHY_STREAM_S:
+                self.backoff.reset()
+            delay = self.backoff.next()
+            log.warning("master %s: %s; reconnecting in %.1fs", target, failure, delay)
+            self._stop.wait(delay)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._call is not None:
+                self._call.cancel()
+
+    def _serve(self, stub: master_agent_pb2_grpc.MasterAgentStub) -> None:
+        request = master_agent_pb2.WatchRequest(
+            agent_id=self.settings.agent_id,
+            policy=self.settings.policy,
+            profile=self.profile.name,
+            model_version=self.model_version,
+        )
+        call = stub.WatchSchedulingWork(request)
+        with self._lock:
+            self._call = call
+        if self._stop.is_set():
+            call.cancel()
+        try:
+            for batch in call:
+                self.backoff.reset()
+                self._answer(stub, batch)
+        finally:
+            with self._lock:
+                self._call = None
+
+    def _answer(
+        self, stub: master_agent_pb2_grpc.MasterAgentStub, batch: master_agent_pb2.SchedulingBatch
+    ) -> None:
+        started = time.perf_counter()
+        tasks, state = batch_from_pb(batch)
+        try:
+            placements = place_batch(tasks, state, self.profile, now=batch.timestamp or None)
+        except Exception:  # a policy bug: say so, and let the master fall back
+            log.exception("batch %d: placement failed", batch.sequence)
+            return
+        msg = placements_to_pb(
+            placements,
+            agent_id=self.settings.agent_id,
+            sequence=batch.sequence,
+            policy=self.settings.policy,
+            profile=self.profile.name,
+            model_version=self.model_version,
+        )
+        results = stub.SubmitPlacements(msg, timeout=SUBMIT_TIMEOUT_S)
+        self.batches += 1
+        accepted = sum(r.accepted for r in results.results)
+        log.info(
+            "batch %d: %d task(s), %d placed, %d committed (%.1f ms)",
+            batch.sequence,
+            len(tasks),
+            sum(p.placed for p in placements),
+            accepted,
+            (time.perf_counter() - started) * 1000,
+        )
+        where = {p.task_id: p.worker_id for p in placements}
+        for r in results.results:
+            if not r.accepted:
+                on = f" on {where[r.task_id]}" if where.get(r.task_id) else ""
+                log.info("task %s not placed%s: %s", r.task_id, on, r.reason or "no reason given")
+
+
+def _describe(err: grpc.RpcError) -> str:
+    code = err.code() if hasattr(err, "code") else None
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return "unavailable"
+    details = err.details() if hasattr(err, "details") else str(err)
+    return f"{code.name.lower() if code else 'error'}: {details}"
+
+
+def run_agent(settings: AgentSettings) -> int:
+    """Run the sidecar until SIGTERM/SIGINT. Exit status 0, or 2 for a bad setting."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        agent = Agent(settings)
+    except CloudAIError as err:
+        print(f"cloudai agent: {err}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=agent.run, name="agent", daemon=True)
+    worker.start()
+    # Announced only now, so that whoever waits for this line can already stop us.
+    print(
+        f"✓ CloudAI agent {settings.agent_id}: profile {agent.profile.name}, "
+        f"master {settings.master}",
+        flush=True,
+    )
+    try:
+        # Wake up now and then: a bare Event.wait() can delay signal delivery.
+        while not stop.wait(0.5) and worker.is_alive():
+            pass
+    finally:
+        agent.stop()
+        worker.join(timeout=5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("✓ agent stopped", flush=True)
+    return 0

@@ -1,0 +1,272 @@
+"""A small private PKI for a CloudAI cluster, built with the `cryptography` package.
+
+`init_pki(DIR, ...)` writes a CA and one certificate per identity:
+
+    DIR/ca.crt  DIR/ca.key                 the cluster's CA (keep ca.key offline)
+    DIR/master.crt  DIR/master.key         the master (server, and client to workers)
+    DIR/<worker-id>.crt  .key              one per worker (server to the master, and client)
+    DIR/agent.crt  DIR/agent.key           the placement agent (client)
+    DIR/<client>.crt  .key                 CLI users, e.g. admin (client)
+
+Every leaf certificate carries its identity as the subject CN, which the servers
+check (a worker accepts calls only from the master's CN; a worker token must come
+with that worker's certificate). Server names (SANs) always include localhost and
+127.0.0.1; add the addresses clients dial with `--host` (master) and per worker
+(`--worker ID=HOST,...`): a worker's `--ip` must be one of its SANs, because the
+master checks it.
+
+Keys are written with mode 0600, certificates 0644, the folder 0700.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cloudai.errors import ConfigError, InvalidArgument
+
+CA_NAME = "ca"
+MASTER_NAME = "master"
+AGENT_NAME = "agent"
+DEFAULT_DAYS = 825  # the longest leaf lifetime browsers accept; renew before then
+CA_DAYS = 3650
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_LOOPBACK_SANS = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(slots=True)
+class Issued:
+    name: str
+    cert: Path
+    key: Path
+    sans: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Authority:
+    """The CA's certificate and private key, loaded or freshly made."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def create(cls, common_name: str = "CloudAI cluster CA", days: int = CA_DAYS) -> Authority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(cert, key)
+
+    @classmethod
+    def load(cls, directory: Path) -> Authority:
+        cert_path, key_path = directory / f"{CA_NAME}.crt", directory / f"{CA_NAME}.key"
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot load the CA from {directory}: {err}") from err
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{key_path} is not an EC private key")
+        return cls(cert, key)
+
+    def issue(
+        self,
+        name: str,
+        sans: list[str],
+        *,
+        days: int = DEFAULT_DAYS,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A leaf certificate for `name` (the CN), usable as server and as client.
+        `not_before` / `not_after` override the validity (tests make expired ones)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        start = not_before or _now() - dt.timedelta(minutes=5)
+        end = not_after or _now() + dt.timedelta(days=days)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
+            )
+        )
+        if sans:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(s) for s in sans]), critical=False
+            )
+        return builder.sign(self.key, hashes.SHA256()), key
+
+
+def init_pki(
+    directory: str | Path,
+    *,
+    hosts: list[str] | None = None,
+    workers: dict[str, list[str]] | None = None,
+    agents: list[str] | None = None,
+    clients: list[str] | None = None,
+    days: int = DEFAULT_DAYS,
+    force: bool = False,
+) -> list[Issued]:
+    """Create the CA and the certificates of a cluster in `directory`.
+
+    hosts: extra master SANs; workers: worker id -> extra SANs (its --ip);
+    agents / clients: names of client certificates (default ["agent"] / ["admin"]).
+    Refuses to overwrite an existing CA unless `force`."""
+    root = Path(directory)
+    if (root / f"{CA_NAME}.key").exists() and not force:
+        raise ConfigError(
+            f"{root} already holds a CA; use `cloudai certs issue` to add certificates "
+            "or --force to start over"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    ca = Authority.create()
+    _write(root / f"{CA_NAME}.crt", _cert_pem(ca.cert), 0o644)
+    _write(root / f"{CA_NAME}.key", _key_pem(ca.key), 0o600)
+    issued = [Issued(CA_NAME, root / f"{CA_NAME}.crt", root / f"{CA_NAME}.key")]
+    issued.append(issue(root, MASTER_NAME, hosts or [], days=days, ca=ca))
+    for worker_id, extra in (workers or {}).items():
+        own = [worker_id] if _is_host_name(worker_id) else []
+        issued.append(issue(root, worker_id, [*own, *extra], days=days, ca=ca))
+    for name in agents if agents is not None else [AGENT_NAME]:
+        issued.append(issue(root, name, [], days=days, ca=ca))
+    for name in clients if clients is not None else ["admin"]:
+        issued.append(issue(root, name, [], days=days, ca=ca))
+    return issued
+
+
+def issue(
+    directory: str | Path,
+    name: str,
+    hosts: list[str],
+    *,
+    days: int = DEFAULT_DAYS,
+    ca: Authority | None = None,
+    not_after: dt.datetime | None = None,
+) -> Issued:
+    """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA."""
+    if not _NAME_RE.match(name) or name == CA_NAME:
+        raise InvalidArgument(
+            f"invalid certificate name {name!r}: 1-63 letters, digits, '.', '_', '-' (not 'ca')"
+        )
+    root = Path(directory)
+    ca = ca or Authority.load(root)
+    sans = _dedupe([*_LOOPBACK_SANS, *(h for h in hosts if h)])
+    for san in sans:
+        _general_name(san)  # validate before writing anything
+    cert, key = ca.issue(name, sans, days=days, not_after=not_after)
+    _write(root / f"{name}.crt", _cert_pem(cert), 0o644)
+    _write(root / f"{name}.key", _key_pem(key), 0o600)
+    return Issued(name, root / f"{name}.crt", root / f"{name}.key", sans)
+
+
+def common_name(cert_pem: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def parse_worker_arg(text: str) -> tuple[str, list[str]]:
+    """'worker-1=10.0.0.5,w1.example' -> ('worker-1', ['10.0.0.5', 'w1.example'])."""
+    worker_id, _, hosts = text.partition("=")
+    return worker_id.strip(), [h.strip() for h in hosts.split(",") if h.strip()]
+
+
+_HOST_RE = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+
+
+def _is_host_name(text: str) -> bool:
+    return bool(_HOST_RE.fullmatch(text))
+
+
+def _general_name(text: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    if not _is_host_name(text):
+        raise InvalidArgument(f"invalid host name for a certificate: {text!r}")
+    return x509.DNSName(text.lower())
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Created with its final mode, so a key is never readable by others, not even briefly."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

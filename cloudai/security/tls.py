@@ -1,0 +1,92 @@
+"""Loading a process's TLS files and token from its settings, and the loopback rule.
+
+Secure by default, except on loopback: a server that listens on anything but a
+loopback address needs TLS (and, for the master, tokens) unless the operator says
+`--insecure`, which prints a loud warning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import SecretStr
+
+from cloudai.errors import ConfigError
+from cloudai.rpc import Tls, Transport
+
+from .tokens import read_token
+
+INSECURE_BANNER = (
+    "⚠ WARNING: --insecure: {what} serves on {host} WITHOUT {missing}. Anyone who can "
+    "reach this port can {can}. Use only on a trusted, isolated network."
+)
+
+
+class TransportSettings(Protocol):
+    tls_ca: str
+    tls_cert: str
+    tls_key: str
+    tls_server_name: str
+    token: SecretStr | None
+    token_file: str
+
+
+def load_tls(ca: str, cert: str, key: str, server_name: str = "") -> Tls | None:
+    """None when no TLS file is configured; ConfigError when only some are, or when a
+    file is unreadable, not PEM, or its certificate has expired."""
+    given = {"--tls-ca": ca, "--tls-cert": cert, "--tls-key": key}
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, path in given.items() if not path]
+    if missing:
+        raise ConfigError(
+            f"TLS needs --tls-ca, --tls-cert and --tls-key together; missing {', '.join(missing)} "
+            "(or CLOUDAI_TLS_CA / CLOUDAI_TLS_CERT / CLOUDAI_TLS_KEY)"
+        )
+    ca_pem, cert_pem, key_pem = (_read(flag, path) for flag, path in given.items())
+    for flag, pem in (("--tls-ca", ca_pem), ("--tls-cert", cert_pem)):
+        try:
+            parsed = x509.load_pem_x509_certificate(pem)
+        except ValueError as err:
+            raise ConfigError(f"{flag} {given[flag]} is not a PEM certificate") from err
+        if parsed.not_valid_after_utc < dt.datetime.now(dt.UTC):
+            raise ConfigError(
+                f"{flag} {given[flag]} expired on {parsed.not_valid_after_utc:%Y-%m-%d}: "
+                "issue a new one (`cloudai certs issue`)"
+            )
+    try:
+        serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as err:
+        # Deliberately not the parser's message: it could quote key material.
+        raise ConfigError(f"--tls-key {key} is not an unencrypted PEM private key") from err
+    return Tls(ca=ca_pem, cert=cert_pem, key=key_pem, server_name=server_name)
+
+
+def transport_for(settings: TransportSettings) -> Transport:
+    """The TLS files and the token a process presents, from its settings."""
+    tls = load_tls(settings.tls_ca, settings.tls_cert, settings.tls_key, settings.tls_server_name)
+    token = settings.token.get_secret_value() if settings.token else ""
+    return Transport(tls=tls, token=read_token(token, settings.token_file))
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost. 0.0.0.0, :: and any other name are not."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def _read(flag: str, path: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read {flag} {path}: {err.strerror}") from err

@@ -1,0 +1,225 @@
+"""Bearer tokens, one role each, stored hashed.
+
+A token is a random string shown once, when it is created. The tokens file keeps
+only its SHA-256, so a stolen file grants nothing:
+
+    {"version": 1,
+     "tokens": {"<sha256 hex>": {"role": "submitter", "subject": "alice",
+                                 "revoked": false, "created_at": 1700000000.0}}}
+
+Lookups hash the presented token and compare it against every stored hash with
+`hmac.compare_digest`, so timing tells nothing about which entry (if any) matched.
+The file is re-read when it changes on disk, so `cloudai token revoke` takes effect
+on a running master at its next call, without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from cloudai.errors import ConfigError, InvalidArgument, NotFound
+
+TOKEN_PREFIX = "cai_"
+MAX_TOKEN_LEN = 256
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
+# How many hex digits of the hash name a token in listings and `revoke`.
+ID_LEN = 12
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # everything, including manual assignment and draining
+    SUBMITTER = "submitter"  # submit, read, and cancel its own tasks
+    WORKER = "worker"  # the MasterWorker RPCs, for its own worker id only
+    AGENT = "agent"  # the MasterAgent RPCs
+    MASTER = "master"  # presented by the master to workers (optional; mTLS is the check)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling. `authenticated` is False when auth is off (loopback dev mode):
+    then every caller acts as admin, as before tokens existed."""
+
+    role: Role
+    subject: str
+    authenticated: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+ANONYMOUS = Identity(Role.ADMIN, "", authenticated=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    id: str
+    role: Role
+    subject: str
+    revoked: bool
+    created_at: float
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_role(text: str) -> Role:
+    try:
+        return Role(text.strip().lower())
+    except ValueError as err:
+        raise InvalidArgument(
+            f"unknown role {text!r}: use one of {', '.join(r.value for r in Role)}"
+        ) from err
+
+
+class TokenStore:
+    """The tokens file: create, revoke, list, and look up presented tokens."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[str, dict] = {}
+
+    # -- reads ----------------------------------------------------------------------
+    def lookup(self, token: str) -> Identity | None:
+        """The identity of a valid, unrevoked token; None for anything else."""
+        if not token or len(token) > MAX_TOKEN_LEN or not _TOKEN_RE.match(token):
+            return None
+        digest = token_hash(token)
+        entries = self._current()
+        found: dict | None = None
+        for stored, entry in entries.items():
+            # No early exit: every entry is compared, whether or not one matched.
+            if hmac.compare_digest(stored, digest):
+                found = entry
+        if found is None or found.get("revoked"):
+            return None
+        try:
+            return Identity(Role(found["role"]), str(found.get("subject", "")))
+        except (KeyError, ValueError):
+            return None
+
+    def entries(self) -> list[TokenEntry]:
+        return [
+            TokenEntry(
+                id=h[:ID_LEN],
+                role=Role(e["role"]),
+                subject=e.get("subject", ""),
+                revoked=bool(e.get("revoked")),
+                created_at=float(e.get("created_at", 0.0)),
+            )
+            for h, e in sorted(self._current().items(), key=lambda kv: kv[1].get("created_at", 0))
+        ]
+
+    # -- writes ---------------------------------------------------------------------
+    def create(self, role: Role, subject: str = "") -> tuple[str, TokenEntry]:
+        """Mint a token. Returns (the token, shown only now, and its entry)."""
+        subject = subject or role.value
+        if not _SUBJECT_RE.match(subject):
+            raise InvalidArgument(
+                f"invalid subject {subject!r}: 1-63 letters, digits, '.', '_', '@', '-'"
+            )
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = token_hash(token)
+        with self._lock:
+            entries = self._read_file()
+            entries[digest] = {
+                "role": role.value,
+                "subject": subject,
+                "revoked": False,
+                "created_at": time.time(),
+            }
+            self._write_file(entries)
+        return token, TokenEntry(digest[:ID_LEN], role, subject, False, time.time())
+
+    def revoke(self, *, token: str = "", token_id: str = "", subject: str = "") -> list[str]:
+        """Revoke by the token itself, by its id (a hash prefix of >= 8 hex digits),
+        or every token of a subject. Returns the ids revoked; NotFound if none match."""
+        with self._lock:
+            entries = self._read_file()
+            if token:
+                keys = [k for k in entries if hmac.compare_digest(k, token_hash(token))]
+            elif token_id:
+                if not re.fullmatch(r"[0-9a-f]{8,64}", token_id):
+                    raise InvalidArgument("a token id is 8 to 64 hex digits (see `token list`)")
+                keys = [k for k in entries if k.startswith(token_id)]
+                if len(keys) > 1:
+                    raise InvalidArgument(f"token id {token_id} is ambiguous: give more digits")
+            elif subject:
+                keys = [k for k, e in entries.items() if e.get("subject") == subject]
+            else:
+                raise InvalidArgument("name the token to revoke: a token, --id or --subject")
+            if not keys:
+                raise NotFound("no such token in " + str(self.path))
+            for key in keys:
+                entries[key]["revoked"] = True
+            self._write_file(entries)
+        return [k[:ID_LEN] for k in keys]
+
+    # -- file -----------------------------------------------------------------------
+    def _current(self) -> dict[str, dict]:
+        """The entries, re-read only when the file changed (mtime or size)."""
+        try:
+            st = self.path.stat()
+        except OSError as err:
+            raise ConfigError(f"cannot read tokens file {self.path}: {err.strerror}") from err
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._entries = self._read_file()
+                self._stamp = stamp
+            return self._entries
+
+    def _read_file(self) -> dict[str, dict]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            raise ConfigError(f"cannot read tokens file {self.path}: {err.strerror}") from err
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"tokens file {self.path} is not valid JSON: {err.msg}") from err
+        tokens = data.get("tokens", {}) if isinstance(data, dict) else {}
+        if not isinstance(tokens, dict):
+            raise ConfigError(f"tokens file {self.path} has no 'tokens' object")
+        return {k: v for k, v in tokens.items() if isinstance(v, dict) and "role" in v}
+
+    def _write_file(self, entries: dict[str, dict]) -> None:
+        """Atomically, mode 0600: the hashes are not secrets, but the file is policy."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "tokens": entries}, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def read_token(token: str = "", token_file: str = "") -> str:
+    """The token a process presents: given directly (CLOUDAI_TOKEN) or in a file
+    (CLOUDAI_TOKEN_FILE, --token-file); "" when neither is set."""
+    if token:
+        return token.strip()
+    if not token_file:
+        return ""
+    try:
+        text = Path(token_file).expanduser().read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"cannot read token file {token_file}: {err.strerror}") from err
+    if not text:
+        raise ConfigError(f"token file {token_file} is empty")
+    return text

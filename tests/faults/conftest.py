@@ -1,0 +1,66 @@
+"""Fixtures of the fault-injection suite: real processes, real Docker, bounded waits.
+
+In CI (CI=true) a missing Docker engine or base image is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .faultkit import BASE_IMAGE, FaultCluster, remove_containers
+
+
+def _missing(what: str) -> None:
+    msg = f"{what} (run `bash scripts/setup.sh` or `make test`)"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as err:  # noqa: BLE001 - any failure means "no engine"
+        _missing(f"no Docker engine: {err}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        _missing(f"image {BASE_IMAGE} missing")
+    return client
+
+
+@pytest.fixture
+def make_cluster(tmp_path, docker_client, request):
+    """Build FaultClusters; on teardown stop every process, remove every container
+    the test's workers left, and print the process logs if the test failed."""
+    clusters: list[FaultCluster] = []
+
+    def make(**kw) -> FaultCluster:
+        kw.setdefault("heartbeat_timeout", 4.0)
+        kw.setdefault("agent_timeout", 1.0)
+        c = FaultCluster(tmp_path, **kw)
+        clusters.append(c)
+        return c
+
+    yield make
+    for c in clusters:
+        c.stop()
+        remove_containers(docker_client, c.prefix)
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"----- {log.name} -----")
+            print(log.read_text(errors="replace")[-6000:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
