@@ -6,9 +6,10 @@ to and from protobuf (cloudai.convert), and the policy library reads them.
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 
@@ -113,6 +114,14 @@ class TaskSpec:
     read_only_rootfs: bool = False
     user: str = ""
 
+    def clone(self) -> TaskSpec:
+        new = copy.copy(self)
+        for name in _CONTAINER_FIELDS:
+            setattr(new, name, copy.copy(getattr(self, name)))
+        r = self.resources
+        new.resources = Resources(r.cpu, r.memory_bytes, r.gpu)
+        return new
+
     def to_dict(self) -> dict:
         return {
             "image": self.image,
@@ -153,6 +162,12 @@ class TaskSpec:
             read_only_rootfs=bool(d.get("read_only_rootfs", False)),
             user=d.get("user", ""),
         )
+
+
+# TaskSpec fields holding lists or dicts: clone() copies them.
+_CONTAINER_FIELDS = tuple(
+    f.name for f in fields(TaskSpec) if f.default_factory in (list, dict)  # type: ignore[misc]
+)
 
 
 @dataclass(slots=True)
@@ -229,6 +244,14 @@ class Task:
     @property
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    def clone(self) -> Task:
+        """A deep copy, much cheaper than a to_dict/from_dict round trip."""
+        new = copy.copy(self)
+        new.spec = self.spec.clone()
+        new.attempts = [copy.copy(a) for a in self.attempts]
+        new.avoid_workers = list(self.avoid_workers)
+        return new
 
     def to_dict(self) -> dict:
         return {

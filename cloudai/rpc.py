@@ -188,12 +188,17 @@ def describe_rpc_error(err: grpc.RpcError, target: str) -> str:
             "--tls-cert and --tls-key (CLOUDAI_TLS_*), and that the master's certificate "
             "names the host you dial"
         )
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return f"unauthenticated: {detail} (set CLOUDAI_TOKEN or --token-file)"
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        # A TLS server closes a plaintext connection at once.
+        hint = (
+            "; a TLS master closes connections that lack a certificate it accepts: "
+            "check --tls-ca, --tls-cert and --tls-key"
+            if "socket closed" in (detail or "").lower()
+            else ""
+        )
         return (
             f"cannot reach the CloudAI master at {target}: is `cloudai master` running? "
-            "(set --master or CLOUDAI_MASTER)"
+            f"(set --master or CLOUDAI_MASTER{hint})"
         )
     name = code.name if code is not None else "ERROR"
     return f"{name.lower()}: {detail}"

@@ -47,42 +47,52 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def _stub(self, worker_id: str) -> mw_grpc.WorkerStub | None:
+        """One channel per worker address, kept open: workers sharing an address
+        (several on one host behind one port) share it."""
         entry = self._registry.get(worker_id)
         if entry is None:
             return None
         address = entry.record.address
         with self._lock:
-            cached = self._stubs.get(worker_id)
-            if cached and cached[0] == address:
-                return cached[1]
-            if cached:
-                cached[2].close()
-            ch = self._channel(address)
-            stub = mw_grpc.WorkerStub(ch)
-            self._stubs[worker_id] = (address, stub, ch)
-            return stub
+            cached = self._stubs.get(address)
+            if cached is None:
+                ch = self._channel(address)
+                cached = (address, mw_grpc.WorkerStub(ch), ch)
+                self._stubs[address] = cached
+            return cached[1]
 
-    def assign(self, task: Task) -> None:
-        """Send a committed placement to its worker (asynchronously)."""
-        self._pool.submit(self._assign, task)
+    def assign(self, tasks: list[Task]) -> None:
+        """Send committed placements to their workers (asynchronously), one call per worker."""
+        by_worker: dict[str, list[Task]] = {}
+        for task in tasks:
+            by_worker.setdefault(task.worker_id, []).append(task)
+        for worker_id, group in by_worker.items():
+            self._pool.submit(self._assign, worker_id, group)
 
-    def _assign(self, task: Task) -> None:
-        stub = self._stub(task.worker_id)
+    def _assign(self, worker_id: str, tasks: list[Task]) -> None:
+        stub = self._stub(worker_id)
         if stub is None:
-            self._tasks.dispatch_failed(task.id, task.attempt, "worker vanished")
+            for task in tasks:
+                self._tasks.dispatch_failed(task.id, task.attempt, "worker vanished")
             return
-        req = mw.AssignTaskRequest(
-            task_id=task.id, attempt=task.attempt, spec=spec_to_pb(self._reveal(task.spec))
-        )
+        reqs = [
+            mw.AssignTaskRequest(task_id=t.id, attempt=t.attempt, spec=spec_to_pb(t.spec))
+            for t in tasks
+        ]
         try:
-            resp = stub.AssignTask(req, timeout=ASSIGN_TIMEOUT_S)
+            if len(reqs) == 1:
+                answers = [stub.AssignTask(reqs[0], timeout=ASSIGN_TIMEOUT_S)]
+            else:
+                batch = mw.AssignTasksRequest(assignments=reqs)
+                answers = list(stub.AssignTasks(batch, timeout=ASSIGN_TIMEOUT_S).results)
         except grpc.RpcError as err:
-            msg = f"worker {task.worker_id} unreachable: {err.code().name}"
-            log.warning("dispatch of %s failed: %s", task.id, msg)
-            self._tasks.dispatch_failed(task.id, task.attempt, msg)
-            return
-        if not resp.accepted:
-            self._tasks.dispatch_failed(task.id, task.attempt, f"worker refused: {resp.message}")
+            msg = f"worker {worker_id} unreachable: {err.code().name}"
+            log.warning("dispatch of %d task(s) failed: %s", len(tasks), msg)
+            answers = [mw.AssignTaskResponse(accepted=False, message=msg)] * len(tasks)
+        for task, resp in zip(tasks, answers, strict=False):
+            if not resp.accepted:
+                reason = f"worker refused: {resp.message}"
+                self._tasks.dispatch_failed(task.id, task.attempt, reason)
 
     def cancel(self, worker_id: str, task_id: str, attempt: int, reason: str = "cancelled") -> None:
         self._pool.submit(self._cancel, worker_id, task_id, attempt, reason)

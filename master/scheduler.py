@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from cloudai.convert import decision_from_pb, health_to_pb, resources_to_pb, spec_to_pb
 from cloudai.model import DecisionRecord, Task
@@ -26,6 +26,7 @@ from .tasks import TaskManager
 
 log = logging.getLogger("cloudai.master")
 MAX_BATCH = 10_000
+AVOID_FOR_S = 10.0
 Decider = Callable[[apb.SchedulingBatch], list[apb.Decision]]
 
 
@@ -148,29 +149,43 @@ class Scheduler:
             self._outstanding.pop(batch.sequence, None)
             self._agent_id, self._agent_seen = batch.agent_id or self._agent_id, time.time()
             self._cond.notify_all()
-        results = [self._apply(d, source="agent") for d in batch.decisions]
-        return apb.PlacementResults(results=results)
+        return apb.PlacementResults(results=self._apply_all(batch.decisions, source="agent"))
+
+    def _apply_all(
+        self, decisions: Iterable[apb.Decision], *, source: str, fallback: bool = False
+    ) -> list[apb.PlacementResult]:
+        """Commit each decision on its own, all in one store transaction; dispatch to
+        workers only once that transaction is durable."""
+        results, placed = [], []
+        with self._tasks.batch():
+            for d in decisions:
+                result, task = self._apply(d, source=source, fallback=fallback)
+                results.append(result)
+                if task is not None:
+                    placed.append(task)
+        if placed:
+            self._dispatcher.assign(placed)
+        return results
 
     def _apply(
         self, d: apb.Decision, *, source: str, fallback: bool = False
-    ) -> apb.PlacementResult:
+    ) -> tuple[apb.PlacementResult, Task | None]:
         record = decision_from_pb(d)
         record.source, record.fallback, record.decided_at = source, fallback, time.time()
         if not d.worker_id:
             self._tasks.record_unplaced(record)
-            return apb.PlacementResult(
-                task_id=d.task_id, accepted=False, reason=d.hint or "unplaced"
-            )
+            reason = d.hint or "unplaced"
+            return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
         task, reason = self._tasks.commit_placement(d.task_id, d.attempt, d.worker_id, record)
         if task is None:
             log.info("placement of %s on %s rejected: %s", d.task_id, d.worker_id, reason)
-            return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason)
-        self._dispatcher.assign(task)
-        return apb.PlacementResult(task_id=d.task_id, accepted=True)
+            return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
+        return apb.PlacementResult(task_id=d.task_id, accepted=True), task
 
     # -- snapshot -----------------------------------------------------------------------
     def snapshot(self, tasks: list[Task], seq: int = 0) -> apb.SchedulingBatch:
-        batch = apb.SchedulingBatch(sequence=seq, timestamp=time.time())
+        now = time.time()
+        batch = apb.SchedulingBatch(sequence=seq, timestamp=now)
         for t in tasks:
             batch.tasks.append(
                 apb.PendingTask(
@@ -179,7 +194,11 @@ class Scheduler:
                     spec=spec_to_pb(t.spec, redact_secrets=True),
                     created_at=t.created_at,
                     queued_at=t.queued_at,
-                    avoid_workers=t.avoid_workers,
+                    # Avoiding the workers where earlier attempts died is a preference:
+                    # it lapses for a task that has waited AVOID_FOR_S, so a task whose
+                    # only fitting worker is avoided (one worker, back after a loss)
+                    # is not stuck in the queue for ever.
+                    avoid_workers=t.avoid_workers if now - t.queued_at < AVOID_FOR_S else [],
                 )
             )
         for e in self._registry.all():
@@ -207,7 +226,7 @@ class Scheduler:
 
     # -- the master's own loop: manual pins, fallback, backoff timers -------------------------
     def _loop(self) -> None:
-        fallback_version = -1
+        fallback_version = pinned_version = -1
         while True:
             with self._cond:
                 wake = self._tasks.next_wakeup()
@@ -221,7 +240,10 @@ class Scheduler:
                     self._cond.notify_all()
                 version, due = self._version, self._fallback_due(time.time())
             try:
-                self._place_pinned()
+                # Only on a change: a pin that does not fit now is not retried in a spin.
+                if version != pinned_version:
+                    pinned_version = version
+                    self._place_pinned()
                 if due and version != fallback_version:
                     fallback_version = version
                     self._fallback()
@@ -229,18 +251,19 @@ class Scheduler:
                 log.exception("scheduler loop error")
 
     def _place_pinned(self) -> None:
-        for t in self._tasks.pending():
-            if not t.spec.pinned_worker:
-                continue
-            d = apb.Decision(
+        decisions = [
+            apb.Decision(
                 task_id=t.id,
                 attempt=t.attempt,
                 worker_id=t.spec.pinned_worker,
                 policy="manual",
-                profile="",
-                summary=f"pinned to {t.spec.pinned_worker}",
+                summary=f"pinned to {t.spec.pinned_worker} (manual override)",
             )
-            self._apply(d, source="manual")
+            for t in self._tasks.pending()
+            if t.spec.pinned_worker
+        ]
+        if decisions:
+            self._apply_all(decisions, source="manual")
 
     def _fallback(self) -> None:
         tasks = [t for t in self._tasks.pending() if not t.spec.pinned_worker][:MAX_BATCH]
@@ -251,5 +274,4 @@ class Scheduler:
             self._timeout,
             len(tasks),
         )
-        for d in self._decide(self.snapshot(tasks)):
-            self._apply(d, source="master", fallback=True)
+        self._apply_all(self._decide(self.snapshot(tasks)), source="master", fallback=True)

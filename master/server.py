@@ -243,6 +243,8 @@ class Master:
                 pass  # the worker is gone: fall back to what the store holds
         if task.state == TaskState.PENDING and follow:
             self._wait_started(task_id, is_active)
+            if not is_active() or self._stop.is_set():
+                return  # the caller left: do not recurse into the same wait
             yield from self.stream_logs(task_id, follow, tail, is_active)
             return
         yield pb.LogChunk(data=_tail_lines(self.stored_log(task_id), tail), eof=True)

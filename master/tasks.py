@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cloudai.errors import Conflict, NotFound, StoreError
@@ -57,7 +58,7 @@ class Report:
 
 
 def _copy(task: Task) -> Task:
-    return Task.from_dict(task.to_dict())
+    return task.clone()
 
 
 class TaskManager:
@@ -78,10 +79,7 @@ class TaskManager:
         self._lock = threading.RLock()
         self._live: dict[str, Task] = {}
         self._alloc: dict[str, Resources] = {}
-        for task in store.list_tasks(
-            states=[TaskState.PENDING, TaskState.PLACED, TaskState.RUNNING]
-        ):
-            self._index(task)
+        self._reload()
 
     # -- reads -----------------------------------------------------------------
     def get(self, task_id: str) -> Task:
@@ -148,6 +146,25 @@ class TaskManager:
         return _copy(task)
 
     # -- placement -----------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Commit many transitions in one store transaction. If it fails, the live
+        index is reloaded from the store so memory never runs ahead of it."""
+        with self._lock:
+            try:
+                with self._store.batch():
+                    yield
+            except BaseException:
+                self._reload()
+                raise
+
+    def _reload(self) -> None:
+        self._live.clear()
+        self._alloc.clear()
+        live = [TaskState.PENDING, TaskState.PLACED, TaskState.RUNNING]
+        for task in self._store.list_tasks(states=live):
+            self._index(task)
+
     def commit_placement(
         self, task_id: str, attempt: int, worker_id: str, decision: DecisionRecord | None
     ) -> tuple[Task | None, str]:

@@ -126,6 +126,18 @@ class AssignTaskResponse(_message.Message):
     message: str
     def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
+class AssignTasksRequest(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[AssignTaskRequest]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[AssignTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class AssignTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AssignTaskResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[AssignTaskResponse, _Mapping]]] = ...) -> None: ...
+
 class CancelTaskRequest(_message.Message):
     __slots__ = ("task_id", "attempt", "reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -203,6 +203,11 @@ class WorkerStub:
                 request_serializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTaskRequest.SerializeToString,
                 response_deserializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTaskResponse.FromString,
                 _registered_method=True)
+        self.AssignTasks = channel.unary_unary(
+                '/cloudai.v1.Worker/AssignTasks',
+                request_serializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTasksRequest.SerializeToString,
+                response_deserializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTasksResponse.FromString,
+                _registered_method=True)
         self.CancelTask = channel.unary_unary(
                 '/cloudai.v1.Worker/CancelTask',
                 request_serializer=cloudai_dot_proto_dot_master__worker__pb2.CancelTaskRequest.SerializeToString,
@@ -221,6 +226,14 @@ class WorkerServicer:
 
     def AssignTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignTasks(self, request, context):
+        """Several assignments in one call (the master groups a batch's placements by
+        worker). Each is accepted or refused on its own, in order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -244,6 +257,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.AssignTask,
                     request_deserializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTaskRequest.FromString,
                     response_serializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTaskResponse.SerializeToString,
+            ),
+            'AssignTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignTasks,
+                    request_deserializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTasksRequest.FromString,
+                    response_serializer=cloudai_dot_proto_dot_master__worker__pb2.AssignTasksResponse.SerializeToString,
             ),
             'CancelTask': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTask,
@@ -284,6 +302,33 @@ class Worker:
             '/cloudai.v1.Worker/AssignTask',
             cloudai_dot_proto_dot_master__worker__pb2.AssignTaskRequest.SerializeToString,
             cloudai_dot_proto_dot_master__worker__pb2.AssignTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudai.v1.Worker/AssignTasks',
+            cloudai_dot_proto_dot_master__worker__pb2.AssignTasksRequest.SerializeToString,
+            cloudai_dot_proto_dot_master__worker__pb2.AssignTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

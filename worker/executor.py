@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 
 from cloudai.config import WorkerSettings
@@ -366,7 +366,7 @@ class DockerExecutor:
         """The engine went away while we waited on the container (a daemon restart,
         a socket blip). Poll until it answers again, then carry on supervising the
         container if it still exists. Raises NotFound if the container is gone, and
-        `error` if the engine stays away for longer than engine_grace_s."""
+        DockerException if the engine stays away for longer than engine_grace_s."""
         name = ct.container_name(active.task_id, active.attempt)
         grace = self._settings.engine_grace_s
         print(
@@ -388,7 +388,9 @@ class DockerExecutor:
                 active.container = container
             print(f"[{self.worker_id}] engine is back: supervising {name} again", flush=True)
             return container
-        raise error
+        raise DockerException(
+            f"engine unreachable for {grace:g}s while supervising {name}; gave it up"
+        ) from error
 
     def _collect_logs(self, active: _Active, container: Container) -> str:
         """Kept in memory too, so `logs()` still answers after the container is gone."""

@@ -141,8 +141,11 @@ class WorkerNode:
         with self._lock:
             if key in self._attempts:
                 return True, "already running"  # a retried AssignTask: idempotent
-            if self._draining or self.membership.master_drain:
-                return False, "worker is draining"
+            # Only our own shutdown refuses work. The master's drain flag reaches us with
+            # the next heartbeat, so it can be stale (a drain just lifted); the master is
+            # the authority and places nothing on a worker it drains.
+            if self._draining:
+                return False, "worker is shutting down"
             newer = [a for t, a in self._attempts if t == task_id and a > attempt]
             if newer:
                 return False, f"attempt {max(newer)} of this task runs here already"

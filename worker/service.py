@@ -26,6 +26,10 @@ SERVICE_NAME = "cloudai.v1.Worker"
 MAX_CHUNK_CHARS = 16 * 1024
 
 
+# Bound on one AssignTasks call; the master sends far fewer.
+MAX_BATCH_ASSIGNMENTS = 1024
+
+
 class WorkerOps(Protocol):
     """What the servicer needs from the node."""
 
@@ -64,6 +68,21 @@ class WorkerServicer(mw_grpc.WorkerServicer):
             _abort(context, err)
         accepted, message = self._node.assign(task_id, attempt, spec)
         return mw.AssignTaskResponse(accepted=accepted, message=message)
+
+    def AssignTasks(
+        self, request: mw.AssignTasksRequest, context: grpc.ServicerContext
+    ) -> mw.AssignTasksResponse:
+        """A batch of assignments; a malformed one is refused alone, not the batch."""
+        results = []
+        for item in request.assignments[:MAX_BATCH_ASSIGNMENTS]:
+            try:
+                task_id, attempt, spec = parse_assignment(item)
+            except CloudAIError as err:
+                results.append(mw.AssignTaskResponse(accepted=False, message=str(err)))
+                continue
+            accepted, message = self._node.assign(task_id, attempt, spec)
+            results.append(mw.AssignTaskResponse(accepted=accepted, message=message))
+        return mw.AssignTasksResponse(results=results)
 
     def CancelTask(
         self, request: mw.CancelTaskRequest, context: grpc.ServicerContext

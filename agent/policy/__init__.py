@@ -12,6 +12,7 @@ weighted scoring), batch (the per-task loop), hints, placement (outputs), core (
 
 from __future__ import annotations
 
+from . import baselines as _baselines  # noqa: F401  (registers the baselines)
 from .core import Pipeline, place_batch, to_decision_record
 from .filters import DEFAULT_FILTERS, Filter
 from .ordering import AGING_S, Orderer

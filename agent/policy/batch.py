@@ -1,16 +1,26 @@
 """One batch through the pipeline: the per-task loop and the per-batch explanations.
 
 This is the hot path (tens of thousands of decisions a second), so it is written to
-make few Python and numpy calls per task: filters that do not depend on the task run
-once per batch, scoring is one matrix-vector product plus cached rows (see plan.py),
-and the per-plugin scores of the candidates are computed for the whole batch at the
-end, vectorised, from the worker views recorded at decision time.
+make few Python and numpy calls per task:
+
+- Filters that do not depend on the task run once per batch.
+- Tasks come in runs: consecutive replicas of one job, with the same needs. The
+  filter chain runs for the first task of a run; each next task re-judges only the
+  worker the previous one took, the only worker that changed.
+- Scoring is one pass over the cluster per run (see plan.py); a shortlist of the best
+  workers then serves the run's other tasks, re-ranking just that same worker (see
+  shortlist.py). Scorers that are neither linear nor cached (tetris, a learned model)
+  are called once per task instead, as they may depend on anything.
+- The per-plugin scores of the candidates are computed for the whole batch at the
+  end, vectorised, from the worker views recorded at decision time.
+
+Every shortcut gives the same decisions, candidates and rejection counts as running
+the whole chain for every task; tests check it against a plain reference pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -19,22 +29,10 @@ from .hints import placement_hint
 from .placement import Candidate, CandidateList, CandidateTable, Placement
 from .plan import ScoringPlan
 from .scorers import Scorer, feature_matrix
+from .shortlist import Shortlist, top
 from .snapshot import ClusterState, TaskRequest
 
-_NEG = -np.inf
-_MAX_MISSES = 4
-
-
-@dataclass(slots=True)
-class _Prev:
-    """The filter chain's answer for the last task, kept so that a next task with the
-    same needs can reuse it."""
-
-    task: int
-    alive: np.ndarray
-    feasible: int
-    rejections: dict[str, int]
-    winner: int  # the worker it reserved, -1 if none
+Filtered = tuple[np.ndarray, int, dict[str, int]]  # alive mask, its count, rejections
 
 
 def _same_needs(a: TaskRequest, b: TaskRequest) -> bool:
@@ -65,13 +63,12 @@ class Batch:
         self.phi = feature_matrix(tasks)
         scaled = self.phi * self.plan.feature_scale
         # Each task's features as its scoring variant expects them (see ScoringPlan).
-        self._phi_cpu = np.ascontiguousarray(scaled[:, list(self.plan.features(False))])
-        self._phi_gpu = scaled
-        # Consecutive tasks with the same needs (replicas of one job) reuse the previous
-        # filter answer when every per-task filter can re-judge one worker.
+        self._phi = (scaled[:, list(self.plan.features(False))].tolist(), scaled.tolist())
+        # Runs of tasks with the same needs (replicas of one job) reuse the first task's
+        # filter answer when every per-task filter can re-judge one worker, and its
+        # scores when every scorer's value for a worker can be recomputed alone.
         self._incremental = all(hasattr(f, "check") for f in self._per_task)
         self._dynamic = [f for f in self._per_task if getattr(f, "dynamic", True)]
-        self._prev: _Prev | None = None
         self.out: list[Placement] = []
         # Records of scored decisions, flat, for `_explain`: output position, task
         # index, candidate count, candidate workers, totals, views at decision time,
@@ -86,7 +83,7 @@ class Batch:
         # (output position, task index, pinned worker index or None).
         self._unplaced: list[tuple[int, int, int | None]] = []
 
-    def _leading_round_filters(self) -> tuple[tuple, list[Filter]]:
+    def _leading_round_filters(self) -> tuple[Filtered, list[Filter]]:
         """Filters marked `per_round` (their answer does not depend on the task) at the
         head of the chain are run once for the batch instead of once per task."""
         alive, n, reasons = None, self.n, {}
@@ -102,33 +99,57 @@ class Batch:
             new = mask if alive is None else alive & mask
             left = int(np.count_nonzero(new))
             if left < n:
-                _merge(reasons, f.reasons(probe, self.state, alive, n - left))
+                reasons = _merged(reasons, f.reasons(probe, self.state, alive, n - left))
             alive, n = new, left
         all_pass = np.ones(self.n, bool)
         return (alive if alive is not None else all_pass, n, reasons), self.filters[k:]
 
-    def decide(self, i: int) -> None:
-        task = self.tasks[i]
-        prev = self._prev
-        if prev is not None and _same_needs(task, self.tasks[prev.task]):
-            alive, feasible, rejections = self._refilter(task, prev)
+    def run(self, order: Sequence[int]) -> None:
+        """Decide the tasks, in `order`, a run of same-needs tasks at a time."""
+        pos = 0
+        while pos < len(order):
+            end = self._run_end(order, pos)
+            self._decide_run(order[pos:end])
+            pos = end
+
+    def _run_end(self, order: Sequence[int], pos: int) -> int:
+        tasks, end = self.tasks, pos + 1
+        first = tasks[order[pos]]
+        if first.pinned_worker or not self._incremental:
+            return end
+        keys = self._score_keys(first)
+        while end < len(order):
+            task = tasks[order[end]]
+            if not _same_needs(task, first) or (keys and self._score_keys(task) != keys):
+                break
+            end += 1
+        return end
+
+    def _score_keys(self, task: TaskRequest) -> tuple[Hashable, ...]:
+        """What, besides the demand, the plan's rows for this task depend on."""
+        return tuple(s.cache_key(task) for s, _ in self.plan.cached)
+
+    def _decide_run(self, run: Sequence[int]) -> None:
+        task = self.tasks[run[0]]
+        alive, feasible, rejections = self._filter(task)
+        if task.pinned_worker:
+            self._pinned(self._new(run[0], feasible, rejections), run[0], task, alive)
+        elif feasible == 0:
+            for i in run:
+                self._new(i, 0, dict(rejections))
+                self._unplaced.append((len(self.out) - 1, i, None))
+        elif self.plan.other:
+            self._place_each(run, task, (alive, feasible, rejections))
         else:
-            alive, feasible, rejections = self._filter(task)
+            self._place_shortlisted(run, task, (alive, feasible, rejections))
+
+    def _new(self, i: int, feasible: int, rejections: dict[str, int]) -> Placement:
+        task = self.tasks[i]
         p = Placement(task.task_id, task.attempt, "", [], rejections, "", False, feasible, self.n)
         self.out.append(p)
-        self._prev = None
-        if task.pinned_worker:
-            self._pinned(p, i, task, alive)
-        elif feasible == 0:
-            self._unplaced.append((len(self.out) - 1, i, None))
-            if self._incremental:
-                self._prev = _Prev(i, alive, 0, rejections, -1)
-        else:
-            phi = self._phi_gpu[i] if task.gpu > 0 else self._phi_cpu[i]
-            total, rows = self.plan.total(task, phi, alive)
-            self._pick(p, i, task, total, alive, rows)
+        return p
 
-    def _filter(self, task: TaskRequest) -> tuple[np.ndarray, int, dict[str, int]]:
+    def _filter(self, task: TaskRequest) -> Filtered:
         alive, n, base = self._start
         rejections = dict(base)
         state = self.state
@@ -146,49 +167,76 @@ class Batch:
             alive, n = new, left
         return alive, n, rejections
 
-    def _refilter(self, task: TaskRequest, prev: _Prev) -> tuple[np.ndarray, int, dict[str, int]]:
-        """The filter chain's answer for a task with the same needs as the previous one.
-        Since then only the previous winner changed, so only it is judged again: the
-        same answer as `_filter`, at a fraction of the cost."""
-        alive, n, rejections = prev.alive, prev.feasible, dict(prev.rejections)
-        if prev.winner >= 0:
-            failed = self._recheck(task, prev.winner)
-            if failed is not None:
-                alive = alive.copy()  # it may be a filter's shared mask
-                alive[prev.winner] = False
-                n -= 1
-                _merge(rejections, failed)
-        return alive, n, rejections
+    def _place_shortlisted(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
+        """A run whose totals change only where reservations change workers: one pass
+        over the cluster, then a shortlist re-ranked one worker per task."""
+        alive, feasible, rejections = chain
+        phi = self._phi[task.gpu > 0][run[0]]
+        total, _ = self.plan.total(task, phi, alive)
+        short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
+        winner = -1
+        for i in run:
+            if winner >= 0:
+                failed = self._recheck(task, winner)
+                if failed is None:
+                    short.rerank_first(self.plan.value(task, phi, winner))
+                else:
+                    short.rerank_first(None)
+                    feasible, rejections = feasible - 1, _merged(rejections, failed)
+            p = self._new(i, feasible, dict(rejections))
+            if feasible == 0:
+                self._unplaced.append((len(self.out) - 1, i, None))
+                winner = -1  # and so are the rest of the run: nothing changes any more
+                continue
+            winner = self._place(p, i, task, *short.best(min(self.top_k, feasible)))
 
-    def _pick(
+    def _place_each(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
+        """A run scored task by task (its scorers may change with every call)."""
+        alive, feasible, rejections = chain
+        phi = self._phi[task.gpu > 0][run[0]]
+        winner = -1
+        for i in run:
+            if winner >= 0:
+                failed = self._recheck(task, winner)
+                if failed is not None:
+                    alive = alive.copy()  # it may be a filter's shared mask
+                    alive[winner] = False
+                    feasible, rejections = feasible - 1, _merged(rejections, failed)
+            p = self._new(i, feasible, dict(rejections))
+            if feasible == 0:
+                self._unplaced.append((len(self.out) - 1, i, None))
+                winner = -1
+                continue
+            total, rows = self.plan.total(task, phi, alive)
+            keys = top(total, alive, min(self.top_k, feasible))
+            cands = [j for _, j in keys]
+            winner = self._place(p, i, task, cands, [-v for v, _ in keys], rows)
+
+    def _place(
         self,
         p: Placement,
         i: int,
         task: TaskRequest,
-        total: np.ndarray,
-        alive: np.ndarray,
-        rows: list[np.ndarray],
-    ) -> None:
-        """Take the best feasible workers of `total`, record, reserve."""
-        state = self.state
-        k = min(self.top_k, p.feasible)
-        cands = _top(total, alive, k, self._totals)
+        cands: list[int],
+        totals: list[float],
+        rows: list[np.ndarray] | None = None,
+    ) -> int:
+        """Record the candidates (best first) and reserve the winner; return it, or -1."""
         if not cands:
             self._unplaced.append((len(self.out) - 1, i, None))
-            return
-        k = len(cands)
-        j = cands[0]
+            return -1
+        state, j = self.state, cands[0]
         p.worker_id = state.ids[j]
         self._pos.append(len(self.out) - 1)
         self._task.append(i)
-        self._k.append(k)
+        self._k.append(len(cands))
         self._workers.extend(cands)
+        self._totals.extend(totals)
         self._views.append(state.view.take(cands, axis=0))
         if rows:
             self._other.append([r[cands] for r in rows])
         self.plan.reserved(j, state.reserve(j, task.cpu, task.memory_bytes, task.gpu))
-        if self._incremental:
-            self._prev = _Prev(i, alive, p.feasible, p.rejections, j)
+        return j
 
     def _recheck(self, task: TaskRequest, j: int) -> dict[str, int] | None:
         """None if worker j still passes the filters a reservation can affect, else the
@@ -203,7 +251,6 @@ class Batch:
     def _pinned(self, p: Placement, i: int, task: TaskRequest, alive: np.ndarray) -> None:
         # A manual pin skips the scorers but not the filters, judged on that worker alone.
         p.pinned = True
-        self._prev = None
         j = self.state.index.get(task.pinned_worker)
         if j is None:
             p.rejections = {"unknown worker": 1}
@@ -254,36 +301,12 @@ class Batch:
             start += k
 
 
-def _top(total: np.ndarray, alive: np.ndarray, k: int, totals: list[float]) -> list[int]:
-    """The k best feasible workers, appending their totals to `totals`; ties go to the
-    lowest index. Clobbers `total` (with -inf) at every worker it looked at.
-
-    Most top-scored workers are feasible, so checking the few best one by one is
-    cheaper than masking every infeasible worker first; after a few misses (say, a
-    bin-packing profile that favours full workers) it masks them all at once.
-    Repeated argmax also beats argpartition for a small k.
-    """
-    cands: list[int] = []
-    misses = 0
-    while len(cands) < k:
-        j = int(total.argmax())
-        value = float(total[j])
-        if value == _NEG:
-            break  # only a misbehaving scorer leaves a feasible worker at -inf
-        total[j] = _NEG
-        if alive[j]:
-            cands.append(j)
-            totals.append(value)
-            continue
-        misses += 1
-        if misses == _MAX_MISSES:
-            np.putmask(total, ~alive, _NEG)
-    return cands
-
-
-def _merge(into: dict[str, int], more: dict[str, int]) -> None:
+def _merged(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """A new dict: `into` plus `more`, counts added."""
+    out = dict(into)
     for reason, count in more.items():
-        into[reason] = into.get(reason, 0) + count
+        out[reason] = out.get(reason, 0) + count
+    return out
 
 
 def _first_reason(

@@ -80,8 +80,7 @@ def place_batch(
     pipeline = Pipeline.build(resolve_profile(profile, registry), registry, orderer)
     work = state if mutate else state.copy()
     batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k))
-    for i in pipeline.orderer.order(tasks, time.time() if now is None else now):
-        batch.decide(i)
+    batch.run(pipeline.orderer.order(tasks, time.time() if now is None else now))
     return batch.finish()
 
 

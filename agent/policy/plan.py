@@ -4,14 +4,23 @@ Per task the naive way calls every scorer over every worker: tens of numpy calls
 decision, each a microsecond or more. Instead:
 
 - Linear scorers (see scorers.LinearScorer) are folded, weights and normalisation
-  included, into one (workers x features) matrix per "variant" (CPU task or GPU task,
+  included, into one (features x workers) matrix per "variant" (CPU task or GPU task,
   as the allocation scorers weigh GPUs only for GPU tasks). A task's linear total is
-  then one matrix-vector product with its feature vector.
-- A reservation changes one worker, so it changes one row: the CPU variant's row is
-  recomputed at once from the same `terms`, with Python floats; the GPU variant's rows
-  are marked stale and refreshed when the next GPU task comes.
+  then its features weighed against those rows.
+- A reservation changes one worker, so it changes one column: the CPU variant's column
+  is recomputed at once from the same `terms`, with Python floats; the GPU variant's
+  columns are marked stale and refreshed when the next GPU task comes.
 - Cached scorers are computed once per cache key (e.g. per image) per round.
 - Any other scorer (tetris, a learned model) is called per task, as written.
+
+One worker's total can also be computed alone (`value`), with Python floats, for the
+worker a reservation just changed. It is bit-for-bit the number the whole-cluster
+`total` gives: both add the same products in the same order, and numpy's elementwise
+float64 arithmetic rounds exactly as Python's does. (A BLAS matrix-vector product
+would be faster but sums in a block- and position-dependent order, so equal workers
+could get totals an ulp apart and a tie could go to the wrong one.) For the same
+reason a linear scorer's `terms` must be elementwise arithmetic (+ - * /), so that
+arrays and floats give the same coefficients.
 
 For every worker that passes the filters the result is the weighted sum of
 `normalise(scorer.score(...))`, which the tests check against the scorers' own `score`.
@@ -28,11 +37,11 @@ from .scorers import FEATURES, CachedScorer, LinearScorer, Scorer, normalise
 from .snapshot import GPU, ClusterState, TaskRequest, WorkerView
 
 _K = len(FEATURES)
-# A CPU task's GPU monomials are zero, so the CPU variant keeps only these columns.
+# A CPU task's GPU monomials are zero, so the CPU variant keeps only these rows.
 CPU_FEATURES = tuple(f for f, name in enumerate(FEATURES) if "gpu" not in name)
 _ALL_FEATURES = tuple(range(_K))
-# Above this many stale rows one vectorised refresh (about a hundred numpy calls for
-# the built-in scorers) beats per-row Python floats (a few microseconds each).
+# Above this many stale columns one vectorised refresh (about a hundred numpy calls for
+# the built-in scorers) beats per-column Python floats (a few microseconds each).
 _VECTOR_REFRESH = 32
 _PICK = {False: itemgetter(*CPU_FEATURES), True: itemgetter(*_ALL_FEATURES)}
 
@@ -71,7 +80,8 @@ class ScoringPlan:
         self._psi: dict[bool, np.ndarray] = {}
         self._stale_gpu: set[int] = set()
         self._rows: list[dict[Hashable, np.ndarray]] = [{} for _ in self.cached]
-        # GPU tasks can only land on GPU workers, so only their rows need refreshing.
+        self._buf = np.empty(len(state))
+        # GPU tasks can only land on GPU workers, so only their columns need refreshing.
         self._has_gpu = (state.cap[GPU] > 0).tolist()
 
     @property
@@ -81,12 +91,18 @@ class ScoringPlan:
         return [entry[0].name for group in groups for entry in group]
 
     def total(
-        self, task: TaskRequest, phi: np.ndarray, mask: np.ndarray
+        self, task: TaskRequest, phi: Sequence[float], mask: np.ndarray
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Weighted total per worker (a fresh array) and the normalised rows of the
         `other` scorers, for explanations. `phi` is the task's features times
         `feature_scale`, restricted to `features(task.gpu > 0)`."""
-        total = self._matrix(task.gpu > 0) @ phi if self.linear else np.zeros(len(self.state))
+        if self.linear:
+            psi, buf = self._matrix(task.gpu > 0), self._buf
+            total = psi[0] * phi[0]
+            for f in range(1, len(phi)):
+                total += np.multiply(psi[f], phi[f], out=buf)
+        else:
+            total = np.zeros(len(self.state))
         for n, (s, w) in enumerate(self.cached):
             row = self._cached_row(n, s, task)
             total += row if w == 1.0 else w * row
@@ -97,6 +113,16 @@ class ScoringPlan:
             rows.append(row)
         return total, rows
 
+    def value(self, task: TaskRequest, phi: Sequence[float], j: int) -> float:
+        """`total(task, ...)[j]`, the same number, for worker j alone. Only for plans
+        without `other` scorers (which score the whole cluster at once)."""
+        # sum() starts from 0, and 0 + x == x: the same additions as `total`.
+        value = sum(map(mul, self._matrix(task.gpu > 0)[:, j].tolist(), phi))
+        for n, (s, w) in enumerate(self.cached):
+            x = self._cached_row(n, s, task).item(j)
+            value += x if w == 1.0 else w * x
+        return value
+
     @staticmethod
     def features(gpu: bool) -> tuple[int, ...]:
         """Which FEATURES the variant's matrix has, i.e. which `total` expects in `phi`."""
@@ -106,7 +132,7 @@ class ScoringPlan:
         """Worker j's allocation changed and `view` is its new view."""
         psi = self._psi.get(False)
         if psi is not None:
-            psi[j] = self._column(view, False)
+            psi[:, j] = self._column(view, False)
         if self._has_gpu[j] and True in self._psi:
             self._stale_gpu.add(j)
 
@@ -146,6 +172,7 @@ class ScoringPlan:
 
     # -- internals ---------------------------------------------------------------------
     def _matrix(self, gpu: bool) -> np.ndarray:
+        """The variant's (features, workers) matrix, brought up to date."""
         psi = self._psi.get(gpu)
         if psi is None:
             psi = self._psi[gpu] = self._fold(self.state.workers_view(), gpu, len(self.state))
@@ -154,26 +181,27 @@ class ScoringPlan:
             stale = self._stale_gpu
             if len(stale) > _VECTOR_REFRESH:
                 idx = np.fromiter(stale, np.intp, len(stale))
-                psi[idx] = self._fold(WorkerView(*self.state.view[idx].T), True, len(idx))
+                psi[:, idx] = self._fold(WorkerView(*self.state.view[idx].T), True, len(idx))
             else:
                 for j in stale:
-                    psi[j] = self._column(self.state.workers_view(j), True)
+                    psi[:, j] = self._column(self.state.workers_view(j), True)
             stale.clear()
         return psi
 
     def _fold(self, view: WorkerView, gpu: bool, n: int) -> np.ndarray:
-        """(n, features) worker-major, so that a refresh rewrites one contiguous row."""
+        """(features, n), feature-major, so that a task's total runs over whole rows.
+        The same additions, in the same order, as `_column`."""
         psi = np.zeros((_K, n))
-        psi[0] = self._offset
-        scales = self._col_scales or [1.0] * len(self._lin)
-        for s, scale in zip(self._lin, scales, strict=True):
+        scales = self._col_scales
+        for m, s in enumerate(self._lin):
             for f, coef in enumerate(s.terms(view, gpu)):
-                psi[f] += scale * np.asarray(coef)
+                psi[f] += coef if scales is None else scales[m] * np.asarray(coef)
+        psi[0] += self._offset
         if self._excluded is not None and n == len(self.state):
             # -inf times the "one" feature (always 1): these workers never win, so the
             # pick never looks at them.
             psi[0, self._excluded] = -np.inf
-        return np.ascontiguousarray(psi[list(self.features(gpu))].T)
+        return np.ascontiguousarray(psi[list(self.features(gpu))])
 
     def _column(self, view: WorkerView, gpu: bool) -> tuple[float, ...]:
         per_scorer = [s.terms(view, gpu) for s in self._lin]

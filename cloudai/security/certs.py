@@ -188,9 +188,11 @@ def issue(
     *,
     days: int = DEFAULT_DAYS,
     ca: Authority | None = None,
+    not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> Issued:
-    """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA."""
+    """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA.
+    `not_before` / `not_after` override the validity (tests make expired ones)."""
     if not _NAME_RE.match(name) or name == CA_NAME:
         raise InvalidArgument(
             f"invalid certificate name {name!r}: 1-63 letters, digits, '.', '_', '-' (not 'ca')"
@@ -200,7 +202,7 @@ def issue(
     sans = _dedupe([*_LOOPBACK_SANS, *(h for h in hosts if h)])
     for san in sans:
         _general_name(san)  # validate before writing anything
-    cert, key = ca.issue(name, sans, days=days, not_after=not_after)
+    cert, key = ca.issue(name, sans, days=days, not_before=not_before, not_after=not_after)
     _write(root / f"{name}.crt", _cert_pem(cert), 0o644)
     _write(root / f"{name}.key", _key_pem(key), 0o600)
     return Issued(name, root / f"{name}.crt", root / f"{name}.key", sans)

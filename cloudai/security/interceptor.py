@@ -165,7 +165,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if not values:
             raise Denied(
                 grpc.StatusCode.UNAUTHENTICATED,
-                "missing token: send `authorization: Bearer <token>` (CLOUDAI_TOKEN)",
+                "missing token: present one with --token-file or CLOUDAI_TOKEN",
             )
         scheme, _, token = str(values[0]).partition(" ")
         if len(values) > 1 or scheme.lower() != "bearer":

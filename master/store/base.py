@@ -8,7 +8,8 @@ False) instead of overwriting. The master persists before it acknowledges.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from cloudai.model import (
     DecisionRecord,
@@ -31,6 +32,13 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes: a backend may commit them together when the block ends (SQLite
+        does, in one transaction). Callers acknowledge nothing until the block exits.
+        The default runs each write on its own, which is always correct."""
+        yield
 
     # -- workers -------------------------------------------------------------
     @abstractmethod

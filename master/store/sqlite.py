@@ -91,6 +91,7 @@ class SQLiteStore(Store):
             self.path = str(resolved)
             self.url = f"sqlite:///{resolved}"
         self._lock = threading.RLock()
+        self._batch_depth = 0
         self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -123,9 +124,49 @@ class SQLiteStore(Store):
                 raise StoreError(f"SQLite read failed ({self.url}): {err}") from err
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many writes in one transaction: one commit instead of one per write."""
+        with self._lock:
+            if self._batch_depth:
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+                return
+            self._begin()
+            self._batch_depth = 1
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException as err:
+                self._rollback()
+                if isinstance(err, sqlite3.Error):
+                    raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+                raise
+            finally:
+                self._batch_depth = 0
+
+    def _begin(self) -> None:
+        try:
+            # IMMEDIATE takes the write lock up front, so a second process on
+            # the same file waits (busy timeout) instead of failing mid-way.
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction: committed on success, rolled back on any error."""
         with self._lock:
+            if self._batch_depth:
+                # Every write here is one statement, and SQLite undoes a failed
+                # statement on its own: the rest of the batch stays intact.
+                try:
+                    yield self._conn
+                except sqlite3.Error as err:
+                    raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+                return
             try:
                 # IMMEDIATE takes the write lock up front, so a second process on
                 # the same file waits (busy timeout) instead of failing mid-way.

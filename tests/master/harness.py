@@ -31,6 +31,9 @@ class FakeWorkerServicer(master_worker_pb2_grpc.WorkerServicer):
         self.event.set()
         return mw.AssignTaskResponse(accepted=True)
 
+    def AssignTasks(self, request, context):
+        return mw.AssignTasksResponse(results=[self.AssignTask(a, context) for a in request.assignments])
+
     def CancelTask(self, request, context):
         self.cancelled.append((request.task_id, request.attempt))
         return mw.CancelTaskResponse(found=True)

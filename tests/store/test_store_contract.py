@@ -382,3 +382,23 @@ def test_state_survives_close_and_reopen(backend: Backend) -> None:
         assert not second.update_task(moved, R, 2)
     finally:
         second.close()
+
+
+def test_batch_commits_every_write_together(store: Store) -> None:
+    with store.batch():
+        store.create_task(make_task("t-b1"))
+        with store.batch():  # nesting joins the outer batch
+            store.create_task(make_task("t-b2"))
+        store.add_decision(make_decision("t-b1", 1.0))
+    assert store.get_task("t-b1") is not None and store.get_task("t-b2") is not None
+    assert len(store.list_decisions("t-b1")) == 1
+
+
+def test_failed_write_inside_batch_leaves_the_others(store: Store) -> None:
+    store.create_task(make_task("t-dup"))
+    with store.batch():
+        store.create_task(make_task("t-ok"))
+        with pytest.raises(Conflict):
+            store.create_task(make_task("t-dup"))
+        store.create_task(make_task("t-ok2"))
+    assert store.get_task("t-ok") is not None and store.get_task("t-ok2") is not None

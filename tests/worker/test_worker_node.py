@@ -251,14 +251,16 @@ def test_refused_running_report_stops_the_attempt(
     assert master.report_calls == 1  # the RUNNING report, refused; no result sent after it
 
 
-def test_draining_worker_refuses_new_tasks(
+def test_drain_is_learnt_from_heartbeats_but_the_master_decides_placement(
     master: FakeMaster, start_node: Callable[..., WorkerNode]
 ) -> None:
     master.drain = True
     node = start_node(master.start())
     assert master.wait_for(lambda m: len(m.heartbeats) >= 2, timeout=5)
-    resp = assign(node, new_task_id(), "true")
-    assert not resp.accepted and "draining" in resp.message
+    assert node.membership.master_drain
+    # The flag may be stale (a drain lifted since the last heartbeat): an assignment
+    # from the master, which places nothing on a drained worker, is accepted.
+    assert assign(node, new_task_id(), "true").accepted
 
 
 def test_readopts_a_leftover_container_and_reports_its_result(

@@ -1,0 +1,144 @@
+"""Learned-model files: one versioned file per trained model.
+
+A model file (joblib) holds a plain dict:
+
+    format        "cloudai-model", format_version 1
+    version       e.g. "learned-20250101T120000-3f2a9c1b": stored on every decision
+                  the model takes part in (DecisionRecord.model_version)
+    priority      {"features": [...], "backfill": [w...], "no_backfill": [w...]}
+    profile       a placement profile (dict, see policy.profiles) or None
+    predictors    {"runtime": estimator, "memory": estimator, ...} or None
+    meta          how it was trained: traces, slices, scores
+
+The shipped default (cloudai/agent/models/default.joblib) holds only numbers and
+strings, so it loads on any scikit-learn version. Files with predictors hold
+scikit-learn estimators; like any pickle, load only model files you produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloudai.agent.policy.profiles import Profile
+from cloudai.errors import ConfigError
+
+from .priority import FEATURES
+
+FORMAT, FORMAT_VERSION = "cloudai-model", 1
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
+
+
+class ModelError(ConfigError):
+    """A model file that is missing, unreadable, corrupt or of another format."""
+
+
+@dataclass
+class LearnedModel:
+    version: str
+    priority: dict[str, Any]
+    profile: dict[str, Any] | None = None
+    predictors: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        backfill: np.ndarray,
+        no_backfill: np.ndarray,
+        *,
+        profile: Profile | None = None,
+        predictors: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        name: str = "learned",
+    ) -> LearnedModel:
+        priority = {
+            "features": list(FEATURES),
+            "backfill": [float(x) for x in backfill],
+            "no_backfill": [float(x) for x in no_backfill],
+        }
+        prof = profile.to_dict() if profile else None
+        digest = hashlib.sha256(json.dumps([priority, prof], sort_keys=True).encode()).hexdigest()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        return cls(f"{name}-{stamp}-{digest[:8]}", priority, prof, predictors, dict(meta or {}))
+
+    def weights(self, backfill: bool) -> np.ndarray:
+        return np.asarray(self.priority["backfill" if backfill else "no_backfill"], np.float64)
+
+    def placement_profile(self) -> Profile:
+        """The tuned placement profile, or first-fit when the model has none."""
+        from cloudai.agent.policy.profiles import resolve_profile
+
+        if not self.profile:
+            return resolve_profile("firstfit")
+        return Profile.from_dict(self.profile).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": self.version,
+            "priority": self.priority,
+            "profile": self.profile,
+            "predictors": self.predictors,
+            "meta": self.meta,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        import joblib
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.to_dict(), p, compress=3)
+        return p
+
+
+def load_model(path: str | Path) -> LearnedModel:
+    """Read and check a model file; raise ModelError with one clear line otherwise."""
+    import joblib
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model file {str(p)!r} does not exist")
+    try:
+        data = joblib.load(p)
+    except Exception as err:  # joblib/pickle raise many types for a damaged file
+        raise ModelError(f"model file {str(p)!r} is corrupt or unreadable: {err}") from err
+    return _from_dict(data, p)
+
+
+def _from_dict(data: Any, p: Path) -> LearnedModel:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelError(f"{str(p)!r} is not a CloudAI model file")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{str(p)!r}: unsupported model format {data.get('format_version')}")
+    prio = data.get("priority") or {}
+    if list(prio.get("features", [])) != list(FEATURES):
+        raise ModelError(f"{str(p)!r}: trained on other features than this version's")
+    for key in ("backfill", "no_backfill"):
+        if len(prio.get(key, ())) != len(FEATURES):
+            raise ModelError(f"{str(p)!r}: priority weights {key!r} are missing or malformed")
+    return LearnedModel(
+        version=str(data.get("version") or "unversioned"),
+        priority=prio,
+        profile=data.get("profile"),
+        predictors=data.get("predictors"),
+        meta=dict(data.get("meta") or {}),
+    )
+
+
+_default: LearnedModel | None = None
+
+
+def load_default_model() -> LearnedModel:
+    """The model shipped in the package (loaded once)."""
+    global _default
+    if _default is None:
+        _default = load_model(DEFAULT_MODEL)
+    return _default

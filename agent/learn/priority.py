@@ -1,0 +1,97 @@
+"""The learned queue orderer: a linear priority function over job features.
+
+    priority(job) = w . features(job),   highest priority first
+
+The features are scale-free transforms of what every orderer sees (JobColumns):
+requested (or predicted) runtime, size, wait, whether the job fits the free
+capacity now, and their interactions as WFP/UNICEP use them. The weights come from
+a model file (cloudai.agent.learn.model); there is one weight vector for queues with
+EASY backfilling and one without, because the best order differs: without
+backfilling the chosen job blocks the machine, so fitting *now* matters far more.
+
+The live agent never blocks a queue (every task that fits is placed), so it uses the
+backfilling weights; it passes the cpu free and the largest worker's cpu as `free`
+and `capacity` when it knows them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cloudai.agent.policy.job_ordering import DEFAULT_RUNTIME_S, JobColumns, KeyOrderer
+
+FEATURES = (
+    "log_runtime",
+    "log_procs",
+    "log_wait",
+    "fits",
+    "log_area",
+    "wait_ratio",
+    "procs_over_free",
+)
+
+
+def job_features(c: JobColumns) -> np.ndarray:
+    """(jobs, len(FEATURES)), each roughly in 0..1 for typical HPC and cloud jobs."""
+    r = np.maximum(c.runtime, 1.0)
+    n = np.maximum(c.procs, 1e-3)
+    size = math.log2(c.capacity) if math.isfinite(c.capacity) and c.capacity > 1 else 10.0
+    free = c.free if math.isfinite(c.free) else np.inf
+    return np.stack(
+        [
+            np.log10(r) / 5.0,
+            np.log2(np.maximum(n, 1.0)) / size,
+            np.log10(1.0 + c.wait) / 5.0,
+            c.fits.astype(np.float64),
+            np.log10(1.0 + r * n) / 8.0,
+            np.log10(1.0 + c.wait / r),
+            np.minimum(n / max(free, 1e-9), 1.0) if free != np.inf else np.zeros_like(n),
+        ],
+        axis=1,
+    )
+
+
+class LinearPriority:
+    """keys = -(features . w): what the simulator and training call directly."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.weights = np.asarray(weights, np.float64)
+        if self.weights.shape != (len(FEATURES),):
+            raise ValueError(f"need {len(FEATURES)} weights, got {self.weights.shape}")
+
+    def keys(self, c: JobColumns) -> np.ndarray:
+        return -(job_features(c) @ self.weights)
+
+
+class LearnedOrderer(KeyOrderer):
+    """The `learned` orderer. Params: `model` (a LearnedModel or a model file path;
+    default: the shipped model), `backfill` (which weight vector), plus KeyOrderer's
+    `runtime`, `default_runtime`, `free`, `capacity`."""
+
+    name = "learned"
+
+    def __init__(
+        self,
+        model: Any = None,
+        backfill: bool = True,
+        runtime: Mapping[str, float] | None = None,
+        default_runtime: float = DEFAULT_RUNTIME_S,
+        free: float = math.inf,
+        capacity: float = math.inf,
+    ) -> None:
+        from .model import LearnedModel, load_default_model, load_model
+
+        super().__init__(runtime, default_runtime, free, capacity)
+        if model is None:
+            model = load_default_model()
+        elif not isinstance(model, LearnedModel):
+            model = load_model(model)
+        self.model = model
+        self.priority = LinearPriority(model.weights(backfill))
+
+    def keys(self, c: JobColumns) -> np.ndarray:
+        return self.priority.keys(c)

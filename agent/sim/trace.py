@@ -1,0 +1,263 @@
+"""Workload traces as columns, and their loaders: SWF, openb (pods and nodes), synthetic.
+
+A `Trace` is one job per row, sorted by submit time. Fields a format lacks are filled
+the way schedulers of that format assume: SWF has no memory or GPUs (0); openb has
+no requested time, so it is the run time. A malformed line raises TraceError naming
+the file and the line number: a trace is data, and a silent skip would bias results.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from cloudai.errors import ConfigError
+
+MIB = 1024**2
+
+
+class TraceError(ConfigError):
+    """A trace file that cannot be read, or a malformed line in it."""
+
+
+@dataclass
+class Trace:
+    """Jobs as columns. Times in seconds; `procs` is processors (SWF) or cpus."""
+
+    name: str
+    job_id: np.ndarray
+    submit: np.ndarray
+    run: np.ndarray
+    procs: np.ndarray
+    req_time: np.ndarray
+    memory: np.ndarray
+    gpu: np.ndarray
+    user: np.ndarray
+    # The machine size the log declares (SWF header MaxProcs), 0 when unknown.
+    max_procs: int = 0
+    # Lines the loader skipped on purpose (e.g. SWF jobs with no run time).
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.job_id)
+
+    def take(self, idx: np.ndarray | slice, name: str | None = None) -> Trace:
+        cols = {f.name: getattr(self, f.name)[idx] for f in fields(self) if _is_column(f.name)}
+        return Trace(
+            name=name or self.name, max_procs=self.max_procs, skipped=self.skipped, **cols
+        )
+
+    def window(self, start: int, length: int) -> Trace:
+        return self.take(slice(start, start + length), f"{self.name}[{start}:{start + length}]")
+
+    def fraction(self, lo: float, hi: float) -> Trace:
+        """The jobs from fraction `lo` to `hi` of the trace, e.g. (0.7, 1.0): the last 30%."""
+        n = len(self)
+        a, b = int(round(lo * n)), int(round(hi * n))
+        return self.take(slice(a, b), f"{self.name}[{lo:g}:{hi:g}]")
+
+
+def _is_column(name: str) -> bool:
+    return name not in ("name", "max_procs", "skipped")
+
+
+def _trace(name: str, rows: dict[str, list], max_procs: int = 0, skipped: int = 0) -> Trace:
+    cols = {k: np.asarray(v, np.float64) for k, v in rows.items()}
+    cols["job_id"] = cols["job_id"].astype(np.int64)
+    cols["user"] = cols["user"].astype(np.int64)
+    order = np.argsort(cols["submit"], kind="stable")
+    return Trace(
+        name=name, max_procs=max_procs, skipped=skipped, **{k: v[order] for k, v in cols.items()}
+    )
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    try:
+        if path.suffix == ".gz":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+        return path.open(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise TraceError(f"cannot read trace {str(path)!r}: {err.strerror or err}") from err
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with _open_text(path) as f:
+        try:
+            yield from enumerate(f, start=1)
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise TraceError(f"{path}: cannot decompress: {err}") from err
+
+
+# --- SWF ------------------------------------------------------------------------------
+SWF_FIELDS = 18
+
+
+def load_swf(path: str | Path, limit: int = 0) -> Trace:
+    """A Parallel Workloads Archive log (.swf or .swf.gz). Jobs without a run time or
+    processors (cancelled before they ran) are skipped and counted in `skipped`.
+    Unknown requested time is the run time; processors are max(allocated, requested)."""
+    p = Path(path)
+    rows: dict[str, list] = {k: [] for k in _COLUMNS}
+    header: dict[str, str] = {}
+    skipped = 0
+    for no, line in _lines(p):
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith(";"):
+            key, _, value = text[1:].partition(":")
+            header.setdefault(key.strip().lower(), value.strip())
+            continue
+        v = _swf_values(p, no, text)
+        run, procs = v[3], max(v[4], v[7])
+        if run < 0 or procs <= 0:
+            skipped += 1
+            continue
+        _append(rows, int(v[0]), v[1], run, procs, v[8] if v[8] > 0 else run, 0.0, 0.0, v[11])
+        if limit and len(rows["job_id"]) >= limit:
+            break
+    if not rows["job_id"]:
+        raise TraceError(f"{p}: no jobs found (is it an SWF file?)")
+    return _trace(p.name, rows, _max_procs(p, header), skipped)
+
+
+def _swf_values(path: Path, no: int, text: str) -> list[float]:
+    parts = text.split()
+    if len(parts) != SWF_FIELDS:
+        raise TraceError(
+            f"{path}:{no}: expected {SWF_FIELDS} whitespace-separated SWF fields, "
+            f"got {len(parts)}"
+        )
+    try:
+        v = [float(x) for x in parts]
+    except ValueError:
+        bad = next(x for x in parts if not _is_number(x))
+        raise TraceError(f"{path}:{no}: SWF field {parts.index(bad) + 1} is not a number: {bad!r}")
+    if v[1] < 0:
+        raise TraceError(f"{path}:{no}: negative submit time {parts[1]}")
+    return v
+
+
+def _is_number(x: str) -> bool:
+    try:
+        float(x)
+    except ValueError:
+        return False
+    return True
+
+
+def _max_procs(path: Path, header: dict[str, str]) -> int:
+    for key in ("maxprocs", "maxnodes"):
+        if key in header:
+            try:
+                return int(header[key].split()[0])
+            except (ValueError, IndexError):
+                raise TraceError(f"{path}: header {key} is not a number: {header[key]!r}")
+    return 0
+
+
+_COLUMNS = ("job_id", "submit", "run", "procs", "req_time", "memory", "gpu", "user")
+
+
+def _append(rows: dict[str, list], *values: float) -> None:
+    for k, v in zip(_COLUMNS, values, strict=True):
+        rows[k].append(v)
+
+
+# --- openb ----------------------------------------------------------------------------
+POD_FIELDS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "creation_time")
+NODE_FIELDS = ("sn", "cpu_milli", "memory_mib", "gpu")
+
+
+def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    with _open_text(path) as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise TraceError(f"{path}:1: missing column(s) {', '.join(missing)}")
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise TraceError(f"{path}:{reader.line_num}: wrong number of fields")
+            yield reader.line_num, row
+
+
+def _num(path: Path, no: int, row: dict[str, str], key: str, default: float | None = None):
+    text = (row.get(key) or "").strip()
+    if not text and default is not None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceError(f"{path}:{no}: column {key} is not a number: {text!r}") from None
+    if value < 0:
+        raise TraceError(f"{path}:{no}: column {key} is negative: {text!r}")
+    return value
+
+
+def load_openb_pods(path: str | Path, limit: int = 0) -> Trace:
+    """openb pods in creation order. GPU demand: num_gpu whole GPUs, or gpu_milli/1000
+    of one GPU when a single GPU is shared. Run time: deletion - scheduled (or
+    creation) time when both are known, else 0."""
+    p = Path(path)
+    rows: dict[str, list] = {k: [] for k in _COLUMNS}
+    for no, row in _csv_rows(p, POD_FIELDS):
+        g = lambda key, d=None: _num(p, no, row, key, d)  # noqa: E731
+        num_gpu, milli = g("num_gpu"), g("gpu_milli")
+        gpu = milli / 1000.0 if num_gpu == 1 and 0 < milli < 1000 else num_gpu
+        created = g("creation_time")
+        began = g("scheduled_time", created) or created
+        ended = g("deletion_time", 0.0)
+        run = max(ended - began, 0.0) if ended else 0.0
+        cpu = g("cpu_milli") / 1000.0
+        _append(rows, no - 1, created, run, cpu, run, g("memory_mib") * MIB, gpu, 0)
+        if limit and len(rows["job_id"]) >= limit:
+            break
+    if not rows["job_id"]:
+        raise TraceError(f"{p}: no pods found")
+    return _trace(p.name, rows)
+
+
+@dataclass
+class Nodes:
+    """Worker machines: cpu cores, memory bytes, GPU devices (whole), GPU model."""
+
+    ids: list[str]
+    cpu: np.ndarray
+    memory: np.ndarray
+    gpus: np.ndarray
+    model: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, idx: np.ndarray) -> Nodes:
+        return Nodes(
+            [self.ids[i] for i in idx],
+            self.cpu[idx],
+            self.memory[idx],
+            self.gpus[idx],
+            [self.model[i] for i in idx],
+        )
+
+
+def load_openb_nodes(path: str | Path) -> Nodes:
+    p = Path(path)
+    ids, cpu, mem, gpus, model = [], [], [], [], []
+    for no, row in _csv_rows(p, NODE_FIELDS):
+        g = _num(p, no, row, "gpu")
+        if g != int(g):
+            raise TraceError(f"{p}:{no}: column gpu must be a whole number of devices: {g}")
+        ids.append(row["sn"])
+        cpu.append(_num(p, no, row, "cpu_milli") / 1000.0)
+        mem.append(_num(p, no, row, "memory_mib") * MIB)
+        gpus.append(int(g))
+        model.append(row.get("model") or "")
+    if not ids:
+        raise TraceError(f"{p}: no nodes found")
+    return Nodes(ids, np.array(cpu), np.array(mem), np.array(gpus, np.int64), model)

@@ -1,0 +1,105 @@
+"""Docker engine trouble (issue 5, "the worker survives the Docker daemon restarting").
+
+Restarting the real dockerd would kill every container of every other suite and
+engineer on this machine, so the worker here talks to Docker through a socket proxy
+(DOCKER_HOST) that the test cuts and restores. From the worker's side that is what a
+daemon restart looks like: every connection drops, new ones are refused, then the
+engine answers again. The containers keep running meanwhile, as with Docker's
+live-restore; a real restart without live-restore stops them, which the worker
+reports as docker_error (worker/outcome.py: after_engine_outage, unit-tested).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cloudai.worker.containers import container_name
+
+from .faultkit import DockerSocketProxy, health, record, state, wait_until
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+GRACE_S = 5.0
+
+
+def test_worker_survives_docker_engine_outages(make_cluster, docker_client, tmp_path):
+    proxy = DockerSocketProxy(tmp_path / "docker.sock")
+    proxy.up()
+    c = make_cluster()
+    wid = c.wid(1)
+    c.worker_env[wid] = {"DOCKER_HOST": proxy.url, "CLOUDAI_ENGINE_GRACE_S": str(GRACE_S)}
+    try:
+        _outages(c, proxy, docker_client, wid)
+    finally:
+        proxy.down()
+
+
+def _outages(c, proxy, docker_client, wid):
+    c.start(1)
+    worker = c.procs[wid]
+
+    # 1. A short outage while a container runs: it is re-attached, and ends once.
+    survivor = c.submit(["sh", "-c", "sleep 6; echo survived"])
+    wait_until(lambda: state(c.task(survivor)) == "RUNNING", 60, "the task to run")
+    proxy.down()
+    down_at = time.time()
+    time.sleep(1.0)
+    during = c.submit(["sh", "-c", "echo after the outage"])
+    time.sleep(2.0)
+    assert worker.poll() is None and health(c.workers()[wid]) == "ACTIVE"
+    proxy.up()
+    short_outage = time.time() - down_at
+    done = c.wait_terminal([survivor, during], 60)
+    s = done[survivor]
+    assert state(s) == "SUCCEEDED" and len(s.attempts) == 1
+    assert "survived" in c.cli("logs", survivor).stdout
+    d = done[during]
+    assert state(d) == "SUCCEEDED" and d.retries_used == 0  # engine trouble: its own budget
+    engine_errors = [a.reason for a in d.attempts[:-1]]
+    assert set(engine_errors) <= {"docker_error"}
+    assert "engine is back: supervising" in c.log(wid)
+
+    # 2. An outage past the grace: the attempt is reported failed with a reason, the
+    #    worker carries on, and the container it had to give up is removed later.
+    stuck = c.submit(["sleep", "60"])
+    wait_until(lambda: state(c.task(stuck)) == "RUNNING", 60, "the long task to run")
+    proxy.down()
+    down_at = time.time()
+
+    def first_attempt_failed() -> bool:
+        a = c.task(stuck).attempts[0]
+        return a.reason == "docker_error"
+
+    wait_until(first_attempt_failed, GRACE_S + 10, "the attempt to be reported failed")
+    reported_after = time.time() - down_at
+    first = c.task(stuck).attempts[0]
+    assert first.reason == "docker_error" and first.message
+    time.sleep(max(0.0, down_at + GRACE_S + 2 - time.time()))
+    assert worker.poll() is None and health(c.workers()[wid]) == "ACTIVE"
+    proxy.up()
+    up_at = time.time()
+    orphan = container_name(stuck, 1)
+    wait_until(
+        lambda: not docker_client.api.containers(all=True, filters={"name": orphan}),
+        30,
+        "the given-up container to be removed",
+        every=0.5,
+    )
+    orphan_removed = time.time() - up_at
+    assert c.cli("cancel", stuck).returncode in (0, 1)  # 1 if its retries already ended
+    fresh = c.submit(["sh", "-c", "echo fine"])
+    assert state(c.wait_terminal([fresh], 60)[fresh]) == "SUCCEEDED"
+    assert worker.poll() is None and "Traceback" not in c.log(wid)
+    record(
+        "docker_engine_outage",
+        simulated_by="socket proxy cut (DOCKER_HOST), real dockerd untouched",
+        short_outage_s=short_outage,
+        running_task_readopted=True,
+        attempts_of_running_task=len(s.attempts),
+        engine_errors_of_task_submitted_during_outage=len(engine_errors),
+        grace_s=GRACE_S,
+        long_outage_reported_failed_after_s=reported_after,
+        given_up_container_removed_after_engine_back_s=orphan_removed,
+        worker_crashed=False,
+    )
