@@ -72,8 +72,8 @@ def start_master(root: Path, agent_timeout: float) -> tuple[subprocess.Popen, st
             "--agent-timeout",
             str(agent_timeout),
         ],
-        stdout=open(root / "master.log", "ab"),
-        stderr=subprocess.STDOUT,  # noqa: SIM115
+        stdout=open(root / "master.log", "ab"),  # noqa: SIM115 - owned by the process
+        stderr=subprocess.STDOUT,
     )
     address = f"127.0.0.1:{port}"
     ch = rpc.channel(address)

@@ -76,7 +76,10 @@ class Dispatcher:
                 self._tasks.dispatch_failed(task.id, task.attempt, "worker vanished")
             return
         reqs = [
-            mw.AssignTaskRequest(task_id=t.id, attempt=t.attempt, spec=spec_to_pb(t.spec))
+            # Sealed secret env values are decrypted only here, on their way to the worker.
+            mw.AssignTaskRequest(
+                task_id=t.id, attempt=t.attempt, spec=spec_to_pb(self._reveal(t.spec))
+            )
             for t in tasks
         ]
         try:

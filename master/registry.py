@@ -131,13 +131,16 @@ class WorkerRegistry:
             )
             return entry
 
+    # get() and all() take no lock, on purpose: the task manager calls them while it
+    # holds the store's lock (a batch of placements), and every writer here holds this
+    # lock while it writes to the store. Locking here would invert that order and
+    # deadlock (found by tests/security/test_fuzz.py). One dict read, or one copy of
+    # its values, is atomic under the GIL.
     def get(self, worker_id: str) -> WorkerEntry | None:
-        with self._lock:
-            return self._workers.get(worker_id)
+        return self._workers.get(worker_id)
 
     def all(self) -> list[WorkerEntry]:
-        with self._lock:
-            return sorted(self._workers.values(), key=lambda e: e.record.id)
+        return sorted(list(self._workers.values()), key=lambda e: e.record.id)
 
     def capacity(self, worker_id: str) -> Resources | None:
         entry = self.get(worker_id)

@@ -226,21 +226,27 @@ class Master:
     ) -> Iterator[pb.LogChunk]:
         task = self.tasks.get(task_id)
         if task.state.active and task.worker_id:
+            got_data = False
             try:
                 for chunk in self.dispatcher.logs(
                     task.worker_id, task.id, task.attempt, follow, tail
                 ):
                     if not is_active():
                         return
+                    got_data = got_data or bool(chunk.data)
                     yield chunk
-                if not follow:
-                    return
-                self._wait_terminal(task_id, is_active)
-                task = self.tasks.get(task_id)
-                yield pb.LogChunk(data="", eof=True)
-                return
             except grpc.RpcError:
                 pass  # the worker is gone: fall back to what the store holds
+            if got_data and not follow:
+                return
+            if follow:
+                self._wait_terminal(task_id, is_active)
+            if got_data:
+                yield pb.LogChunk(data="", eof=True)
+                return
+            # The container ended before its output could be streamed: the result
+            # (with its log tail) lands in the store with the final report.
+            task = self.tasks.get(task_id)
         if task.state == TaskState.PENDING and follow:
             self._wait_started(task_id, is_active)
             if not is_active() or self._stop.is_set():

@@ -63,7 +63,7 @@ class Batch:
         self.phi = feature_matrix(tasks)
         scaled = self.phi * self.plan.feature_scale
         # Each task's features as its scoring variant expects them (see ScoringPlan).
-        self._phi = (scaled[:, list(self.plan.features(False))].tolist(), scaled.tolist())
+        self._phi = (np.ascontiguousarray(scaled[:, list(self.plan.features(False))]), scaled)
         # Runs of tasks with the same needs (replicas of one job) reuse the first task's
         # filter answer when every per-task filter can re-judge one worker, and its
         # scores when every scorer's value for a worker can be recomputed alone.
@@ -171,7 +171,7 @@ class Batch:
         """A run whose totals change only where reservations change workers: one pass
         over the cluster, then a shortlist re-ranked one worker per task."""
         alive, feasible, rejections = chain
-        phi = self._phi[task.gpu > 0][run[0]]
+        phi = self._phi[task.gpu > 0][run[0]].tolist()
         total, _ = self.plan.total(task, phi, alive)
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
         winner = -1
@@ -193,7 +193,7 @@ class Batch:
     def _place_each(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
         """A run scored task by task (its scorers may change with every call)."""
         alive, feasible, rejections = chain
-        phi = self._phi[task.gpu > 0][run[0]]
+        phi = self._phi[task.gpu > 0][run[0]].tolist()
         winner = -1
         for i in run:
             if winner >= 0:

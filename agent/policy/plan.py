@@ -28,8 +28,9 @@ For every worker that passes the filters the result is the weighted sum of
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from operator import itemgetter, mul
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import repeat
+from operator import add, itemgetter, mul
 
 import numpy as np
 
@@ -81,6 +82,8 @@ class ScoringPlan:
         self._stale_gpu: set[int] = set()
         self._rows: list[dict[Hashable, np.ndarray]] = [{} for _ in self.cached]
         self._buf = np.empty(len(state))
+        # The CPU column `reserved` computed last, as floats: `value` needs it next.
+        self._fresh: tuple[int, Sequence[float]] = (-1, ())
         # GPU tasks can only land on GPU workers, so only their columns need refreshing.
         self._has_gpu = (state.cap[GPU] > 0).tolist()
 
@@ -116,8 +119,12 @@ class ScoringPlan:
     def value(self, task: TaskRequest, phi: Sequence[float], j: int) -> float:
         """`total(task, ...)[j]`, the same number, for worker j alone. Only for plans
         without `other` scorers (which score the whole cluster at once)."""
+        gpu = task.gpu > 0
+        fresh_j, col = self._fresh
+        if gpu or fresh_j != j:
+            col = self._matrix(gpu)[:, j].tolist()
         # sum() starts from 0, and 0 + x == x: the same additions as `total`.
-        value = sum(map(mul, self._matrix(task.gpu > 0)[:, j].tolist(), phi))
+        value = sum(map(mul, col, phi))
         for n, (s, w) in enumerate(self.cached):
             x = self._cached_row(n, s, task).item(j)
             value += x if w == 1.0 else w * x
@@ -132,7 +139,9 @@ class ScoringPlan:
         """Worker j's allocation changed and `view` is its new view."""
         psi = self._psi.get(False)
         if psi is not None:
-            psi[:, j] = self._column(view, False)
+            col = self._column(view, False)
+            psi[:, j] = col
+            self._fresh = (j, col)
         if self._has_gpu[j] and True in self._psi:
             self._stale_gpu.add(j)
 
@@ -195,7 +204,11 @@ class ScoringPlan:
         scales = self._col_scales
         for m, s in enumerate(self._lin):
             for f, coef in enumerate(s.terms(view, gpu)):
-                psi[f] += coef if scales is None else scales[m] * np.asarray(coef)
+                term = coef if scales is None else scales[m] * np.asarray(coef)
+                if m:
+                    psi[f] += term
+                else:
+                    psi[f] = term
         psi[0] += self._offset
         if self._excluded is not None and n == len(self.state):
             # -inf times the "one" feature (always 1): these workers never win, so the
@@ -204,14 +217,17 @@ class ScoringPlan:
         return np.ascontiguousarray(psi[list(self.features(gpu))])
 
     def _column(self, view: WorkerView, gpu: bool) -> tuple[float, ...]:
-        per_scorer = [s.terms(view, gpu) for s in self._lin]
-        if self._col_scales is None:
-            col = list(map(sum, zip(*per_scorer, strict=True)))
-        else:
-            sc = self._col_scales
-            col = [sum(map(mul, sc, x)) for x in zip(*per_scorer, strict=True)]
-        col[0] += self._offset
-        return _PICK[gpu](col)
+        """One worker's column, with Python floats: the numbers `_fold` gives."""
+        scales = self._col_scales
+        col: Iterable[float] = ()
+        for m, s in enumerate(self._lin):
+            t = s.terms(view, gpu)
+            if scales is not None:
+                t = map(mul, repeat(scales[m]), t)
+            col = map(add, col, t) if m else t
+        out = list(col)
+        out[0] += self._offset
+        return _PICK[gpu](out)
 
     def _cached_row(self, n: int, s: CachedScorer, task: TaskRequest) -> np.ndarray:
         key = s.cache_key(task)

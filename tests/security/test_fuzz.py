@@ -174,6 +174,9 @@ def templates() -> dict[str, object]:
             agent_id="fuzz", decisions=[apb.Decision(task_id=task, attempt=0, worker_id="w1")]
         ),
         "Worker.AssignTask": mw.AssignTaskRequest(task_id="t-1", attempt=1, spec=spec),
+        "Worker.AssignTasks": mw.AssignTasksRequest(
+            assignments=[mw.AssignTaskRequest(task_id="t-2", attempt=1, spec=spec)]
+        ),
         "Worker.CancelTask": mw.CancelTaskRequest(task_id="t-1", attempt=1),
         "Worker.GetTaskLogs": mw.GetTaskLogsRequest(task_id="t-1", tail_lines=2),
     }
@@ -321,6 +324,7 @@ class FakeNode:
 
 WORKER_TARGETS = [
     ("Worker.AssignTask", mw.AssignTaskRequest),
+    ("Worker.AssignTasks", mw.AssignTasksRequest),
     ("Worker.CancelTask", mw.CancelTaskRequest),
     ("Worker.GetTaskLogs", mw.GetTaskLogsRequest),
 ]
