@@ -3,6 +3,11 @@
 Only registration and health changes reach the store, plus a telemetry sample per
 worker every `sample_s` seconds; everything else a heartbeat carries stays in memory,
 so the master absorbs thousands of heartbeats a second.
+
+The store is never called while the registry's lock is held: the task manager reads
+the registry in the middle of a store transaction, so holding both the other way
+round would deadlock. Health writes go through `_persist_health`, which writes the
+latest state in turn, so the store ends with the last health whatever the order.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class WorkerRegistry:
         self._timeout = timeout_s
         self._sample_s = sample_s
         self._lock = threading.Lock()
+        self._persist = threading.Lock()  # taken before the store, never under _lock
         self._workers: dict[str, WorkerEntry] = {}
         now = time.time()
         for rec in store.list_workers():
@@ -63,7 +69,10 @@ class WorkerRegistry:
             rec.health = WorkerHealth.DRAINING if draining else WorkerHealth.ACTIVE
             if old is not None:
                 rec.registered_at = old.record.registered_at
-            self._store.upsert_worker(rec)
+        with self._persist:
+            self._store.upsert_worker(rec)  # persisted before the worker is told
+        with self._lock:
+            old = self._workers.get(rec.id)
             entry = WorkerEntry(
                 record=rec,
                 running=running,
@@ -99,11 +108,14 @@ class WorkerRegistry:
                 entry.record.health = (
                     WorkerHealth.DRAINING if entry.drain_requested else WorkerHealth.ACTIVE
                 )
-                self._store.set_worker_health(worker_id, entry.record.health, now)
-            if now - entry.last_sample >= self._sample_s:
+            sample = now - entry.last_sample >= self._sample_s
+            if sample:
                 entry.last_sample = now
-                self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
-            return entry, revived
+        if revived:
+            self._persist_health(worker_id)
+        if sample:
+            self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
+        return entry, revived
 
     def expire(self) -> list[str]:
         """Mark workers silent for longer than the timeout INACTIVE; return their ids."""
@@ -114,8 +126,9 @@ class WorkerRegistry:
                 rec = entry.record
                 if rec.health != WorkerHealth.INACTIVE and now - rec.last_heartbeat > self._timeout:
                     rec.health = WorkerHealth.INACTIVE
-                    self._store.set_worker_health(rec.id, rec.health, rec.last_heartbeat)
                     lost.append(rec.id)
+        for worker_id in lost:
+            self._persist_health(worker_id)
         return lost
 
     def set_drain(self, worker_id: str, drain: bool) -> WorkerEntry | None:
@@ -126,10 +139,17 @@ class WorkerRegistry:
             entry.drain_requested = drain
             if entry.record.health != WorkerHealth.INACTIVE:
                 entry.record.health = WorkerHealth.DRAINING if drain else WorkerHealth.ACTIVE
-            self._store.set_worker_health(
-                worker_id, entry.record.health, entry.record.last_heartbeat
-            )
-            return entry
+        self._persist_health(worker_id)
+        return entry
+
+    def _persist_health(self, worker_id: str) -> None:
+        with self._persist:
+            with self._lock:
+                entry = self._workers.get(worker_id)
+                if entry is None:
+                    return
+                health, seen = entry.record.health, entry.record.last_heartbeat
+            self._store.set_worker_health(worker_id, health, seen)
 
     # get() and all() take no lock, on purpose: the task manager calls them while it
     # holds the store's lock (a batch of placements), and every writer here holds this

@@ -32,6 +32,8 @@ FEATURES = (
     "log_area",
     "wait_ratio",
     "procs_over_free",
+    "f1_term",
+    "procs_frac",
 )
 
 
@@ -39,7 +41,10 @@ def job_features(c: JobColumns) -> np.ndarray:
     """(jobs, len(FEATURES)), each roughly in 0..1 for typical HPC and cloud jobs."""
     r = np.maximum(c.runtime, 1.0)
     n = np.maximum(c.procs, 1e-3)
-    size = math.log2(c.capacity) if math.isfinite(c.capacity) and c.capacity > 1 else 10.0
+    finite = math.isfinite(c.capacity) and c.capacity > 1
+    size = math.log2(c.capacity) if finite else 10.0
+    # Without a known machine size, 1024 cpus stands in: only the scale changes.
+    cap = c.capacity if finite else 1024.0
     free = c.free if math.isfinite(c.free) else np.inf
     return np.stack(
         [
@@ -50,6 +55,8 @@ def job_features(c: JobColumns) -> np.ndarray:
             np.log10(1.0 + r * n) / 8.0,
             np.log10(1.0 + c.wait / r),
             np.minimum(n / max(free, 1e-9), 1.0) if free != np.inf else np.zeros_like(n),
+            np.log10(r) * n / cap,  # F1's dominant term
+            n / cap,
         ],
         axis=1,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -230,9 +231,14 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
     tail: int = typer.Option(0, "--tail", help="Only the last N lines."),
     master: str = MasterOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Print a task's logs (from the worker while it runs, from the store after)."""
-    _print_logs(Client(master), task_id, follow, tail)
+    if not as_json:
+        return _print_logs(Client(master), task_id, follow, tail)
+    req = cpb.LogsRequest(task_id=task_id, follow=follow, tail_lines=tail)
+    text = "".join(c.data for c in Client(master).stream("StreamLogs", req))
+    print(json.dumps({"task_id": task_id, "logs": text}, indent=2))
 
 
 def cancel(

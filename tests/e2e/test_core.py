@@ -132,6 +132,8 @@ def test_nonzero_exit_is_failed_with_code_and_logs(cluster_factory):
     t = wait_task(c.address, tid)
     assert (state(t), t["exit_code"], t["reason"]) == ("FAILED", 3, "nonzero_exit")
     assert "about to fail" in cli(c.address, "logs", tid).stdout
+    as_json = cli_json(c.address, "logs", tid)
+    assert as_json["task_id"] == tid and "about to fail" in as_json["logs"]
 
 
 def test_missing_image_fails_naming_it_and_worker_stays_healthy(cluster_factory):
