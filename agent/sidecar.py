@@ -27,6 +27,7 @@ from cloudai.errors import CloudAIError
 from cloudai.proto import master_agent_pb2, master_agent_pb2_grpc
 from cloudai.security.tls import transport_for
 
+from .learn.live import LearnedPolicy, Shadow, disagreement_line, learned_or_none
 from .policy.core import place_batch
 from .policy.profiles import Profile, resolve_profile
 from .wire import batch_from_pb, placements_to_pb
@@ -71,8 +72,22 @@ class Agent:
         or a token file that cannot be read."""
         self.settings = settings
         self.transport = transport_for(settings)
-        self.profile = choose_profile(settings)
-        self.model_version = Path(settings.model).name if settings.model else ""
+        self.policy_name = settings.policy
+        self.learned: LearnedPolicy | None = None
+        if settings.policy == "learned":
+            # A missing or corrupt model must not stop placement: warn, use default.
+            self.learned = learned_or_none(
+                settings.model,
+                pack_memory=settings.pack_predicted_memory,
+                memory_margin=settings.memory_margin,
+            )
+            self.policy_name = "learned" if self.learned else "default"
+            self.profile = self.learned.base if self.learned else resolve_profile("default")
+            self.model_version = self.learned.version if self.learned else ""
+        else:
+            self.profile = choose_profile(settings)
+            self.model_version = Path(settings.model).name if settings.model else ""
+        self.shadow = Shadow(settings.shadow, settings.model) if settings.shadow else None
         self.backoff = backoff or Backoff()
         self.batches = 0
         self._stop = threading.Event()
@@ -107,7 +122,7 @@ class Agent:
     def _serve(self, stub: master_agent_pb2_grpc.MasterAgentStub) -> None:
         request = master_agent_pb2.WatchRequest(
             agent_id=self.settings.agent_id,
-            policy=self.settings.policy,
+            policy=self.policy_name,
             profile=self.profile.name,
             model_version=self.model_version,
         )
@@ -124,21 +139,37 @@ class Agent:
             with self._lock:
                 self._call = None
 
+    def _shadow(self, batch, tasks, state, placements) -> None:
+        """Log where the shadow policy would have decided otherwise; never raises."""
+        shadow = self.shadow
+        assert shadow is not None
+        try:
+            diff = shadow.compare(batch, tasks, state, placements)
+        except Exception:  # the candidate's bug must never disturb the active policy
+            log.exception("batch %d: shadow policy %s failed", batch.sequence, shadow.name)
+            return
+        log.info("batch %d: %s", batch.sequence, disagreement_line(shadow, diff, len(placements)))
+
     def _answer(
         self, stub: master_agent_pb2_grpc.MasterAgentStub, batch: master_agent_pb2.SchedulingBatch
     ) -> None:
         started = time.perf_counter()
         tasks, state = batch_from_pb(batch)
+        profile, given = self.profile, tasks
         try:
-            placements = place_batch(tasks, state, self.profile, now=batch.timestamp or None)
+            if self.learned is not None:
+                tasks, profile = self.learned.prepare(batch, tasks, state)
+            placements = place_batch(tasks, state, profile, now=batch.timestamp or None)
         except Exception:  # a policy bug: say so, and let the master fall back
             log.exception("batch %d: placement failed", batch.sequence)
             return
+        if self.shadow is not None:
+            self._shadow(batch, given, state, placements)
         msg = placements_to_pb(
             placements,
             agent_id=self.settings.agent_id,
             sequence=batch.sequence,
-            policy=self.settings.policy,
+            policy=self.policy_name,
             profile=self.profile.name,
             model_version=self.model_version,
         )
@@ -201,5 +232,8 @@ def run_agent(settings: AgentSettings) -> int:
         worker.join(timeout=5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if agent.shadow is not None:
+        s = agent.shadow
+        print(f"shadow {s.name}: disagreement rate {s.rate:.1%} over {s.decisions} decision(s)")
     print("✓ agent stopped", flush=True)
     return 0

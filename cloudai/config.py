@@ -100,6 +100,9 @@ class MasterSettings(TransportSettings):
     max_worker_gpu: float = Field(1024.0, ge=0)
     # Key that encrypts --secret-env values at rest (default: beside the SQLite file).
     secrets_key: str = ""
+    # The token (role master) the master presents to workers that require one. Not
+    # CLOUDAI_TOKEN: an admin's token in the master's shell must never reach workers.
+    dispatch_token_file: str = ""
 
     _split = field_validator("image_allowlist", mode="before")(_split_list)
 
@@ -160,6 +163,12 @@ class AgentSettings(TransportSettings):
     profile: str = ""
     model: str = ""
     agent_id: str = "agent-1"
+    # Shadow mode: a candidate policy whose decisions are only logged and compared.
+    shadow: str = ""
+    # The learned policy packs memory by its prediction plus this margin instead of
+    # the request. Off by default: the master checks commits against requests.
+    pack_predicted_memory: bool = False
+    memory_margin: float = Field(0.2, ge=0)
 
 
 class ClientSettings(TransportSettings):

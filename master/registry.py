@@ -152,10 +152,10 @@ class WorkerRegistry:
             self._store.set_worker_health(worker_id, health, seen)
 
     # get() and all() take no lock, on purpose: the task manager calls them while it
-    # holds the store's lock (a batch of placements), and every writer here holds this
-    # lock while it writes to the store. Locking here would invert that order and
-    # deadlock (found by tests/security/test_fuzz.py). One dict read, or one copy of
-    # its values, is atomic under the GIL.
+    # holds the store's lock (a batch of placements). Writers here no longer call the
+    # store under this lock, but a lock-free read keeps the batch from ever waiting on
+    # a heartbeat (the deadlock was found by tests/security/test_fuzz.py). One dict
+    # read, or one copy of its values, is atomic under the GIL.
     def get(self, worker_id: str) -> WorkerEntry | None:
         return self._workers.get(worker_id)
 

@@ -96,7 +96,8 @@ class WorkerNode:
         )
         server.start()
         self._server, self.port = server, port
-        self.address = f"{self.settings.ip}:{port}"
+        ip = self.settings.ip
+        self.address = f"[{ip}]:{port}" if ":" in ip and not ip.startswith("[") else f"{ip}:{port}"
         self.say(f"serving on {self.address}; master at {self.settings.master}")
         self.reporter.start()
         self._adopt_leftovers()

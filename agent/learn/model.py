@@ -73,10 +73,10 @@ class LearnedModel:
 
     def placement_profile(self) -> Profile:
         """The tuned placement profile, or first-fit when the model has none."""
-        from cloudai.agent.policy.profiles import resolve_profile
+        from cloudai.agent.policy.baselines import baseline_profile
 
         if not self.profile:
-            return resolve_profile("firstfit")
+            return baseline_profile("firstfit")
         return Profile.from_dict(self.profile).validate()
 
     def to_dict(self) -> dict[str, Any]:

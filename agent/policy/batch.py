@@ -20,7 +20,7 @@ the whole chain for every task; tests check it against a plain reference pipelin
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from .scorers import Scorer, feature_matrix
 from .shortlist import Shortlist, top
 from .snapshot import ClusterState, TaskRequest
 
-Filtered = tuple[np.ndarray, int, dict[str, int]]  # alive mask, its count, rejections
+# The filter chain's answer for a task: the mask of workers that pass, how many, the
+# rejections by reason, and the filters a reservation could change the verdict of.
+Filtered = tuple[np.ndarray, int, dict[str, int], list[Filter]]
 
 
 def _same_needs(a: TaskRequest, b: TaskRequest) -> bool:
@@ -68,7 +70,7 @@ class Batch:
         # filter answer when every per-task filter can re-judge one worker, and its
         # scores when every scorer's value for a worker can be recomputed alone.
         self._incremental = all(hasattr(f, "check") for f in self._per_task)
-        self._dynamic = [f for f in self._per_task if getattr(f, "dynamic", True)]
+        self._score_key = _score_key(self.plan)
         self.out: list[Placement] = []
         # Records of scored decisions, flat, for `_explain`: output position, task
         # index, candidate count, candidate workers, totals, views at decision time,
@@ -102,7 +104,7 @@ class Batch:
                 reasons = _merged(reasons, f.reasons(probe, self.state, alive, n - left))
             alive, n = new, left
         all_pass = np.ones(self.n, bool)
-        return (alive if alive is not None else all_pass, n, reasons), self.filters[k:]
+        return (alive if alive is not None else all_pass, n, reasons, []), self.filters[k:]
 
     def run(self, order: Sequence[int]) -> None:
         """Decide the tasks, in `order`, a run of same-needs tasks at a time."""
@@ -113,35 +115,32 @@ class Batch:
             pos = end
 
     def _run_end(self, order: Sequence[int], pos: int) -> int:
-        tasks, end = self.tasks, pos + 1
+        tasks, end, stop = self.tasks, pos + 1, len(order)
         first = tasks[order[pos]]
         if first.pinned_worker or not self._incremental:
             return end
-        keys = self._score_keys(first)
-        while end < len(order):
+        key = self._score_key
+        first_key = key(first)
+        while end < stop:
             task = tasks[order[end]]
-            if not _same_needs(task, first) or (keys and self._score_keys(task) != keys):
+            if not _same_needs(task, first) or key(task) != first_key:
                 break
             end += 1
         return end
 
-    def _score_keys(self, task: TaskRequest) -> tuple[Hashable, ...]:
-        """What, besides the demand, the plan's rows for this task depend on."""
-        return tuple(s.cache_key(task) for s, _ in self.plan.cached)
-
     def _decide_run(self, run: Sequence[int]) -> None:
         task = self.tasks[run[0]]
-        alive, feasible, rejections = self._filter(task)
+        chain = self._filter(task)
         if task.pinned_worker:
-            self._pinned(self._new(run[0], feasible, rejections), run[0], task, alive)
-        elif feasible == 0:
+            self._pinned(self._new(run[0], chain[1], chain[2]), run[0], task, chain[0])
+        elif chain[1] == 0:
             for i in run:
-                self._new(i, 0, dict(rejections))
+                self._new(i, 0, dict(chain[2]))
                 self._unplaced.append((len(self.out) - 1, i, None))
         elif self.plan.other:
-            self._place_each(run, task, (alive, feasible, rejections))
+            self._place_each(run, task, chain)
         else:
-            self._place_shortlisted(run, task, (alive, feasible, rejections))
+            self._place_shortlisted(run, task, chain)
 
     def _new(self, i: int, feasible: int, rejections: dict[str, int]) -> Placement:
         task = self.tasks[i]
@@ -150,14 +149,19 @@ class Batch:
         return p
 
     def _filter(self, task: TaskRequest) -> Filtered:
-        alive, n, base = self._start
+        alive, n, base, _ = self._start
         rejections = dict(base)
         state = self.state
         count_nonzero = np.count_nonzero
+        # None means "nothing to check for this task", so such a filter passes every
+        # worker whatever the reservations: only the others need re-judging later.
+        checks = []
         for f in self._per_task:
             mask = f.filter(task, state)
             if mask is None:
                 continue
+            if getattr(f, "dynamic", True):
+                checks.append(f)
             # Masks are never modified in place, so they may be shared.
             new = alive & mask
             left = count_nonzero(new)
@@ -165,19 +169,20 @@ class Batch:
                 for reason, count in f.reasons(task, state, alive, n - left).items():
                     rejections[reason] = rejections.get(reason, 0) + count
             alive, n = new, left
-        return alive, n, rejections
+        return alive, n, rejections, checks
 
     def _place_shortlisted(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
         """A run whose totals change only where reservations change workers: one pass
         over the cluster, then a shortlist re-ranked one worker per task."""
-        alive, feasible, rejections = chain
-        phi = self._phi[task.gpu > 0][run[0]].tolist()
-        total, _ = self.plan.total(task, phi, alive)
+        alive, feasible, rejections, checks = chain
+        row = self._phi[task.gpu > 0][run[0]]
+        total, _ = self.plan.total(task, row, alive)
+        phi = row.tolist()
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
         winner = -1
         for i in run:
             if winner >= 0:
-                failed = self._recheck(task, winner)
+                failed = self._recheck(task, winner, checks)
                 if failed is None:
                     short.rerank_first(self.plan.value(task, phi, winner))
                 else:
@@ -192,12 +197,12 @@ class Batch:
 
     def _place_each(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
         """A run scored task by task (its scorers may change with every call)."""
-        alive, feasible, rejections = chain
-        phi = self._phi[task.gpu > 0][run[0]].tolist()
+        alive, feasible, rejections, checks = chain
+        phi = self._phi[task.gpu > 0][run[0]]
         winner = -1
         for i in run:
             if winner >= 0:
-                failed = self._recheck(task, winner)
+                failed = self._recheck(task, winner, checks)
                 if failed is not None:
                     alive = alive.copy()  # it may be a filter's shared mask
                     alive[winner] = False
@@ -238,14 +243,15 @@ class Batch:
         self.plan.reserved(j, state.reserve(j, task.cpu, task.memory_bytes, task.gpu))
         return j
 
-    def _recheck(self, task: TaskRequest, j: int) -> dict[str, int] | None:
-        """None if worker j still passes the filters a reservation can affect, else the
-        reason it fails now."""
-        for f in self._dynamic:
-            if not f.check(task, self.state, j):  # type: ignore[attr-defined]
+    def _recheck(self, task: TaskRequest, j: int, checks: list[Filter]) -> dict[str, int] | None:
+        """None if worker j still passes `checks`, the filters a reservation can
+        affect, else the reason it fails now."""
+        state = self.state
+        for f in checks:
+            if not f.check(task, state, j):  # type: ignore[attr-defined]
                 one = np.zeros(self.n, bool)
                 one[j] = True
-                return f.reasons(task, self.state, one, 1)
+                return f.reasons(task, state, one, 1)
         return None
 
     def _pinned(self, p: Placement, i: int, task: TaskRequest, alive: np.ndarray) -> None:
@@ -299,6 +305,14 @@ class Batch:
         for pos, k in zip(self._pos, self._k, strict=True):
             out[pos].candidates = CandidateList(table, start, k)
             start += k
+
+
+def _score_key(plan: ScoringPlan) -> Callable[[TaskRequest], Hashable]:
+    """What, besides the demand, the plan's rows for a task depend on."""
+    keys = [s.cache_key for s, _ in plan.cached]
+    if len(keys) == 1:
+        return keys[0]
+    return lambda task: tuple(key(task) for key in keys)
 
 
 def _merged(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:

@@ -8,8 +8,6 @@ index, as everywhere in the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 import numpy as np
 
 from .scorers import Terms, evaluate, feature_matrix, terms
@@ -22,9 +20,8 @@ class FirstFit:
     name = "firstfit"
     bounds: tuple[float, float] | None = (0.0, 1.0)
 
-    def cache_key(self, task: TaskRequest) -> Hashable:
-        return None  # the same row for every task: computed once per round
-
+    # Deliberately not a CachedScorer: a profile of cached scorers alone takes a path
+    # of the pipeline (ScoringPlan.value) that expects at least one linear scorer.
     def score(self, task: TaskRequest, state: ClusterState, mask: np.ndarray) -> np.ndarray:
         n = len(state)
         return 1.0 - np.arange(n, dtype=np.float64) / max(n, 1)

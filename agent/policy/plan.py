@@ -81,7 +81,7 @@ class ScoringPlan:
         self._psi: dict[bool, np.ndarray] = {}
         self._stale_gpu: set[int] = set()
         self._rows: list[dict[Hashable, np.ndarray]] = [{} for _ in self.cached]
-        self._buf = np.empty(len(state))
+        self._tmp: dict[bool, np.ndarray] = {}  # per variant, the matrix's shape
         # The CPU column `reserved` computed last, as floats: `value` needs it next.
         self._fresh: tuple[int, Sequence[float]] = (-1, ())
         # GPU tasks can only land on GPU workers, so only their columns need refreshing.
@@ -94,16 +94,20 @@ class ScoringPlan:
         return [entry[0].name for group in groups for entry in group]
 
     def total(
-        self, task: TaskRequest, phi: Sequence[float], mask: np.ndarray
+        self, task: TaskRequest, phi: Sequence[float] | np.ndarray, mask: np.ndarray
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Weighted total per worker (a fresh array) and the normalised rows of the
         `other` scorers, for explanations. `phi` is the task's features times
         `feature_scale`, restricted to `features(task.gpu > 0)`."""
         if self.linear:
-            psi, buf = self._matrix(task.gpu > 0), self._buf
-            total = psi[0] * phi[0]
-            for f in range(1, len(phi)):
-                total += np.multiply(psi[f], phi[f], out=buf)
+            gpu = task.gpu > 0
+            psi, tmp = self._matrix(gpu), self._tmp.get(gpu)
+            if tmp is None:
+                tmp = self._tmp[gpu] = np.empty_like(psi)
+            # Row f times phi[f], then the rows added in order (a reduction over the
+            # outer axis adds whole rows one after another): what `value` does.
+            np.multiply(psi, np.asarray(phi, np.float64)[:, None], out=tmp)
+            total = np.add.reduce(tmp, axis=0)
         else:
             total = np.zeros(len(self.state))
         for n, (s, w) in enumerate(self.cached):

@@ -18,13 +18,19 @@ each decision sees every earlier reservation. That is how the run is done.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 from cloudai.agent.policy.core import place_batch
 from cloudai.agent.policy.fgd import Workload
 from cloudai.agent.policy.gpu_devices import DeviceClusterState
 from cloudai.agent.policy.pickers import Cursor
-from cloudai.agent.policy.snapshot import GPU, ClusterState, TaskRequest, WorkerSpec
+from cloudai.agent.policy.placement import Placement
+from cloudai.agent.policy.profiles import Profile
+from cloudai.agent.policy.snapshot import CPU, GPU, ClusterState, TaskRequest, WorkerSpec
 from cloudai.model import Resources
 
 from .machine import Outcome
@@ -97,6 +103,31 @@ def saturate(trace: Trace, nodes: Nodes, policy: Policy, seed: int = 0) -> Outco
     )
 
 
+def decide(
+    tasks: Sequence[TaskRequest],
+    state: ClusterState,
+    policy: Policy,
+    now: float,
+    runtime: Mapping[str, float] | None = None,
+    mutate: bool = False,
+) -> list[Placement]:
+    """One scheduling round of the simulator for a snapshot: the policy's orderer
+    (fed the runtime estimates and, like the live agent, the free and largest cpu)
+    and its profile, through `place_batch`."""
+    params = dict(policy.orderer_params)
+    if policy.orderer != "fifo":
+        params["runtime"] = dict(runtime or {})
+    if policy.orderer == "learned":
+        params.update(
+            backfill=True,
+            free=float(state.free[CPU].max(initial=0.0)),
+            capacity=float(state.cap[CPU].max(initial=0.0)),
+        )
+    profile = dataclasses.replace(policy.profile, orderer=policy.orderer)
+    profile = _param(profile, policy.orderer, **params)
+    return place_batch(tasks, state, profile, now=now, mutate=mutate)
+
+
 def _seeded(policy: Policy, trace: Trace, seed: int):
     """The profile with its stateful plugins wired for one run: one random stream
     for the whole run, one round-robin cursor, the trace's workload for FGD."""
@@ -111,9 +142,7 @@ def _seeded(policy: Policy, trace: Trace, seed: int):
     return profile
 
 
-def _param(profile, plugin: str, **params):
-    import dataclasses
-
+def _param(profile: Profile, plugin: str, **params: Any) -> Profile:
     merged = {k: dict(v) for k, v in profile.params.items()}
     merged.setdefault(plugin, {}).update(params)
     return dataclasses.replace(profile, params=merged)

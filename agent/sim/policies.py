@@ -17,8 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from cloudai.agent.policy.baselines import DEVICE_FILTERS
-from cloudai.agent.policy.profiles import Profile, resolve_profile
+from cloudai.agent.policy.baselines import DEVICE_FILTERS, baseline_profile
+from cloudai.agent.policy.profiles import Profile
 from cloudai.agent.policy.registry import REGISTRY, Kind
 from cloudai.errors import ConfigError
 
@@ -40,21 +40,14 @@ class Policy:
     def make_orderer(self, **extra: Any) -> Any:
         return REGISTRY.create(Kind.ORDERER, self.orderer, **{**self.orderer_params, **extra})
 
-    def with_params(self, plugin: str, **params: Any) -> Profile:
-        """The profile with extra constructor params for one plugin (e.g. a shared
-        random stream for `random`, the trace's workload for `fgd`)."""
-        merged = {k: dict(v) for k, v in self.profile.params.items()}
-        merged.setdefault(plugin, {}).update(params)
-        return dataclasses.replace(self.profile, params=merged)
-
 
 def resolve(name: str, model: Any = None) -> Policy:
     """The Policy for a simulator policy name; `model` is a loaded learned model
     (cloudai.agent.learn.model.LearnedModel) for `learned`."""
     if name in ORDERING:
-        return Policy(name, name, _with_devices(resolve_profile("firstfit")))
+        return Policy(name, name, _with_devices(baseline_profile("firstfit")))
     if name in PLACEMENT:
-        return Policy(name, "fcfs", _with_devices(resolve_profile(name)))
+        return Policy(name, "fcfs", _with_devices(baseline_profile(name)))
     if name == "learned":
         from cloudai.agent.learn.model import load_default_model
 

@@ -49,9 +49,7 @@ class Trace:
 
     def take(self, idx: np.ndarray | slice, name: str | None = None) -> Trace:
         cols = {f.name: getattr(self, f.name)[idx] for f in fields(self) if _is_column(f.name)}
-        return Trace(
-            name=name or self.name, max_procs=self.max_procs, skipped=self.skipped, **cols
-        )
+        return Trace(name=name or self.name, max_procs=self.max_procs, skipped=self.skipped, **cols)
 
     def window(self, start: int, length: int) -> Trace:
         return self.take(slice(start, start + length), f"{self.name}[{start}:{start + length}]")
@@ -131,14 +129,14 @@ def _swf_values(path: Path, no: int, text: str) -> list[float]:
     parts = text.split()
     if len(parts) != SWF_FIELDS:
         raise TraceError(
-            f"{path}:{no}: expected {SWF_FIELDS} whitespace-separated SWF fields, "
-            f"got {len(parts)}"
+            f"{path}:{no}: expected {SWF_FIELDS} whitespace-separated SWF fields, got {len(parts)}"
         )
     try:
         v = [float(x) for x in parts]
     except ValueError:
         bad = next(x for x in parts if not _is_number(x))
-        raise TraceError(f"{path}:{no}: SWF field {parts.index(bad) + 1} is not a number: {bad!r}")
+        field_no = parts.index(bad) + 1
+        raise TraceError(f"{path}:{no}: SWF field {field_no} is not a number: {bad!r}") from None
     if v[1] < 0:
         raise TraceError(f"{path}:{no}: negative submit time {parts[1]}")
     return v
@@ -158,7 +156,8 @@ def _max_procs(path: Path, header: dict[str, str]) -> int:
             try:
                 return int(header[key].split()[0])
             except (ValueError, IndexError):
-                raise TraceError(f"{path}: header {key} is not a number: {header[key]!r}")
+                msg = f"{path}: header {key} is not a number: {header[key]!r}"
+                raise TraceError(msg) from None
     return 0
 
 
@@ -207,20 +206,26 @@ def load_openb_pods(path: str | Path, limit: int = 0) -> Trace:
     p = Path(path)
     rows: dict[str, list] = {k: [] for k in _COLUMNS}
     for no, row in _csv_rows(p, POD_FIELDS):
-        g = lambda key, d=None: _num(p, no, row, key, d)  # noqa: E731
-        num_gpu, milli = g("num_gpu"), g("gpu_milli")
-        gpu = milli / 1000.0 if num_gpu == 1 and 0 < milli < 1000 else num_gpu
-        created = g("creation_time")
-        began = g("scheduled_time", created) or created
-        ended = g("deletion_time", 0.0)
-        run = max(ended - began, 0.0) if ended else 0.0
-        cpu = g("cpu_milli") / 1000.0
-        _append(rows, no - 1, created, run, cpu, run, g("memory_mib") * MIB, gpu, 0)
+        _append(rows, *_pod(p, no, row))
         if limit and len(rows["job_id"]) >= limit:
             break
     if not rows["job_id"]:
         raise TraceError(f"{p}: no pods found")
     return _trace(p.name, rows)
+
+
+def _pod(p: Path, no: int, row: dict[str, str]) -> tuple[float, ...]:
+    def g(key: str, default: float | None = None) -> float:
+        return _num(p, no, row, key, default)
+
+    num_gpu, milli = g("num_gpu"), g("gpu_milli")
+    gpu = milli / 1000.0 if num_gpu == 1 and 0 < milli < 1000 else num_gpu
+    created = g("creation_time")
+    began = g("scheduled_time", created) or created
+    ended = g("deletion_time", 0.0)
+    run = max(ended - began, 0.0) if ended else 0.0
+    cpu = g("cpu_milli") / 1000.0
+    return (no - 1, created, run, cpu, run, g("memory_mib") * MIB, gpu, 0)
 
 
 @dataclass

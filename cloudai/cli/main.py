@@ -10,7 +10,7 @@ import typer
 from cloudai.errors import CloudAIError, InvalidArgument
 from cloudai.validation import parse_pairs, parse_size
 
-from . import client_cmds, security_cmds
+from . import client_cmds, security_cmds, sim_cmds
 from .client import OVERRIDES, CliExit, fail, report_exit
 from .security_cmds import (
     InsecureOpt,
@@ -32,8 +32,11 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print their figures.")
 app.add_typer(bench_app, name="bench")
+agent_app = typer.Typer(invoke_without_command=True, help="Run the placement agent sidecar.")
+app.add_typer(agent_app, name="agent")
 client_cmds.register(app)
 security_cmds.register(app)
+sim_cmds.register(app, agent_app)
 
 
 @app.callback()
@@ -81,8 +84,10 @@ def master(
     tokens: str = typer.Option(
         None, "--tokens", help="Tokens file callers are checked against (CLOUDAI_TOKENS)."
     ),
-    token_file: str = typer.Option(
-        None, "--token-file", help="Token the master presents to workers (role master)."
+    dispatch_token_file: str = typer.Option(
+        None,
+        "--dispatch-token-file",
+        help="Token (role master) the master presents to workers that ask for one.",
     ),
     image_allowlist: str = typer.Option(
         None,
@@ -115,7 +120,7 @@ def master(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tokens=tokens,
-            token_file=token_file,
+            dispatch_token_file=dispatch_token_file,
             image_allowlist=image_allowlist,
             max_worker_cpu=max_worker_cpu,
             max_worker_memory=parse_size(max_worker_memory) if max_worker_memory else None,
@@ -208,11 +213,17 @@ def worker(
     raise typer.Exit(run_worker(_settings(WorkerSettings, kwargs)))
 
 
-@app.command()
+@agent_app.callback()
 def agent(
+    ctx: typer.Context,
     master: str = typer.Option(None, "--master", help="Master address (localhost:50051)."),
     policy: str = typer.Option(
-        None, "--policy", help="Policy / built-in profile: default, binpack, spread, tetris."
+        None,
+        "--policy",
+        help="Policy / built-in profile: default, binpack, spread, tetris, learned.",
+    ),
+    shadow: str = typer.Option(
+        None, "--shadow", help="Also run this policy in shadow: log where it disagrees."
     ),
     profile: str = typer.Option(None, "--profile", help="Path to a profile file (JSON)."),
     model: str = typer.Option(None, "--model", help="Path to a learned model file."),
@@ -223,7 +234,9 @@ def agent(
     tls_server_name: str = TlsNameOpt,
     token_file: str = TokenFileOpt,
 ) -> None:
-    """Run the placement agent sidecar."""
+    """Run the placement agent sidecar (`cloudai agent train` retrains predictors)."""
+    if ctx.invoked_subcommand:
+        return
     from cloudai.agent.sidecar import run_agent
     from cloudai.config import AgentSettings
 
@@ -232,6 +245,7 @@ def agent(
         policy=policy,
         profile=profile,
         model=model,
+        shadow=shadow,
         agent_id=agent_id,
         tls_ca=tls_ca,
         tls_cert=tls_cert,

@@ -27,12 +27,24 @@ from typing import Any
 
 import grpc
 
+from cloudai.errors import CloudAIError
+
 from .tokens import ANONYMOUS, Identity, Role, TokenStore
 
 log = logging.getLogger("cloudai.security")
 
 _current: contextvars.ContextVar[Identity] = contextvars.ContextVar("cloudai_identity")
-Scope = Callable[[Any, Identity, str], str]  # (request, identity, peer CN) -> problem
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The caller's certificate, as the TLS handshake verified it ("" / empty without TLS)."""
+
+    cn: str = ""
+    sans: frozenset[str] = frozenset()
+
+
+Scope = Callable[[Any, Identity, Peer], str]  # (request, identity, peer) -> problem
 
 
 def current_identity() -> Identity:
@@ -47,16 +59,26 @@ class Rule:
     scope: Scope | None = None
 
 
-def own_worker(request: Any, ident: Identity, peer_cn: str) -> str:
+def own_worker(request: Any, ident: Identity, peer: Peer) -> str:
     """A worker speaks only for itself: the request's worker_id, the token's subject
-    and (with mTLS) the certificate's name must all be the same worker."""
+    and (with mTLS) the certificate's name must all be the same worker, and the
+    address it registers must be one its certificate is valid for (the master will
+    dial it and check)."""
     if ident.role != Role.WORKER:
         return ""
     worker_id = getattr(request, "worker_id", "")
     if worker_id != ident.subject:
         return f"a worker token for {ident.subject!r} cannot act for worker {worker_id[:64]!r}"
-    if peer_cn and peer_cn != ident.subject:
-        return f"the certificate of {peer_cn!r} does not belong to worker {ident.subject!r}"
+    if peer.cn and peer.cn != ident.subject:
+        return f"the certificate of {peer.cn[:64]!r} does not belong to worker {ident.subject!r}"
+    address = getattr(request, "address", "")
+    host = address.rpartition(":")[0].strip("[]").lower()
+    if peer.sans and address and host not in peer.sans:
+        return (
+            f"worker {ident.subject!r} registers address {address[:80]!r}, but its certificate "
+            f"is valid only for {', '.join(sorted(peer.sans))}: reissue it with "
+            f"`cloudai certs issue DIR {ident.subject} --host {host[:64]}`"
+        )
     return ""
 
 
@@ -137,11 +159,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         request: Any,
         context: grpc.ServicerContext,
     ) -> Identity:
-        peer_cn = _peer_common_name(context)
-        if self._peer_names is not None and peer_cn and peer_cn not in self._peer_names:
+        peer = _peer(context)
+        if self._peer_names is not None and peer.cn and peer.cn not in self._peer_names:
             raise Denied(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"certificate {peer_cn[:64]!r} may not call this server",
+                f"certificate {peer.cn[:64]!r} may not call this server",
             )
         if rule is None:
             raise Denied(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not allowed")
@@ -155,7 +177,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"role {ident.role.value} may not call {method.rsplit('/', 1)[-1]}",
             )
-        problem = rule.scope(request, ident, peer_cn) if rule.scope and request is not None else ""
+        problem = rule.scope(request, ident, peer) if rule.scope and request is not None else ""
         if problem:
             raise Denied(grpc.StatusCode.PERMISSION_DENIED, problem)
         return ident
@@ -171,19 +193,28 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if len(values) > 1 or scheme.lower() != "bearer":
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, "malformed authorization header")
         assert self._tokens is not None
-        ident = self._tokens.lookup(token.strip())
+        try:
+            ident = self._tokens.lookup(token.strip())
+        except CloudAIError as err:  # the tokens file vanished or was corrupted
+            log.error("cannot check tokens: %s", err)
+            raise Denied(grpc.StatusCode.UNAVAILABLE, "cannot check tokens now") from err
         if ident is None:
             # The same answer for unknown and revoked: it tells an attacker nothing.
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked token")
         return ident
 
 
-def _peer_common_name(context: grpc.ServicerContext) -> str:
+def _peer(context: grpc.ServicerContext) -> Peer:
     try:
-        names = context.auth_context().get("x509_common_name") or []
-    except Exception:  # an in-process fake context, or no TLS
-        return ""
-    return names[0].decode(errors="replace") if names else ""
+        auth = context.auth_context() or {}
+    except Exception:  # an in-process fake context
+        return Peer()
+    names = auth.get("x509_common_name") or []
+    sans = auth.get("x509_subject_alternative_name") or []
+    return Peer(
+        cn=names[0].decode(errors="replace") if names else "",
+        sans=frozenset(s.decode(errors="replace").lower() for s in sans),
+    )
 
 
 def _wrap(handler: grpc.RpcMethodHandler, check: Callable[..., Identity]):

@@ -15,14 +15,15 @@ from pathlib import Path
 import grpc
 
 from cloudai.config import MasterSettings, WorkerSettings
-from cloudai.errors import ConfigError
+from cloudai.errors import ConfigError, InvalidArgument
 from cloudai.rpc import Transport
+from cloudai.validation import normalize_caps, validate_user
 
 from .images import ImagePolicy
 from .interceptor import MASTER_RULES, WORKER_RULES, AuthInterceptor
 from .secrets import SecretBox, key_path_for
-from .tls import INSECURE_BANNER, is_loopback, transport_for
-from .tokens import TokenStore
+from .tls import INSECURE_BANNER, is_loopback, load_tls, transport_for
+from .tokens import TokenStore, read_token
 
 log = logging.getLogger("cloudai.security")
 
@@ -45,12 +46,12 @@ class ServerSecurity:
 
 
 def for_master(settings: MasterSettings, warn: Callable[[str], None]) -> ServerSecurity:
-    transport = transport_for(settings)
+    tls = load_tls(settings.tls_ca, settings.tls_cert, settings.tls_key)
+    # Only the dedicated setting: CLOUDAI_TOKEN may hold an admin token for the CLI.
+    transport = Transport(tls=tls, token=read_token("", settings.dispatch_token_file))
     tokens = _tokens(settings.tokens)
     exposed = not is_loopback(settings.host)
-    missing = [
-        name for name, ok in (("TLS", transport.tls), ("tokens", tokens)) if not ok
-    ]
+    missing = [name for name, ok in (("TLS", transport.tls), ("tokens", tokens)) if not ok]
     if exposed and missing:
         if not settings.insecure:
             raise ConfigError(
@@ -77,6 +78,11 @@ def for_master(settings: MasterSettings, warn: Callable[[str], None]) -> ServerS
 
 def for_worker(settings: WorkerSettings, warn: Callable[[str], None]) -> tuple[ServerSecurity, str]:
     """The worker's security and the address its server binds."""
+    try:
+        normalize_caps(list(settings.allowed_caps), "--allowed-cap")
+        validate_user(settings.default_user)
+    except InvalidArgument as err:
+        raise ConfigError(str(err)) from err
     transport = transport_for(settings)
     tokens = _tokens(settings.tokens)
     bind = settings.bind or _default_bind(settings.ip)

@@ -22,7 +22,7 @@ from cloudai.rpc import Tls, Transport
 from .tokens import read_token
 
 INSECURE_BANNER = (
-    "⚠ WARNING: --insecure: {what} serves on {host} WITHOUT {missing}. Anyone who can "
+    "WARNING: --insecure: {what} serves on {host} WITHOUT {missing}. Anyone who can "
     "reach this port can {can}. Use only on a trusted, isolated network."
 )
 

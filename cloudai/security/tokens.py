@@ -7,8 +7,10 @@ only its SHA-256, so a stolen file grants nothing:
      "tokens": {"<sha256 hex>": {"role": "submitter", "subject": "alice",
                                  "revoked": false, "created_at": 1700000000.0}}}
 
-Lookups hash the presented token and compare it against every stored hash with
-`hmac.compare_digest`, so timing tells nothing about which entry (if any) matched.
+Lookups hash the presented token and compare it with `hmac.compare_digest` against
+every stored hash that shares its first byte (256 buckets keep a lookup cheap with
+thousands of tokens). Timing tells nothing about which entry, if any, matched: the
+bucket is chosen by the caller's own hash, which the caller knows anyway.
 The file is re-read when it changes on disk, so `cloudai token revoke` takes effect
 on a running master at its next call, without a restart.
 """
@@ -92,6 +94,7 @@ class TokenStore:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._entries: dict[str, dict] = {}
+        self._buckets: dict[str, list[tuple[str, dict]]] = {}
 
     # -- reads ----------------------------------------------------------------------
     def lookup(self, token: str) -> Identity | None:
@@ -99,9 +102,9 @@ class TokenStore:
         if not token or len(token) > MAX_TOKEN_LEN or not _TOKEN_RE.match(token):
             return None
         digest = token_hash(token)
-        entries = self._current()
+        self._current()
         found: dict | None = None
-        for stored, entry in entries.items():
+        for stored, entry in self._buckets.get(digest[:2], ()):
             # No early exit: every entry is compared, whether or not one matched.
             if hmac.compare_digest(stored, digest):
                 found = entry
@@ -180,6 +183,10 @@ class TokenStore:
         with self._lock:
             if stamp != self._stamp:
                 self._entries = self._read_file()
+                buckets: dict[str, list[tuple[str, dict]]] = {}
+                for digest, entry in self._entries.items():
+                    buckets.setdefault(digest[:2], []).append((digest, entry))
+                self._buckets = buckets
                 self._stamp = stamp
             return self._entries
 

@@ -98,7 +98,7 @@ def test_a_minimal_file_gets_defaults(tmp_path):
         ({"scorers": {"cpu": 1}}, "'cpu' is a filter, not a scorer"),
         ({"scorers": {"tetris": -1}}, "must be a number >= 0"),
         ({"scorers": {}}, "non-empty 'scorers'"),
-        ({"scorers": {"tetris": 1}, "orderer": "sjf"}, "unknown orderer 'sjf'"),
+        ({"scorers": {"tetris": 1}, "orderer": "lottery"}, "unknown orderer 'lottery'"),
         ({"scorers": {"tetris": 1}, "wieghts": {}}, "unknown profile field"),
     ],
 )

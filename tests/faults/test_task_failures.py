@@ -71,7 +71,6 @@ def test_retries_oom_timeout_cancel_and_pull_errors(make_cluster, docker_client)
         f.attempts[i + 1].placed_at - f.attempts[i].finished_at for i in range(len(f.attempts) - 1)
     ]
     assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # 1 s then 2 s, each with jitter in 50..100%
-    assert gaps[1] > gaps[0] * 0.9
     logs = c.cli("logs", failing).stdout  # kept in the store after the container is gone
     assert "out-" in logs
 

@@ -50,7 +50,7 @@ def test_sigkill_worker_mid_run_loses_no_task(make_cluster, docker_client):
     ids = [c.submit(["sh", "-c", f"sleep {2 + i % 4}; echo done"]) for i in range(30)]
     victim = c.wid(3)
     running = wait_until(
-        lambda: (lambda r: r if sum(w == victim for w in r.values()) >= 3 else None)(
+        lambda: (lambda r: r if sum(w == victim for w in r.values()) >= 5 else None)(
             _placed_on(c, ids)
         ),
         60,
@@ -99,7 +99,7 @@ def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docke
     victim = c.wid(3)
     # Short tasks end while the victim is paused (their reports come late); long ones
     # still run when it resumes (their containers are orphans it must stop).
-    ids = [c.submit(["sh", "-c", f"sleep {3 if i % 2 else 25}; echo done"]) for i in range(12)]
+    ids = [c.submit(["sh", "-c", f"sleep {3 if i % 2 else 15}; echo done"]) for i in range(12)]
     running = wait_until(
         lambda: (lambda r: r if len(r) == 12 else None)(_placed_on(c, ids)),
         60,

@@ -1,0 +1,144 @@
+"""The learned policy in the live agent, and shadow mode.
+
+`LearnedPolicy.prepare` turns one SchedulingBatch into the inputs of `place_batch`:
+the tasks (with memory packed by prediction when enabled), the snapshot, and the
+model's profile whose `learned` orderer gets the batch's runtime estimates and the
+cluster's free and largest cpu. The placement itself is `place_batch`, as for every
+other policy; the simulator resolves the same orderer from the same model file.
+
+`Shadow` places each batch a second time with a candidate policy, on a copy of the
+snapshot, and counts the tasks where the two choices differ. Nothing it decides is
+sent: it only logs, so a policy can be judged on live traffic before it is switched on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+
+from cloudai.agent.policy.baselines import baseline_profile
+from cloudai.agent.policy.core import place_batch
+from cloudai.agent.policy.placement import Placement
+from cloudai.agent.policy.profiles import Profile
+from cloudai.agent.policy.snapshot import CPU, ClusterState, TaskRequest
+from cloudai.convert import spec_from_pb
+from cloudai.proto import master_agent_pb2
+
+from .model import LearnedModel, ModelError, load_default_model, load_model
+from .predictors import packed_memory
+
+log = logging.getLogger("cloudai.agent")
+DEFAULT_MEMORY_MARGIN = 0.2
+
+
+class LearnedPolicy:
+    def __init__(
+        self,
+        model: LearnedModel,
+        pack_memory: bool = False,
+        memory_margin: float = DEFAULT_MEMORY_MARGIN,
+    ) -> None:
+        self.model = model
+        self.pack_memory, self.margin = pack_memory, memory_margin
+        self.base = dataclasses.replace(model.placement_profile(), orderer="learned")
+        pred = (model.predictors or {}).get("tasks")
+        self.predictors = pred
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def prepare(
+        self,
+        batch: master_agent_pb2.SchedulingBatch,
+        tasks: list[TaskRequest],
+        state: ClusterState,
+    ) -> tuple[list[TaskRequest], Profile]:
+        runtime = self._runtimes(batch)
+        if self.pack_memory and self.predictors is not None and tasks:
+            specs = [spec_from_pb(t.spec) for t in batch.tasks]
+            peak = self.predictors.predict_memory(specs)
+            tasks = [
+                dataclasses.replace(t, memory_bytes=packed_memory(t.memory_bytes, p, self.margin))
+                for t, p in zip(tasks, peak.tolist(), strict=True)
+            ]
+        params = {
+            "model": self.model,
+            "backfill": True,  # a live queue never blocks: every task that fits goes
+            "runtime": runtime,
+            "free": float(state.free[CPU].max(initial=0.0)) if len(state) else math.inf,
+            "capacity": float(state.cap[CPU].max(initial=0.0)) if len(state) else math.inf,
+        }
+        merged = {**self.base.params, "learned": params}
+        return tasks, dataclasses.replace(self.base, params=merged)
+
+    def _runtimes(self, batch: master_agent_pb2.SchedulingBatch) -> dict[str, float]:
+        """Predicted seconds when the model has predictors, else the task's timeout
+        (the user's own bound, like an SWF requested time) where one is set."""
+        if self.predictors is not None and batch.tasks:
+            specs = [spec_from_pb(t.spec) for t in batch.tasks]
+            pred = self.predictors.predict_runtime(specs)
+            return {t.task_id: float(p) for t, p in zip(batch.tasks, pred.tolist(), strict=True)}
+        return {t.task_id: t.spec.timeout_s for t in batch.tasks if t.spec.timeout_s > 0}
+
+
+def learned_or_none(path: str, **kw: object) -> LearnedPolicy | None:
+    """The learned policy from `path` (or the shipped model when empty); None, with
+    one warning line, when the file is missing or corrupt."""
+    try:
+        model = load_model(path) if path else load_default_model()
+    except ModelError as err:
+        log.warning("learned policy unavailable (%s); falling back to the default profile", err)
+        return None
+    return LearnedPolicy(model, **kw)  # type: ignore[arg-type]
+
+
+class Shadow:
+    """Counts how often a candidate policy would have decided differently."""
+
+    def __init__(self, policy: str, model_path: str = "") -> None:
+        self.name = policy
+        self.learned = learned_or_none(model_path) if policy == "learned" else None
+        self.profile = None if policy == "learned" else baseline_profile(policy)
+        self.decisions = 0
+        self.disagreements = 0
+
+    @property
+    def rate(self) -> float:
+        return self.disagreements / self.decisions if self.decisions else 0.0
+
+    def compare(
+        self,
+        batch: master_agent_pb2.SchedulingBatch,
+        tasks: list[TaskRequest],
+        state: ClusterState,
+        active: Sequence[Placement],
+    ) -> list[tuple[str, str, str]]:
+        """(task, active worker, shadow worker) for each disagreement in this batch."""
+        if self.learned is not None:
+            tasks, profile = self.learned.prepare(batch, tasks, state)
+        elif self.profile is not None:
+            profile = self.profile
+        else:
+            return []  # a learned shadow whose model failed to load: nothing to compare
+        now = batch.timestamp or None
+        theirs = {p.task_id: p.worker_id for p in place_batch(tasks, state, profile, now=now)}
+        diff = [
+            (p.task_id, p.worker_id or "-", theirs.get(p.task_id) or "-")
+            for p in active
+            if theirs.get(p.task_id, "") != p.worker_id
+        ]
+        self.decisions += len(active)
+        self.disagreements += len(diff)
+        return diff
+
+
+def disagreement_line(shadow: Shadow, diff: list[tuple[str, str, str]], n: int) -> str:
+    shown = ", ".join(f"{t}: {a}->{b}" for t, a, b in diff[:5])
+    more = f" (+{len(diff) - 5} more)" if len(diff) > 5 else ""
+    return (
+        f"shadow {shadow.name}: {len(diff)} of {n} decision(s) differ{': ' if diff else ''}"
+        f"{shown}{more}; disagreement rate {shadow.rate:.1%} over {shadow.decisions}"
+    )

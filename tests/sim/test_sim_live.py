@@ -1,0 +1,115 @@
+"""The live agent and the simulator decide identically for one snapshot and policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from cloudai.agent.learn.model import LearnedModel, load_model
+from cloudai.agent.policy.profiles import save_profile
+from cloudai.agent.policy.snapshot import ClusterState
+from cloudai.agent.policy.synthetic import random_tasks, random_workers
+from cloudai.agent.sidecar import Agent
+from cloudai.agent.sim.cluster import decide
+from cloudai.agent.sim.policies import resolve
+from cloudai.agent.wire import batch_to_pb
+from cloudai.config import AgentSettings
+from cloudai.proto import master_agent_pb2 as apb
+
+NOW = 1_000_000.0
+
+
+class CaptureStub:
+    """Stands in for the master: keeps what the agent submits."""
+
+    def __init__(self) -> None:
+        self.sent: list[apb.PlacementBatch] = []
+
+    def SubmitPlacements(self, msg: apb.PlacementBatch, timeout: float = 0) -> object:
+        self.sent.append(msg)
+        return apb.PlacementResults()
+
+
+def snapshot(seed: int = 3):
+    workers = random_workers(40, seed)
+    tasks = random_tasks(60, seed, now=NOW, workers=40)
+    batch = batch_to_pb(tasks, workers, sequence=1, timestamp=NOW)
+    runtime = {}
+    for k, t in enumerate(batch.tasks):  # timeouts: what the learned orderer reads live
+        t.spec.timeout_s = 60.0 * (1 + (k * 7) % 13)
+        runtime[t.task_id] = t.spec.timeout_s
+    return workers, tasks, batch, runtime
+
+
+def live(settings: AgentSettings, batch: apb.SchedulingBatch) -> list[apb.Decision]:
+    stub = CaptureStub()
+    Agent(settings)._answer(stub, batch)
+    [sent] = stub.sent
+    return list(sent.decisions)
+
+
+def agent_settings(**kw) -> AgentSettings:
+    return AgentSettings(master="127.0.0.1:1", agent_id="t", **kw)
+
+
+@pytest.mark.parametrize("name", ["binpack", "spread", "tetris", "bestfit", "firstfit", "fgd"])
+def test_profile_policies_decide_the_same_live_and_simulated(tmp_path, name):
+    workers, tasks, batch, _ = snapshot()
+    policy = resolve(name)
+    # The profile the simulator runs, with its queue order (FCFS), as an agent file.
+    profile = dataclasses.replace(policy.profile, orderer=policy.orderer)
+    path = save_profile(profile, tmp_path / f"{name}.json")
+    got = live(agent_settings(profile=str(path)), batch)
+    sim = decide(tasks, ClusterState.from_workers(workers), policy, now=NOW)
+    assert [(d.task_id, d.worker_id) for d in got] == [(p.task_id, p.worker_id) for p in sim]
+    for d, p in zip(got, sim, strict=True):
+        assert [c.total for c in d.candidates] == pytest.approx([c.total for c in p.candidates])
+
+
+def test_learned_policy_decides_the_same_live_and_simulated():
+    workers, tasks, batch, runtime = snapshot(5)
+    got = live(agent_settings(policy="learned"), batch)
+    sim = decide(tasks, ClusterState.from_workers(workers), resolve("learned"), NOW, runtime)
+    assert [(d.task_id, d.worker_id) for d in got] == [(p.task_id, p.worker_id) for p in sim]
+    assert {d.model_version for d in got} == {resolve("learned").model_version}
+    assert all(d.policy == "learned" for d in got)
+
+
+def test_missing_or_corrupt_model_falls_back_to_default_with_a_warning(tmp_path, caplog):
+    bad = tmp_path / "bad.joblib"
+    bad.write_bytes(b"not a model at all")
+    for path in (str(bad), str(tmp_path / "missing.joblib")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cloudai.agent"):
+            agent = Agent(agent_settings(policy="learned", model=path))
+        assert agent.profile.name == "default" and agent.learned is None
+        [line] = [r.getMessage() for r in caplog.records]
+        assert "falling back to the default profile" in line and path in line
+        _, _, batch, _ = snapshot()
+        decisions = live(agent_settings(policy="learned", model=path), batch)
+        assert decisions and all(d.profile == "default" and not d.model_version for d in decisions)
+
+
+def test_shadow_mode_reports_the_disagreement_rate(caplog):
+    _, _, batch, _ = snapshot()
+    agent = Agent(agent_settings(policy="binpack", shadow="spread"))
+    with caplog.at_level(logging.INFO, logger="cloudai.agent"):
+        agent._answer(CaptureStub(), batch)
+    shadow = agent.shadow
+    assert shadow is not None and shadow.decisions == 60
+    assert 0 < shadow.disagreements <= 60
+    line = next(r.getMessage() for r in caplog.records if "shadow spread" in r.getMessage())
+    assert f"disagreement rate {shadow.rate:.1%} over 60" in line
+    same = Agent(agent_settings(policy="binpack", shadow="binpack"))
+    same._answer(CaptureStub(), batch)
+    assert same.shadow is not None and same.shadow.rate == 0.0
+
+
+def test_model_file_round_trips_with_its_version(tmp_path):
+    m = LearnedModel.new([1.0] * 9, [-1.0] * 9, meta={"note": "test"})
+    path = m.save(tmp_path / "m.joblib")
+    back = load_model(path)
+    assert back.version == m.version and back.version.startswith("learned-")
+    assert back.weights(True).tolist() == [1.0] * 9 and back.meta == {"note": "test"}
