@@ -58,7 +58,8 @@ def test_wheel_installs_only_the_cloudai_namespace(tmp_path):
         assert f"cloudai/{module}" in names, module
     probe = (
         "import cloudai, cloudai.master.server, cloudai.worker.node, cloudai.agent.sidecar, "
-        "cloudai.proto.client_pb2_grpc as g; print(cloudai.__file__); print(cloudai.master.__file__)"
+        "cloudai.proto.client_pb2_grpc as g; "
+        "print(cloudai.__file__); print(cloudai.master.__file__)"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     run = subprocess.run(

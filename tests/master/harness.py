@@ -32,7 +32,9 @@ class FakeWorkerServicer(master_worker_pb2_grpc.WorkerServicer):
         return mw.AssignTaskResponse(accepted=True)
 
     def AssignTasks(self, request, context):
-        return mw.AssignTasksResponse(results=[self.AssignTask(a, context) for a in request.assignments])
+        return mw.AssignTasksResponse(
+            results=[self.AssignTask(a, context) for a in request.assignments]
+        )
 
     def CancelTask(self, request, context):
         self.cancelled.append((request.task_id, request.attempt))
