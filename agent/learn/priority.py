@@ -17,12 +17,13 @@ and `capacity` when it knows them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from cloudai.agent.policy.job_ordering import DEFAULT_RUNTIME_S, JobColumns, KeyOrderer
+from cloudai.agent.policy.snapshot import TaskRequest
 
 FEATURES = (
     "log_runtime",
@@ -102,3 +103,15 @@ class LearnedOrderer(KeyOrderer):
 
     def keys(self, c: JobColumns) -> np.ndarray:
         return self.priority.keys(c)
+
+    def order(self, tasks: Sequence[TaskRequest], now: float) -> list[int]:
+        """A user's explicit priority still comes first (the learned weights carry
+        their own ageing through the wait features); within it, the learned order.
+        Traces have no priorities, so in the simulator this is the learned order."""
+        if not tasks:
+            return []
+        c = JobColumns.from_tasks(
+            tasks, now, self.runtime, self.default_runtime, self.free, self.capacity
+        )
+        prio = np.fromiter((t.priority for t in tasks), np.float64, len(tasks))
+        return np.lexsort((np.arange(len(tasks)), c.submit, self.keys(c), -prio)).tolist()

@@ -12,6 +12,7 @@ weights for an SWF trace (see train.py), or profile tuning for an openb trace.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,16 +81,22 @@ def tune_profile(
 
 
 def train_on_trace(
-    path: str, cfg, tcfg: TrainConfig, progress: Callable[[str], None] | None = None
+    path: str,
+    cfg,
+    tcfg: TrainConfig,
+    progress: Callable[[str], None] | None = None,
+    base: LearnedModel | None = None,
 ) -> LearnedModel:
-    """`cloudai sim train`: a model trained on (a slice of) the trace at `path`."""
+    """`cloudai sim train`: a model trained on (a slice of) the trace at `path`. For
+    openb the profile is tuned on two seeded node subsets (seeds S and S+1, each also
+    seeding its run's inflation) and the orderer weights are kept from `base`."""
     from cloudai.agent.sim.runner import guess_format, load_nodes, load_trace, machine_size
 
     say = progress or (lambda line: None)
     trace = load_trace(path, cfg)
     if (cfg.format or guess_format(path)) == "openb":
-        nodes = load_nodes(cfg)
-        runs = [(trace, nodes, tcfg.seed + k) for k in range(2)]
+        seeds = (cfg.seed, cfg.seed + 1)
+        runs = [(trace, load_nodes(dataclasses.replace(cfg, seed=s)), s) for s in seeds]
         profile, hist = tune_profile(
             runs,
             tcfg.iterations,
@@ -97,9 +104,9 @@ def train_on_trace(
             tcfg.seed,
             lambda it, s, p: say(f"tune {it}: unallocated {s:.4f} {p.scorers}"),
         )
-        base = load_default_model()
-        meta = {"tuned_on": trace.name, "nodes": len(nodes), "start": hist.start}
-        meta["unallocated"] = hist.best[-1] if hist.best else hist.start
+        base = base or load_default_model()
+        meta = {**base.meta, "profile_tuned_on": f"{trace.name}, node subsets {seeds}"}
+        meta.update(tune_start_fgd=hist.start, tune_best=hist.best[-1] if hist.best else None)
         return LearnedModel.new(
             base.weights(True), base.weights(False), profile=profile, meta=meta, name="tuned"
         )

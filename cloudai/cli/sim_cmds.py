@@ -150,14 +150,20 @@ def sim_train(
     windows: int = typer.Option(12, "--windows", help="Training windows."),
     length: int = typer.Option(1024, "--length", help="Jobs per training window."),
     workers: int = typer.Option(2, "--workers", help="Simulation processes."),
+    base: str = typer.Option("", "--base", help="openb: keep this model's orderer weights."),
 ) -> None:
-    """Train the learned policy on (a slice of) a trace; write a model file."""
+    """Train the learned policy on (a slice of) a trace; write a model file.
+
+    SWF: the orderer's weights, by cross-entropy search in the simulator. openb: the
+    placement profile's weights (the orderer is kept from --base or the shipped model)."""
+    from cloudai.agent.learn.model import load_model
     from cloudai.agent.learn.train import TrainConfig
     from cloudai.agent.learn.tune import train_on_trace
 
     cfg = _config(fmt, nodes, node_limit, procs, False, seed, limit, 0, 0, slice_)
     tcfg = TrainConfig(iterations, population, 0.25, windows, length, seed, workers)
-    model = train_on_trace(trace, cfg, tcfg, progress=lambda line: print(line, flush=True))
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)
     path = model.save(out)
     print(f"✓ model {model.version} written to {path}")
 

@@ -132,3 +132,16 @@ def test_fgd_avoids_breaking_a_whole_gpu():
 def test_every_policy_name_resolves():
     for name in POLICY_NAMES:
         assert resolve(name).profile.scorers
+
+
+def test_learned_orderer_keeps_explicit_priority_first():
+    from cloudai.agent.learn.priority import LearnedOrderer
+
+    queue = build(
+        make_task("urgent-long").priority(5).queued(NOW - 1),
+        make_task("plain-short").queued(NOW - 1),
+    )
+    runtime = {"urgent-long": 36_000.0, "plain-short": 10.0}
+    assert first(LearnedOrderer, queue, runtime) == "urgent-long"
+    same = build(make_task("long").queued(NOW - 1), make_task("short").queued(NOW - 1))
+    assert first(LearnedOrderer, same, {"long": 36_000.0, "short": 10.0}) == "short"
