@@ -220,18 +220,18 @@ class ScoringPlan:
             psi[0, self._excluded] = -np.inf
         return np.ascontiguousarray(psi[list(self.features(gpu))])
 
-    def _column(self, view: WorkerView, gpu: bool) -> tuple[float, ...]:
+    def _column(self, view: WorkerView, gpu: bool) -> list[float]:
         """One worker's column, with Python floats: the numbers `_fold` gives."""
-        scales = self._col_scales
+        scales, pick = self._col_scales, _PICK[gpu]
         col: Iterable[float] = ()
         for m, s in enumerate(self._lin):
-            t = s.terms(view, gpu)
+            t: Iterable[float] = pick(s.terms(view, gpu))
             if scales is not None:
                 t = map(mul, repeat(scales[m]), t)
             col = map(add, col, t) if m else t
         out = list(col)
         out[0] += self._offset
-        return _PICK[gpu](out)
+        return out
 
     def _cached_row(self, n: int, s: CachedScorer, task: TaskRequest) -> np.ndarray:
         key = s.cache_key(task)
