@@ -5,7 +5,9 @@ A model file (joblib) holds a plain dict:
     format        "cloudai-model", format_version 1
     version       e.g. "learned-20250101T120000-3f2a9c1b": stored on every decision
                   the model takes part in (DecisionRecord.model_version)
-    priority      {"features": [...], "backfill": [w...], "no_backfill": [w...]}
+    priority      {"features": [...], "backfill": [w...], "no_backfill": [w...]}; the
+                  features are names from priority.FEATURES (any subset, in any
+                  order), so models trained on an older, smaller feature set load
     profile       a placement profile (dict, see policy.profiles) or None
     predictors    {"runtime": estimator, "memory": estimator, ...} or None
     meta          how it was trained: traces, slices, scores
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +60,10 @@ class LearnedModel:
         predictors: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         name: str = "learned",
+        features: Sequence[str] = FEATURES,
     ) -> LearnedModel:
         priority = {
-            "features": list(FEATURES),
+            "features": list(features),
             "backfill": [float(x) for x in backfill],
             "no_backfill": [float(x) for x in no_backfill],
         }
@@ -67,6 +71,10 @@ class LearnedModel:
         digest = hashlib.sha256(json.dumps([priority, prof], sort_keys=True).encode()).hexdigest()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         return cls(f"{name}-{stamp}-{digest[:8]}", priority, prof, predictors, dict(meta or {}))
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.priority["features"])
 
     def weights(self, backfill: bool) -> np.ndarray:
         return np.asarray(self.priority["backfill" if backfill else "no_backfill"], np.float64)
@@ -119,10 +127,11 @@ def _from_dict(data: Any, p: Path) -> LearnedModel:
     if data.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{str(p)!r}: unsupported model format {data.get('format_version')}")
     prio = data.get("priority") or {}
-    if list(prio.get("features", [])) != list(FEATURES):
+    names = list(prio.get("features", []))
+    if not names or any(f not in FEATURES for f in names):
         raise ModelError(f"{str(p)!r}: trained on other features than this version's")
     for key in ("backfill", "no_backfill"):
-        if len(prio.get(key, ())) != len(FEATURES):
+        if len(prio.get(key, ())) != len(names):
             raise ModelError(f"{str(p)!r}: priority weights {key!r} are missing or malformed")
     return LearnedModel(
         version=str(data.get("version") or "unversioned"),

@@ -201,6 +201,7 @@ def with_predictors(
         predictors={"tasks": pred},
         meta=meta,
         name="predictors",
+        features=base.features,
     )
     return model
 

@@ -35,11 +35,38 @@ FEATURES = (
     "procs_over_free",
     "f1_term",
     "procs_frac",
+    # Added in the second feature set; models trained on the first nine still load.
+    "fits_short",
+    "fits_procs",
+    "log_bsld",
+    "free_short",
+    "runtime_rank",
+    "procs_rank",
+    "wait_rank",
 )
 
 
-def job_features(c: JobColumns) -> np.ndarray:
-    """(jobs, len(FEATURES)), each roughly in 0..1 for typical HPC and cloud jobs."""
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Each job's rank in the queue by x, scaled to 0..1 (0 = smallest)."""
+    m = len(x)
+    if m < 2:
+        return np.zeros(m)
+    return np.argsort(np.argsort(x, kind="stable"), kind="stable") / (m - 1)
+
+
+def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
+    """(jobs, len(names)), each roughly in 0..1 for typical HPC and cloud jobs.
+
+    - log_runtime, log_procs, log_wait, log_area: log-scaled runtime, size, wait,
+      runtime x size; wait_ratio: log(1 + wait / runtime) (WFP/UNICEP's ageing);
+    - fits: 1 if the job fits the free cpu now; procs_over_free: its size over that;
+    - f1_term: log10(runtime) x size / capacity (F1's dominant term); procs_frac;
+    - fits_short, fits_procs: fits x (1 - log_runtime), fits x procs_frac (the short
+      or large job among those that can start now);
+    - log_bsld: log10 of the bounded slowdown the job would have if it started now;
+    - free_short: free share of the machine x (1 - log_runtime);
+    - runtime_rank, procs_rank, wait_rank: the job's rank in the queue, 0..1.
+    """
     r = np.maximum(c.runtime, 1.0)
     n = np.maximum(c.procs, 1e-3)
     finite = math.isfinite(c.capacity) and c.capacity > 1
@@ -47,32 +74,49 @@ def job_features(c: JobColumns) -> np.ndarray:
     # Without a known machine size, 1024 cpus stands in: only the scale changes.
     cap = c.capacity if finite else 1024.0
     free = c.free if math.isfinite(c.free) else np.inf
-    return np.stack(
-        [
-            np.log10(r) / 5.0,
-            np.log2(np.maximum(n, 1.0)) / size,
-            np.log10(1.0 + c.wait) / 5.0,
-            c.fits.astype(np.float64),
-            np.log10(1.0 + r * n) / 8.0,
-            np.log10(1.0 + c.wait / r),
-            np.minimum(n / max(free, 1e-9), 1.0) if free != np.inf else np.zeros_like(n),
-            np.log10(r) * n / cap,  # F1's dominant term
-            n / cap,
-        ],
-        axis=1,
-    )
+    lr = np.log10(r) / 5.0
+    fits = c.fits.astype(np.float64)
+    free_frac = min(free / cap, 1.0) if free != np.inf else 1.0
+    make = {
+        "log_runtime": lambda: lr,
+        "log_procs": lambda: np.log2(np.maximum(n, 1.0)) / size,
+        "log_wait": lambda: np.log10(1.0 + c.wait) / 5.0,
+        "fits": lambda: fits,
+        "log_area": lambda: np.log10(1.0 + r * n) / 8.0,
+        "wait_ratio": lambda: np.log10(1.0 + c.wait / r),
+        "procs_over_free": lambda: (
+            np.minimum(n / max(free, 1e-9), 1.0) if free != np.inf else np.zeros_like(n)
+        ),
+        "f1_term": lambda: np.log10(r) * n / cap,
+        "procs_frac": lambda: n / cap,
+        "fits_short": lambda: fits * (1.0 - lr),
+        "fits_procs": lambda: fits * n / cap,
+        "log_bsld": lambda: np.log10(np.maximum((c.wait + r) / np.maximum(r, 10.0), 1.0)),
+        "free_short": lambda: free_frac * (1.0 - lr),
+        "runtime_rank": lambda: _rank(r),
+        "procs_rank": lambda: _rank(n),
+        "wait_rank": lambda: _rank(c.wait),
+    }
+    if not len(r):
+        return np.zeros((0, len(names)))
+    return np.stack([make[k]() for k in names], axis=1)
 
 
 class LinearPriority:
-    """keys = -(features . w): what the simulator and training call directly."""
+    """keys = -(features . w): what the simulator and training call directly.
+    `features` names the weights (default: all of FEATURES, in order)."""
 
-    def __init__(self, weights: np.ndarray) -> None:
+    def __init__(self, weights: np.ndarray, features: Sequence[str] = FEATURES) -> None:
         self.weights = np.asarray(weights, np.float64)
-        if self.weights.shape != (len(FEATURES),):
-            raise ValueError(f"need {len(FEATURES)} weights, got {self.weights.shape}")
+        self.features = tuple(features)
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}")
+        if self.weights.shape != (len(self.features),):
+            raise ValueError(f"need {len(self.features)} weights, got {self.weights.shape}")
 
     def keys(self, c: JobColumns) -> np.ndarray:
-        return -(job_features(c) @ self.weights)
+        return -(job_features(c, self.features) @ self.weights)
 
 
 class LearnedOrderer(KeyOrderer):
@@ -99,7 +143,7 @@ class LearnedOrderer(KeyOrderer):
         elif not isinstance(model, LearnedModel):
             model = load_model(model)
         self.model = model
-        self.priority = LinearPriority(model.weights(backfill))
+        self.priority = LinearPriority(model.weights(backfill), model.features)
 
     def keys(self, c: JobColumns) -> np.ndarray:
         return self.priority.keys(c)

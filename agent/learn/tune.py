@@ -108,7 +108,12 @@ def train_on_trace(
         meta = {**base.meta, "profile_tuned_on": f"{trace.name}, node subsets {seeds}"}
         meta.update(tune_start_fgd=hist.start, tune_best=hist.best[-1] if hist.best else None)
         return LearnedModel.new(
-            base.weights(True), base.weights(False), profile=profile, meta=meta, name="tuned"
+            base.weights(True),
+            base.weights(False),
+            profile=profile,
+            meta=meta,
+            name="tuned",
+            features=base.features,
         )
     procs = machine_size(trace, cfg)
     model, _ = train_model(

@@ -12,7 +12,8 @@ make few Python and numpy calls per task:
   shortlist.py). Scorers that are neither linear nor cached (tetris, a learned model)
   are called once per task instead, as they may depend on anything.
 - The per-plugin scores of the candidates are computed for the whole batch at the
-  end, vectorised, from the worker views recorded at decision time.
+  end, vectorised, from the worker views at decision time (kept as a history of
+  views, one per reservation, so recording a decision copies no array).
 
 Every shortcut gives the same decisions, candidates and rejection counts as running
 the whole chain for every task; tests check it against a plain reference pipeline.
@@ -21,6 +22,7 @@ the whole chain for every task; tests check it against a plain reference pipelin
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -35,18 +37,7 @@ from .snapshot import ClusterState, TaskRequest
 # The filter chain's answer for a task: the mask of workers that pass, how many, the
 # rejections by reason, and the filters a reservation could change the verdict of.
 Filtered = tuple[np.ndarray, int, dict[str, int], list[Filter]]
-
-
-def _same_needs(a: TaskRequest, b: TaskRequest) -> bool:
-    return (
-        a.cpu == b.cpu
-        and a.memory_bytes == b.memory_bytes
-        and a.gpu == b.gpu
-        and a.image == b.image
-        and not a.pinned_worker
-        and a.selector == b.selector
-        and a.avoid_workers == b.avoid_workers
-    )
+Key = tuple[float, int]  # (-total, worker): sorts best first, ties to the lowest index
 
 
 class Batch:
@@ -67,20 +58,22 @@ class Batch:
         # Each task's features as its scoring variant expects them (see ScoringPlan).
         self._phi = (np.ascontiguousarray(scaled[:, list(self.plan.features(False))]), scaled)
         # Runs of tasks with the same needs (replicas of one job) reuse the first task's
-        # filter answer when every per-task filter can re-judge one worker, and its
-        # scores when every scorer's value for a worker can be recomputed alone.
+        # filter answer when every per-task filter can re-judge one worker.
         self._incremental = all(hasattr(f, "check") for f in self._per_task)
         self._score_key = _score_key(self.plan)
         self.out: list[Placement] = []
-        # Records of scored decisions, flat, for `_explain`: output position, task
-        # index, candidate count, candidate workers, totals, views at decision time,
-        # and the values of the scorers that are neither linear nor cached.
+        # Records of scored decisions, for `_explain`: output position, task index and
+        # candidate count per decision; per candidate its key and the version of its
+        # view at decision time (a row of `_view0` followed by `_hist`).
         self._pos: list[int] = []
         self._task: list[int] = []
         self._k: list[int] = []
-        self._workers: list[int] = []
-        self._totals: list[float] = []
-        self._views: list[np.ndarray] = []
+        self._keys: list[Key] = []
+        self._vers: list[int] = []
+        self._view0 = state.view.copy()
+        self._hist: list[Sequence[float]] = []
+        self._ver = list(range(self.n))
+        # Per decision, the values of the scorers that are neither linear nor cached.
         self._other: list[list[np.ndarray]] = []
         # (output position, task index, pinned worker index or None).
         self._unplaced: list[tuple[int, int, int | None]] = []
@@ -115,15 +108,27 @@ class Batch:
             pos = end
 
     def _run_end(self, order: Sequence[int], pos: int) -> int:
+        """Where the run starting at `pos` ends: the tasks after it that ask for the
+        same (demand, image, selector, avoided workers, scorer cache keys), unpinned."""
         tasks, end, stop = self.tasks, pos + 1, len(order)
         first = tasks[order[pos]]
         if first.pinned_worker or not self._incremental:
             return end
         key = self._score_key
-        first_key = key(first)
+        first_key, cpu, mem, gpu = key(first), first.cpu, first.memory_bytes, first.gpu
+        image, selector, avoid = first.image, first.selector, first.avoid_workers
         while end < stop:
-            task = tasks[order[end]]
-            if not _same_needs(task, first) or key(task) != first_key:
+            t = tasks[order[end]]
+            if (
+                t.cpu != cpu
+                or t.memory_bytes != mem
+                or t.gpu != gpu
+                or t.image != image
+                or t.pinned_worker
+                or t.selector != selector
+                or t.avoid_workers != avoid
+                or key(t) != first_key
+            ):
                 break
             end += 1
         return end
@@ -177,23 +182,25 @@ class Batch:
         alive, feasible, rejections, checks = chain
         row = self._phi[task.gpu > 0][run[0]]
         total, _ = self.plan.total(task, row, alive)
-        phi = row.tolist()
+        phi, value = row.tolist(), self.plan.value
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
+        tasks, out, k, n = self.tasks, self.out, self.top_k, self.n
         winner = -1
         for i in run:
             if winner >= 0:
                 failed = self._recheck(task, winner, checks)
                 if failed is None:
-                    short.rerank_first(self.plan.value(task, phi, winner))
+                    short.rerank_first(value(task, phi, winner))
                 else:
                     short.rerank_first(None)
                     feasible, rejections = feasible - 1, _merged(rejections, failed)
-            p = self._new(i, feasible, dict(rejections))
-            if feasible == 0:
-                self._unplaced.append((len(self.out) - 1, i, None))
-                winner = -1  # and so are the rest of the run: nothing changes any more
-                continue
-            winner = self._place(p, i, task, *short.best(min(self.top_k, feasible)))
+            t = tasks[i]
+            p = Placement(t.task_id, t.attempt, "", [], dict(rejections), "", False, feasible, n)
+            out.append(p)
+            # With no worker left, the rest of the run finds none either.
+            winner = self._record(p, i, task, short.keys[: min(k, feasible)]) if feasible else -1
+            if winner < 0:
+                self._unplaced.append((len(out) - 1, i, None))
 
     def _place_each(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
         """A run scored task by task (its scorers may change with every call)."""
@@ -208,40 +215,45 @@ class Batch:
                     alive[winner] = False
                     feasible, rejections = feasible - 1, _merged(rejections, failed)
             p = self._new(i, feasible, dict(rejections))
-            if feasible == 0:
+            winner = -1
+            if feasible:
+                total, rows = self.plan.total(task, phi, alive)
+                keys = top(total, alive, min(self.top_k, feasible))
+                winner = self._record(p, i, task, keys, rows)
+            if winner < 0:
                 self._unplaced.append((len(self.out) - 1, i, None))
-                winner = -1
-                continue
-            total, rows = self.plan.total(task, phi, alive)
-            keys = top(total, alive, min(self.top_k, feasible))
-            cands = [j for _, j in keys]
-            winner = self._place(p, i, task, cands, [-v for v, _ in keys], rows)
 
-    def _place(
+    def _record(
         self,
         p: Placement,
         i: int,
         task: TaskRequest,
-        cands: list[int],
-        totals: list[float],
+        keys: list[Key],
         rows: list[np.ndarray] | None = None,
     ) -> int:
-        """Record the candidates (best first) and reserve the winner; return it, or -1."""
-        if not cands:
-            self._unplaced.append((len(self.out) - 1, i, None))
+        """Record the candidates (best first) and reserve the winner; return it, or -1
+        when there is none (only a misbehaving scorer leaves no finite total)."""
+        if not keys:
             return -1
-        state, j = self.state, cands[0]
-        p.worker_id = state.ids[j]
+        j = keys[0][1]
+        p.worker_id = self.state.ids[j]
         self._pos.append(len(self.out) - 1)
         self._task.append(i)
-        self._k.append(len(cands))
-        self._workers.extend(cands)
-        self._totals.extend(totals)
-        self._views.append(state.view.take(cands, axis=0))
+        self._k.append(len(keys))
+        self._keys += keys
+        ver = self._ver
+        self._vers += [ver[c] for _, c in keys]
         if rows:
+            cands = [c for _, c in keys]
             self._other.append([r[cands] for r in rows])
-        self.plan.reserved(j, state.reserve(j, task.cpu, task.memory_bytes, task.gpu))
+        self._reserve(j, task)
         return j
+
+    def _reserve(self, j: int, task: TaskRequest) -> None:
+        view = self.state.reserve(j, task.cpu, task.memory_bytes, task.gpu)
+        self.plan.reserved(j, view)
+        self._ver[j] = self.n + len(self._hist)
+        self._hist.append(view)
 
     def _recheck(self, task: TaskRequest, j: int, checks: list[Filter]) -> dict[str, int] | None:
         """None if worker j still passes `checks`, the filters a reservation can
@@ -265,7 +277,7 @@ class Batch:
         if alive[j]:
             p.worker_id, p.rejections = task.pinned_worker, {}
             p.candidates = [Candidate(task.pinned_worker, 0.0)]
-            self.plan.reserved(j, self.state.reserve(j, task.cpu, task.memory_bytes, task.gpu))
+            self._reserve(j, task)
             return
         p.rejections = _first_reason(self.filters, task, self.state, j)
         self._unplaced.append((len(self.out) - 1, i, j))
@@ -283,24 +295,32 @@ class Batch:
             self.out[pos].hint = hints[key]
         return self.out
 
+    def _views(self) -> np.ndarray:
+        """Each candidate's view at decision time, (candidates, 7)."""
+        hist, width = self._hist, self._view0.shape[1]
+        flat = np.fromiter(chain.from_iterable(hist), np.float64, width * len(hist))
+        views = np.concatenate([self._view0, flat.reshape(-1, width)])
+        return views[np.fromiter(self._vers, np.intp, len(self._vers))]
+
     def _explain(self) -> None:
         """Per-plugin scores of every candidate, computed for all decisions at once."""
         if not self._pos:
             return
         plan = self.plan
         pair_task = np.repeat(np.arange(len(self._pos)), self._k)
-        workers = np.array(self._workers)
+        workers = [j for _, j in self._keys]
         cols: list[np.ndarray] = []
         if plan.linear:
             phi = self.phi[self._task][pair_task]
-            view = np.concatenate(self._views, axis=0)
-            cols += plan.linear_scores(phi, view, phi[:, 3] > 0)
+            cols += plan.linear_scores(phi, self._views(), phi[:, 3] > 0)
         if plan.cached:
-            cols += plan.cached_scores([self.tasks[i] for i in self._task], pair_task, workers)
+            tasks = [self.tasks[i] for i in self._task]
+            cols += plan.cached_scores(tasks, pair_task, np.array(workers))
         if plan.other:
             cols += [np.concatenate(x) for x in zip(*self._other, strict=True)]
         scores = np.stack(cols, axis=1) if cols else np.zeros((len(workers), 0))
-        table = CandidateTable(self.state.ids, plan.names, self._workers, self._totals, scores)
+        totals = [-key for key, _ in self._keys]
+        table = CandidateTable(self.state.ids, plan.names, workers, totals, scores)
         start, out = 0, self.out
         for pos, k in zip(self._pos, self._k, strict=True):
             out[pos].candidates = CandidateList(table, start, k)

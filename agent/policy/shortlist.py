@@ -26,30 +26,28 @@ _MAX_MISSES = 4
 
 
 class Shortlist:
-    __slots__ = ("_keys", "_bound")
+    __slots__ = ("keys", "_bound")
 
     def __init__(self, total: np.ndarray, alive: np.ndarray, m: int, feasible: int) -> None:
         """The best `m` workers of `total` among `alive` (`feasible` of them). Clobbers
         `total` (with -inf) at every worker it looked at."""
+        # Most of the best-scored workers may not fit (a big task, a busy cluster):
+        # masking them all costs less than finding them one at a time.
+        np.putmask(total, ~alive, _NEG)
         # Keys sort best first: higher total, then lower index.
-        self._keys: list[tuple[float, int]] = top(total, alive, m)
-        complete = len(self._keys) < m or m >= feasible
-        self._bound = None if complete else self._keys[-1]
-
-    def best(self, k: int) -> tuple[list[int], list[float]]:
-        """The best k workers and their totals, best first."""
-        head = self._keys[:k]
-        return [j for _, j in head], [-key for key, _ in head]
+        self.keys: list[tuple[float, int]] = top(total, alive, m)
+        complete = len(self.keys) < m or m >= feasible
+        self._bound = None if complete else self.keys[-1]
 
     def rerank_first(self, total: float | None) -> None:
         """The first worker (the one the last task took) now has `total`, or None when
         it no longer passes the filters."""
-        _, j = self._keys.pop(0)
+        _, j = self.keys.pop(0)
         if total is None or not total > _NEG:  # gone, or a misbehaving scorer's -inf/NaN
             return
         key = (-total, j)
         if self._bound is None or key < self._bound:
-            insort(self._keys, key)
+            insort(self.keys, key)
 
 
 def top(total: np.ndarray, alive: np.ndarray, k: int) -> list[tuple[float, int]]:

@@ -151,6 +151,9 @@ def sim_train(
     length: int = typer.Option(1024, "--length", help="Jobs per training window."),
     workers: int = typer.Option(2, "--workers", help="Simulation processes."),
     base: str = typer.Option("", "--base", help="openb: keep this model's orderer weights."),
+    synthetic: int = typer.Option(
+        0, "--synthetic", help="SWF: also train on N seeded synthetic 256-processor sequences."
+    ),
 ) -> None:
     """Train the learned policy on (a slice of) a trace; write a model file.
 
@@ -161,7 +164,9 @@ def sim_train(
     from cloudai.agent.learn.tune import train_on_trace
 
     cfg = _config(fmt, nodes, node_limit, procs, False, seed, limit, 0, 0, slice_)
-    tcfg = TrainConfig(iterations, population, 0.25, windows, length, seed, workers)
+    tcfg = TrainConfig(
+        iterations, population, 0.25, windows, length, seed, workers, synthetic=synthetic
+    )
     say = lambda line: print(line, flush=True)  # noqa: E731
     model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)
     path = model.save(out)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
 import pytest
 
-from cloudai.agent.learn.model import LearnedModel, load_model
+from cloudai.agent.learn.model import LearnedModel, ModelError, load_model
+from cloudai.agent.learn.priority import FEATURES, LearnedOrderer
+from cloudai.agent.policy.job_ordering import JobColumns
 from cloudai.agent.policy.profiles import save_profile
 from cloudai.agent.policy.snapshot import ClusterState
 from cloudai.agent.policy.synthetic import random_tasks, random_workers
@@ -108,8 +111,26 @@ def test_shadow_mode_reports_the_disagreement_rate(caplog):
 
 
 def test_model_file_round_trips_with_its_version(tmp_path):
-    m = LearnedModel.new([1.0] * 9, [-1.0] * 9, meta={"note": "test"})
+    k = len(FEATURES)
+    m = LearnedModel.new([1.0] * k, [-1.0] * k, meta={"note": "test"})
     path = m.save(tmp_path / "m.joblib")
     back = load_model(path)
     assert back.version == m.version and back.version.startswith("learned-")
-    assert back.weights(True).tolist() == [1.0] * 9 and back.meta == {"note": "test"}
+    assert back.weights(True).tolist() == [1.0] * k and back.meta == {"note": "test"}
+    assert back.features == FEATURES
+
+
+def test_model_with_an_older_feature_subset_still_loads_and_orders(tmp_path):
+    old = FEATURES[:9]  # the first feature set
+    m = LearnedModel.new([-1.0] + [0.0] * 8, [0.0] * 9, features=old)
+    back = load_model(m.save(tmp_path / "old.joblib"))
+    assert back.features == old
+    cols = JobColumns(
+        submit=np.zeros(3), wait=np.zeros(3), runtime=np.array([300.0, 10.0, 60.0]),
+        procs=np.ones(3), fits=np.ones(3, bool), free=4.0, capacity=4.0,
+    )  # fmt: skip
+    keys = LearnedOrderer(back, backfill=True).keys(cols)
+    assert np.argsort(keys).tolist() == [1, 2, 0]  # shortest first, as weighted
+    bad = LearnedModel.new([0.0], [0.0], features=("no_such_feature",))
+    with pytest.raises(ModelError, match="other features"):
+        load_model(bad.save(tmp_path / "bad.joblib"))
