@@ -1,12 +1,13 @@
 """Calls from the master to workers: AssignTask, CancelTask, GetTaskLogs.
 
-Dispatch runs on its own small pool, outside the master's lock, so a slow or dead
-worker never stalls placement or other RPCs.
+Dispatch runs on its own thread with non-blocking calls, outside the master's lock,
+so a slow or dead worker never stalls placement or other RPCs.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -42,7 +43,10 @@ class Dispatcher:
         self._tasks = tasks
         self._channel = channel
         self._reveal = reveal
-        self._pool = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="dispatch")
+        self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
+        self._queue: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
+        self._thread.start()
         self._stubs: dict[str, tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
         self._lock = threading.Lock()
 
@@ -62,14 +66,26 @@ class Dispatcher:
             return cached[1]
 
     def assign(self, tasks: list[Task]) -> None:
-        """Send committed placements to their workers (asynchronously), one call per worker."""
-        by_worker: dict[str, list[Task]] = {}
-        for task in tasks:
-            by_worker.setdefault(task.worker_id, []).append(task)
-        for worker_id, group in by_worker.items():
-            self._pool.submit(self._assign, worker_id, group)
+        """Send committed placements to their workers, one call per worker. This only
+        queues them: a single thread issues non-blocking calls, so a large batch costs
+        the committing thread nothing and no pool of blocked threads competes with it."""
+        self._queue.put(list(tasks))
 
-    def _assign(self, worker_id: str, tasks: list[Task]) -> None:
+    def _dispatch_loop(self) -> None:
+        while True:
+            tasks = self._queue.get()
+            if tasks is None:
+                return
+            by_worker: dict[str, list[Task]] = {}
+            for task in tasks:
+                by_worker.setdefault(task.worker_id, []).append(task)
+            for worker_id, group in by_worker.items():
+                try:
+                    self._send(worker_id, group)
+                except Exception:  # a bug must not stop dispatching
+                    log.exception("dispatch to %s failed", worker_id)
+
+    def _send(self, worker_id: str, tasks: list[Task]) -> None:
         stub = self._stub(worker_id)
         if stub is None:
             for task in tasks:
@@ -82,12 +98,18 @@ class Dispatcher:
             )
             for t in tasks
         ]
+        if len(reqs) == 1:
+            call = stub.AssignTask.future(reqs[0], timeout=ASSIGN_TIMEOUT_S)
+        else:
+            batch = mw.AssignTasksRequest(assignments=reqs)
+            call = stub.AssignTasks.future(batch, timeout=ASSIGN_TIMEOUT_S)
+        call.add_done_callback(lambda fut: self._settle(worker_id, tasks, fut))
+
+    def _settle(self, worker_id: str, tasks: list[Task], fut: grpc.Future) -> None:
+        """Runs when the worker answered: requeue what it refused or never got."""
         try:
-            if len(reqs) == 1:
-                answers = [stub.AssignTask(reqs[0], timeout=ASSIGN_TIMEOUT_S)]
-            else:
-                batch = mw.AssignTasksRequest(assignments=reqs)
-                answers = list(stub.AssignTasks(batch, timeout=ASSIGN_TIMEOUT_S).results)
+            resp = fut.result()
+            answers = [resp] if len(tasks) == 1 else list(resp.results)
         except grpc.RpcError as err:
             msg = f"worker {worker_id} unreachable: {err.code().name}"
             log.warning("dispatch of %d task(s) failed: %s", len(tasks), msg)
@@ -125,6 +147,7 @@ class Dispatcher:
         return stub.GetTaskLogs(req, timeout=None if follow else ASSIGN_TIMEOUT_S)
 
     def close(self) -> None:
+        self._queue.put(None)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for _, _, ch in self._stubs.values():

@@ -182,7 +182,7 @@ class Batch:
         alive, feasible, rejections, checks = chain
         row = self._phi[task.gpu > 0][run[0]]
         total, _ = self.plan.total(task, row, alive)
-        phi, value = row.tolist(), self.plan.value
+        phi, value, cached = row.tolist(), self.plan.value, self.plan.cached_rows(task)
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
         tasks, out, k, n = self.tasks, self.out, self.top_k, self.n
         winner = -1
@@ -190,7 +190,7 @@ class Batch:
             if winner >= 0:
                 failed = self._recheck(task, winner, checks)
                 if failed is None:
-                    short.rerank_first(value(task, phi, winner))
+                    short.rerank_first(value(task, phi, winner, cached))
                 else:
                     short.rerank_first(None)
                     feasible, rejections = feasible - 1, _merged(rejections, failed)

@@ -29,11 +29,13 @@ For every worker that passes the filters the result is the weighted sum of
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
+from functools import cache
 from itertools import repeat
 from operator import add, itemgetter, mul
 
 import numpy as np
 
+from .fused import Column, fuse
 from .scorers import FEATURES, CachedScorer, LinearScorer, Scorer, normalise
 from .snapshot import GPU, ClusterState, TaskRequest, WorkerView
 
@@ -81,9 +83,10 @@ class ScoringPlan:
         self._psi: dict[bool, np.ndarray] = {}
         self._stale_gpu: set[int] = set()
         self._rows: list[dict[Hashable, np.ndarray]] = [{} for _ in self.cached]
-        self._tmp: dict[bool, np.ndarray] = {}  # per variant, the matrix's shape
         # The CPU column `reserved` computed last, as floats: `value` needs it next.
         self._fresh: tuple[int, Sequence[float]] = (-1, ())
+        # Per variant, the scorers' terms compiled into one function (None: not traceable).
+        self._fused: dict[bool, Column | None] = {}
         # GPU tasks can only land on GPU workers, so only their columns need refreshing.
         self._has_gpu = (state.cap[GPU] > 0).tolist()
 
@@ -100,18 +103,10 @@ class ScoringPlan:
         `other` scorers, for explanations. `phi` is the task's features times
         `feature_scale`, restricted to `features(task.gpu > 0)`."""
         if self.linear:
-            gpu = task.gpu > 0
-            psi, tmp = self._matrix(gpu), self._tmp.get(gpu)
-            if tmp is None:
-                tmp = self._tmp[gpu] = np.empty_like(psi)
-            # Row f times phi[f], then the rows added in order (a reduction over the
-            # outer axis adds whole rows one after another): what `value` does.
-            np.multiply(psi, np.asarray(phi, np.float64)[:, None], out=tmp)
-            total = np.add.reduce(tmp, axis=0)
+            total = weigh(self._matrix(task.gpu > 0), np.asarray(phi, np.float64))
         else:
             total = np.zeros(len(self.state))
-        for n, (s, w) in enumerate(self.cached):
-            row = self._cached_row(n, s, task)
+        for row, w in self.cached_rows(task):
             total += row if w == 1.0 else w * row
         rows = []
         for s, w in self.other:
@@ -120,17 +115,28 @@ class ScoringPlan:
             rows.append(row)
         return total, rows
 
-    def value(self, task: TaskRequest, phi: Sequence[float], j: int) -> float:
-        """`total(task, ...)[j]`, the same number, for worker j alone. Only for plans
-        without `other` scorers (which score the whole cluster at once)."""
+    def cached_rows(self, task: TaskRequest) -> list[tuple[np.ndarray, float]]:
+        """The task's normalised row and weight for each cached scorer."""
+        return [(self._cached_row(n, s, task), w) for n, (s, w) in enumerate(self.cached)]
+
+    def value(
+        self,
+        task: TaskRequest,
+        phi: Sequence[float],
+        j: int,
+        cached: list[tuple[np.ndarray, float]] | None = None,
+    ) -> float:
+        """`total(task, ...)[j]`, the same number, for worker j alone; `cached` is
+        `cached_rows(task)` if the caller has it. Only for plans without `other`
+        scorers (which score the whole cluster at once)."""
         gpu = task.gpu > 0
         fresh_j, col = self._fresh
         if gpu or fresh_j != j:
             col = self._matrix(gpu)[:, j].tolist()
-        # sum() starts from 0, and 0 + x == x: the same additions as `total`.
+        # sum() starts from 0, and 0 + x == x: the same additions as `weigh`.
         value = sum(map(mul, col, phi))
-        for n, (s, w) in enumerate(self.cached):
-            x = self._cached_row(n, s, task).item(j)
+        for row, w in self.cached_rows(task) if cached is None else cached:
+            x = row.item(j)
             value += x if w == 1.0 else w * x
         return value
 
@@ -222,6 +228,12 @@ class ScoringPlan:
 
     def _column(self, view: WorkerView, gpu: bool) -> list[float]:
         """One worker's column, with Python floats: the numbers `_fold` gives."""
+        if gpu not in self._fused:
+            terms = [s.terms for s in self._lin]
+            self._fused[gpu] = fuse(terms, gpu, self.features(gpu), self._col_scales, self._offset)
+        fused = self._fused[gpu]
+        if fused is not None:
+            return fused(*view)
         scales, pick = self._col_scales, _PICK[gpu]
         col: Iterable[float] = ()
         for m, s in enumerate(self._lin):
@@ -240,3 +252,28 @@ class ScoringPlan:
             mask = np.ones(len(self.state), bool)
             row = self._rows[n][key] = normalise(s.score(task, self.state, mask), s.bounds, mask)
         return row
+
+
+def weigh(psi: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """sum_f phi[f] * psi[f] for every worker (column), adding the products in the
+    order f = 0, 1, ...: bit for bit what `sum(map(mul, column, phi))` gives."""
+    if _einsum_is_sequential():
+        return np.einsum("f,fw->w", phi, psi)
+    # Each row times its feature, then the rows added one after another (a reduction
+    # over the outer axis adds whole rows in order): slower, but the order is certain.
+    return np.add.reduce(psi * phi[:, None], axis=0)
+
+
+@cache
+def _einsum_is_sequential() -> bool:
+    """Whether this numpy's einsum adds the products in order with separate multiplies
+    and adds (no fused multiply-add), like Python floats do. Checked once, on data
+    shaped like ours."""
+    rng = np.random.default_rng(7)
+    for k in (len(CPU_FEATURES), _K):
+        psi = rng.normal(size=(k, 67)) * rng.choice([1e-3, 1.0, 1e3], size=(k, 67))
+        phi = rng.normal(size=k) * 50
+        want = [sum(map(mul, col, phi.tolist())) for col in psi.T.tolist()]
+        if np.einsum("f,fw->w", phi, psi).tolist() != want:
+            return False
+    return True
