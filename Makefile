@@ -31,6 +31,7 @@ demo: setup
 	$(CLOUDAI) demo
 
 test: setup
+	$(RUFF) check .
 	$(PY) -m pytest -q
 
 lint: setup-python

@@ -38,6 +38,8 @@ from .snapshot import ClusterState, TaskRequest
 # rejections by reason, and the filters a reservation could change the verdict of.
 Filtered = tuple[np.ndarray, int, dict[str, int], list[Filter]]
 Key = tuple[float, int]  # (-total, worker): sorts best first, ties to the lowest index
+# The candidates of a placed task until `_explain` fills them in.
+_LATER: Sequence[Candidate] = ()
 
 
 class Batch:
@@ -62,16 +64,16 @@ class Batch:
         self._incremental = all(hasattr(f, "check") for f in self._per_task)
         self._score_key = _score_key(self.plan)
         self.out: list[Placement] = []
-        # Records of scored decisions, for `_explain`: output position, task index and
-        # candidate count per decision; per candidate its key and the version of its
+        # Records of scored decisions, for `_explain`: output position, the first task
+        # of its run (same features and cache keys) and candidate count per decision; per candidate its key and the version of its
         # view at decision time (a row of `_view0` followed by `_hist`).
         self._pos: list[int] = []
-        self._task: list[int] = []
+        self._head: list[int] = []
         self._k: list[int] = []
-        self._keys: list[Key] = []
+        self._keys: list[float] = []  # the candidates' keys, flat: -total, worker, ...
         self._vers: list[int] = []
         self._view0 = state.view.copy()
-        self._hist: list[Sequence[float]] = []
+        self._hist: list[float] = []  # the views after each reservation, flat
         self._ver = list(range(self.n))
         # Per decision, the values of the scorers that are neither linear nor cached.
         self._other: list[list[np.ndarray]] = []
@@ -195,11 +197,12 @@ class Batch:
                     short.rerank_first(None)
                     feasible, rejections = feasible - 1, _merged(rejections, failed)
             t = tasks[i]
-            p = Placement(t.task_id, t.attempt, "", [], dict(rejections), "", False, feasible, n)
+            p = Placement(t.task_id, t.attempt, "", _LATER, dict(rejections), "", False, feasible, n)
             out.append(p)
             # With no worker left, the rest of the run finds none either.
-            winner = self._record(p, i, task, short.keys[: min(k, feasible)]) if feasible else -1
+            winner = self._record(p, run[0], task, short.keys[: min(k, feasible)]) if feasible else -1
             if winner < 0:
+                p.candidates = []
                 self._unplaced.append((len(out) - 1, i, None))
 
     def _place_each(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
@@ -219,14 +222,14 @@ class Batch:
             if feasible:
                 total, rows = self.plan.total(task, phi, alive)
                 keys = top(total, alive, min(self.top_k, feasible))
-                winner = self._record(p, i, task, keys, rows)
+                winner = self._record(p, run[0], task, keys, rows)
             if winner < 0:
                 self._unplaced.append((len(self.out) - 1, i, None))
 
     def _record(
         self,
         p: Placement,
-        i: int,
+        head: int,
         task: TaskRequest,
         keys: list[Key],
         rows: list[np.ndarray] | None = None,
@@ -238,9 +241,9 @@ class Batch:
         j = keys[0][1]
         p.worker_id = self.state.ids[j]
         self._pos.append(len(self.out) - 1)
-        self._task.append(i)
+        self._head.append(head)
         self._k.append(len(keys))
-        self._keys += keys
+        self._keys += chain.from_iterable(keys)
         ver = self._ver
         self._vers += [ver[c] for _, c in keys]
         if rows:
@@ -252,8 +255,8 @@ class Batch:
     def _reserve(self, j: int, task: TaskRequest) -> None:
         view = self.state.reserve(j, task.cpu, task.memory_bytes, task.gpu)
         self.plan.reserved(j, view)
-        self._ver[j] = self.n + len(self._hist)
-        self._hist.append(view)
+        self._ver[j] = self.n + len(self._hist) // len(view)
+        self._hist += view
 
     def _recheck(self, task: TaskRequest, j: int, checks: list[Filter]) -> dict[str, int] | None:
         """None if worker j still passes `checks`, the filters a reservation can
@@ -298,7 +301,7 @@ class Batch:
     def _views(self) -> np.ndarray:
         """Each candidate's view at decision time, (candidates, 7)."""
         hist, width = self._hist, self._view0.shape[1]
-        flat = np.fromiter(chain.from_iterable(hist), np.float64, width * len(hist))
+        flat = np.fromiter(hist, np.float64, len(hist))
         views = np.concatenate([self._view0, flat.reshape(-1, width)])
         return views[np.fromiter(self._vers, np.intp, len(self._vers))]
 
@@ -308,19 +311,22 @@ class Batch:
             return
         plan = self.plan
         pair_task = np.repeat(np.arange(len(self._pos)), self._k)
-        workers = [j for _, j in self._keys]
+        keys = self._keys
+        flat = np.fromiter(keys, np.float64, len(keys)).reshape(-1, 2)
+        workers = flat[:, 1].astype(np.intp)
+        heads = np.fromiter(self._head, np.intp, len(self._head))
         cols: list[np.ndarray] = []
         if plan.linear:
-            phi = self.phi[self._task][pair_task]
+            phi = self.phi[heads[pair_task]]
             cols += plan.linear_scores(phi, self._views(), phi[:, 3] > 0)
         if plan.cached:
-            tasks = [self.tasks[i] for i in self._task]
-            cols += plan.cached_scores(tasks, pair_task, np.array(workers))
+            tasks = [self.tasks[i] for i in self._head]
+            cols += plan.cached_scores(tasks, pair_task, workers)
         if plan.other:
             cols += [np.concatenate(x) for x in zip(*self._other, strict=True)]
-        scores = np.stack(cols, axis=1) if cols else np.zeros((len(workers), 0))
-        totals = [-key for key, _ in self._keys]
-        table = CandidateTable(self.state.ids, plan.names, workers, totals, scores)
+        scores = np.stack(cols, axis=1) if cols else np.zeros((len(flat), 0))
+        totals = (-flat[:, 0]).tolist()
+        table = CandidateTable(self.state.ids, plan.names, workers.tolist(), totals, scores)
         start, out = 0, self.out
         for pos, k in zip(self._pos, self._k, strict=True):
             out[pos].candidates = CandidateList(table, start, k)

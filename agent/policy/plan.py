@@ -46,6 +46,8 @@ _ALL_FEATURES = tuple(range(_K))
 # Above this many stale columns one vectorised refresh (about a hundred numpy calls for
 # the built-in scorers) beats per-column Python floats (a few microseconds each).
 _VECTOR_REFRESH = 32
+# Pairs per slice when explaining a batch's candidates (see linear_scores).
+_SLICE = 8192
 _PICK = {False: itemgetter(*CPU_FEATURES), True: itemgetter(*_ALL_FEATURES)}
 
 
@@ -158,33 +160,55 @@ class ScoringPlan:
     def cached_scores(
         self, tasks: Sequence[TaskRequest], pair_task: np.ndarray, pair_worker: np.ndarray
     ) -> list[np.ndarray]:
-        """Normalised cached-scorer values for pairs (tasks[pair_task[m]], pair_worker[m])."""
+        """Normalised cached-scorer values for pairs (tasks[pair_task[m]], pair_worker[m]).
+        `tasks` may repeat one task object many times (a job's replicas share their
+        first task's rows): each object's key is looked up once."""
         out = []
         for n, (s, _) in enumerate(self.cached):
-            keys: dict[Hashable, int] = {}
+            by_key: dict[Hashable, int] = {}
+            by_task: dict[int, int] = {}
             rows: list[np.ndarray] = []
-            of_task = np.empty(len(tasks), np.intp)
-            for i, task in enumerate(tasks):
-                key = s.cache_key(task)
-                if key not in keys:
-                    keys[key] = len(rows)
-                    rows.append(self._cached_row(n, s, task))
-                of_task[i] = keys[key]
-            out.append(np.stack(rows)[of_task[pair_task], pair_worker])
+            of_task = []
+            for task in tasks:
+                r = by_task.get(id(task))
+                if r is None:
+                    key = s.cache_key(task)
+                    r = by_key.get(key)
+                    if r is None:
+                        r = by_key[key] = len(rows)
+                        rows.append(self._cached_row(n, s, task))
+                    by_task[id(task)] = r
+                of_task.append(r)
+            of = np.fromiter(of_task, np.intp, len(of_task))
+            out.append(np.stack(rows)[of[pair_task], pair_worker])
         return out
 
     def linear_scores(self, phi: np.ndarray, view: np.ndarray, gpu: np.ndarray) -> list[np.ndarray]:
         """Normalised score per linear scorer for M (task, worker) pairs: `phi` (M, K)
         unscaled features, `view` (M, 7) worker views at decision time, `gpu` (M,)."""
+        # In slices: temporaries of a few thousand floats stay in cache and reuse
+        # numpy's small buffers, which is several times faster than whole-batch arrays.
+        parts = [
+            self._linear_scores(phi[a : a + _SLICE], view[a : a + _SLICE], gpu[a : a + _SLICE])
+            for a in range(0, len(gpu), _SLICE)
+        ]
+        if not parts:
+            return [np.zeros(0) for _ in self.linear]
+        return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+    def _linear_scores(self, phi: np.ndarray, view: np.ndarray, gpu: np.ndarray) -> list:
         out = [np.zeros(len(gpu)) for _ in self.linear]
         for variant in (False, True):
             sel = np.flatnonzero(gpu == variant)
             if sel.size == 0:
                 continue
-            v = WorkerView(*view[sel].T)
+            v = WorkerView(*np.ascontiguousarray(view[sel].T))
+            features = np.ascontiguousarray(phi[sel].T)
             for n, (s, _, lo) in enumerate(self.linear):
-                coef = np.array(np.broadcast_arrays(*s.terms(v, variant), np.zeros(sel.size))[:-1])
-                raw = np.einsum("mk,km->m", phi[sel], coef)
+                raw = np.zeros(sel.size)
+                for f, coef in enumerate(s.terms(v, variant)):
+                    if not (isinstance(coef, float | int) and coef == 0):
+                        raw += features[f] * coef
                 hi = s.bounds[1] if s.bounds else lo + 1.0
                 out[n][sel] = np.clip((raw - lo) * (100.0 / (hi - lo)), 0.0, 100.0)
         return out

@@ -21,8 +21,10 @@ from bisect import insort
 import numpy as np
 
 _NEG = -np.inf
-# After this many infeasible workers at the top, mask all infeasible ones at once.
-_MAX_MISSES = 4
+# After this many infeasible workers at the top, mask all infeasible ones at once: the
+# best-scored workers mostly fit, but when one does not (a big task, a busy cluster),
+# many usually do not.
+_MAX_MISSES = 1
 
 
 class Shortlist:
@@ -31,9 +33,6 @@ class Shortlist:
     def __init__(self, total: np.ndarray, alive: np.ndarray, m: int, feasible: int) -> None:
         """The best `m` workers of `total` among `alive` (`feasible` of them). Clobbers
         `total` (with -inf) at every worker it looked at."""
-        # Most of the best-scored workers may not fit (a big task, a busy cluster):
-        # masking them all costs less than finding them one at a time.
-        np.putmask(total, ~alive, _NEG)
         # Keys sort best first: higher total, then lower index.
         self.keys: list[tuple[float, int]] = top(total, alive, m)
         complete = len(self.keys) < m or m >= feasible
