@@ -22,7 +22,6 @@ the whole chain for every task; tests check it against a plain reference pipelin
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from itertools import chain
 
 import numpy as np
 
@@ -37,7 +36,6 @@ from .snapshot import ClusterState, TaskRequest
 # The filter chain's answer for a task: the mask of workers that pass, how many, the
 # rejections by reason, and the filters a reservation could change the verdict of.
 Filtered = tuple[np.ndarray, int, dict[str, int], list[Filter]]
-Key = tuple[float, int]  # (-total, worker): sorts best first, ties to the lowest index
 # The candidates of a placed task until `_explain` fills them in.
 _LATER: Sequence[Candidate] = ()
 
@@ -64,17 +62,17 @@ class Batch:
         self._incremental = all(hasattr(f, "check") for f in self._per_task)
         self._score_key = _score_key(self.plan)
         self.out: list[Placement] = []
-        # Records of scored decisions, for `_explain`: output position, the first task
-        # of its run (same features and cache keys) and candidate count per decision; per candidate its key and the version of its
-        # view at decision time (a row of `_view0` followed by `_hist`).
-        self._pos: list[int] = []
-        self._head: list[int] = []
-        self._k: list[int] = []
-        self._keys: list[float] = []  # the candidates' keys, flat: -total, worker, ...
-        self._vers: list[int] = []
+        # Records of scored decisions, for `_explain`: per decision (flat) its output
+        # position, the first task of its run (same features and cache keys), its
+        # candidate count and how many reservations came before it; the candidates'
+        # keys. And the log of reservations: which worker, and its view after (flat),
+        # from which `_views` recovers every candidate's view at decision time.
+        self._decisions: list[int] = []
+        self._negs: list[float] = []
+        self._cands: list[int] = []
         self._view0 = state.view.copy()
-        self._hist: list[float] = []  # the views after each reservation, flat
-        self._ver = list(range(self.n))
+        self._reserved: list[int] = []
+        self._hist: list[float] = []
         # Per decision, the values of the scorers that are neither linear nor cached.
         self._other: list[list[np.ndarray]] = []
         # (output position, task index, pinned worker index or None).
@@ -182,25 +180,28 @@ class Batch:
         """A run whose totals change only where reservations change workers: one pass
         over the cluster, then a shortlist re-ranked one worker per task."""
         alive, feasible, rejections, checks = chain
-        row = self._phi[task.gpu > 0][run[0]]
-        total, _ = self.plan.total(task, row, alive)
-        phi, value, cached = row.tolist(), self.plan.value, self.plan.cached_rows(task)
+        plan, head = self.plan, run[0]
+        row, cached = self._phi[task.gpu > 0][head], plan.cached_rows(task)
+        total, _ = plan.total(task, row, alive, cached)
+        phi, value = row.tolist(), plan.value
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
         tasks, out, k, n = self.tasks, self.out, self.top_k, self.n
         winner = -1
         for i in run:
             if winner >= 0:
-                failed = self._recheck(task, winner, checks)
+                failed = self._recheck(task, winner, checks) if checks else None
                 if failed is None:
                     short.rerank_first(value(task, phi, winner, cached))
                 else:
                     short.rerank_first(None)
                     feasible, rejections = feasible - 1, _merged(rejections, failed)
             t = tasks[i]
-            p = Placement(t.task_id, t.attempt, "", _LATER, dict(rejections), "", False, feasible, n)
+            rej = dict(rejections)
+            p = Placement(t.task_id, t.attempt, "", _LATER, rej, "", False, feasible, n)
             out.append(p)
             # With no worker left, the rest of the run finds none either.
-            winner = self._record(p, run[0], task, short.keys[: min(k, feasible)]) if feasible else -1
+            m = min(k, feasible)
+            winner = self._take(p, head, task, short.negs[:m], short.workers[:m]) if m else -1
             if winner < 0:
                 p.candidates = []
                 self._unplaced.append((len(out) - 1, i, None))
@@ -221,41 +222,38 @@ class Batch:
             winner = -1
             if feasible:
                 total, rows = self.plan.total(task, phi, alive)
-                keys = top(total, alive, min(self.top_k, feasible))
-                winner = self._record(p, run[0], task, keys, rows)
+                negs, workers = top(total, alive, min(self.top_k, feasible))
+                winner = self._take(p, run[0], task, negs, workers, rows)
             if winner < 0:
                 self._unplaced.append((len(self.out) - 1, i, None))
 
-    def _record(
+    def _take(
         self,
         p: Placement,
         head: int,
         task: TaskRequest,
-        keys: list[Key],
+        negs: list[float],
+        workers: list[int],
         rows: list[np.ndarray] | None = None,
     ) -> int:
         """Record the candidates (best first) and reserve the winner; return it, or -1
         when there is none (only a misbehaving scorer leaves no finite total)."""
-        if not keys:
+        if not workers:
             return -1
-        j = keys[0][1]
+        j = workers[0]
         p.worker_id = self.state.ids[j]
-        self._pos.append(len(self.out) - 1)
-        self._head.append(head)
-        self._k.append(len(keys))
-        self._keys += chain.from_iterable(keys)
-        ver = self._ver
-        self._vers += [ver[c] for _, c in keys]
+        self._decisions += (len(self.out) - 1, head, len(workers), len(self._reserved))
+        self._negs += negs
+        self._cands += workers
         if rows:
-            cands = [c for _, c in keys]
-            self._other.append([r[cands] for r in rows])
+            self._other.append([r[workers] for r in rows])
         self._reserve(j, task)
         return j
 
     def _reserve(self, j: int, task: TaskRequest) -> None:
         view = self.state.reserve(j, task.cpu, task.memory_bytes, task.gpu)
         self.plan.reserved(j, view)
-        self._ver[j] = self.n + len(self._hist) // len(view)
+        self._reserved.append(j)
         self._hist += view
 
     def _recheck(self, task: TaskRequest, j: int, checks: list[Filter]) -> dict[str, int] | None:
@@ -298,38 +296,48 @@ class Batch:
             self.out[pos].hint = hints[key]
         return self.out
 
-    def _views(self) -> np.ndarray:
-        """Each candidate's view at decision time, (candidates, 7)."""
-        hist, width = self._hist, self._view0.shape[1]
-        flat = np.fromiter(hist, np.float64, len(hist))
-        views = np.concatenate([self._view0, flat.reshape(-1, width)])
-        return views[np.fromiter(self._vers, np.intp, len(self._vers))]
+    def _views(self, workers: np.ndarray, before: np.ndarray) -> np.ndarray:
+        """The view of each `workers[m]` after the first `before[m]` reservations of
+        the batch: the latest of its own among them, else its view at the start."""
+        n, width, r = self.n, self._view0.shape[1], len(self._reserved)
+        if not r:
+            return self._view0[workers]
+        # Reservations sorted by (worker, order), coded as one integer each.
+        res = np.fromiter(self._reserved, np.intp, r)
+        code = np.sort(res * (r + 1) + np.arange(r))
+        at = np.searchsorted(code, workers * (r + 1) + before) - 1
+        last = code[np.maximum(at, 0)]
+        mine = (at >= 0) & (last // (r + 1) == workers)
+        version = np.where(mine, n + last % (r + 1), workers)
+        hist = np.fromiter(self._hist, np.float64, len(self._hist)).reshape(-1, width)
+        return np.concatenate([self._view0, hist])[version]
 
     def _explain(self) -> None:
         """Per-plugin scores of every candidate, computed for all decisions at once."""
-        if not self._pos:
+        if not self._decisions:
             return
         plan = self.plan
-        pair_task = np.repeat(np.arange(len(self._pos)), self._k)
-        keys = self._keys
-        flat = np.fromiter(keys, np.float64, len(keys)).reshape(-1, 2)
-        workers = flat[:, 1].astype(np.intp)
-        heads = np.fromiter(self._head, np.intp, len(self._head))
+        rec = np.fromiter(self._decisions, np.intp, len(self._decisions)).reshape(-1, 4)
+        pos, heads, counts, before = rec.T
+        pair_task = np.repeat(np.arange(len(rec)), counts)
+        workers = np.fromiter(self._cands, np.intp, len(self._cands))
         cols: list[np.ndarray] = []
         if plan.linear:
             phi = self.phi[heads[pair_task]]
-            cols += plan.linear_scores(phi, self._views(), phi[:, 3] > 0)
+            view = self._views(workers, before[pair_task])
+            cols += plan.linear_scores(phi, view, phi[:, 3] > 0)
         if plan.cached:
-            tasks = [self.tasks[i] for i in self._head]
-            cols += plan.cached_scores(tasks, pair_task, workers)
+            # One task per run: replicas share their first task's cached rows.
+            first, run_of = np.unique(heads, return_inverse=True)
+            tasks = [self.tasks[i] for i in first.tolist()]
+            cols += plan.cached_scores(tasks, run_of[pair_task], workers)
         if plan.other:
             cols += [np.concatenate(x) for x in zip(*self._other, strict=True)]
-        scores = np.stack(cols, axis=1) if cols else np.zeros((len(flat), 0))
-        totals = (-flat[:, 0]).tolist()
-        table = CandidateTable(self.state.ids, plan.names, workers.tolist(), totals, scores)
+        scores = np.stack(cols, axis=1) if cols else np.zeros((len(workers), 0))
+        table = CandidateTable(self.state.ids, plan.names, self._cands, self._negs, scores)
         start, out = 0, self.out
-        for pos, k in zip(self._pos, self._k, strict=True):
-            out[pos].candidates = CandidateList(table, start, k)
+        for at, k in zip(pos.tolist(), counts.tolist(), strict=True):
+            out[at].candidates = CandidateList(table, start, k)
             start += k
 
 

@@ -30,8 +30,9 @@ class CandidateTable:
 
     ids: list[str]
     names: list[str]
+    # Per candidate, decisions one after another: worker index, minus the total.
     workers: list[int]
-    totals: list[float]
+    neg_totals: list[float]
     scores: np.ndarray
 
 
@@ -48,11 +49,10 @@ class CandidateList(Sequence[Candidate]):
     def _list(self) -> list[Candidate]:
         if self._items is None:
             t, lo, hi = self._table, self._start, self._start + self._k
+            rows = t.scores[lo:hi].tolist()
             self._items = [
-                Candidate(t.ids[j], total, dict(zip(t.names, row, strict=True)))
-                for j, total, row in zip(
-                    t.workers[lo:hi], t.totals[lo:hi], t.scores[lo:hi].tolist(), strict=True
-                )
+                Candidate(t.ids[j], -neg, dict(zip(t.names, row, strict=True)))
+                for j, neg, row in zip(t.workers[lo:hi], t.neg_totals[lo:hi], rows, strict=True)
             ]
         return self._items
 

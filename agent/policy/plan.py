@@ -99,16 +99,21 @@ class ScoringPlan:
         return [entry[0].name for group in groups for entry in group]
 
     def total(
-        self, task: TaskRequest, phi: Sequence[float] | np.ndarray, mask: np.ndarray
+        self,
+        task: TaskRequest,
+        phi: Sequence[float] | np.ndarray,
+        mask: np.ndarray,
+        cached: list[tuple[np.ndarray, float]] | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Weighted total per worker (a fresh array) and the normalised rows of the
         `other` scorers, for explanations. `phi` is the task's features times
-        `feature_scale`, restricted to `features(task.gpu > 0)`."""
+        `feature_scale`, restricted to `features(task.gpu > 0)`; `cached` is
+        `cached_rows(task)` if the caller has it."""
         if self.linear:
             total = weigh(self._matrix(task.gpu > 0), np.asarray(phi, np.float64))
         else:
             total = np.zeros(len(self.state))
-        for row, w in self.cached_rows(task):
+        for row, w in self.cached_rows(task) if cached is None else cached:
             total += row if w == 1.0 else w * row
         rows = []
         for s, w in self.other:

@@ -16,7 +16,7 @@ list is always the true best, with ties going to the lowest worker index. A list
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left
 
 import numpy as np
 
@@ -28,48 +28,60 @@ _MAX_MISSES = 1
 
 
 class Shortlist:
-    __slots__ = ("keys", "_bound")
+    """Parallel lists, best first: `negs` (minus each total: ascending sorts best
+    first) and `workers` (equal totals: lowest index first)."""
+
+    __slots__ = ("negs", "workers", "_bound")
 
     def __init__(self, total: np.ndarray, alive: np.ndarray, m: int, feasible: int) -> None:
         """The best `m` workers of `total` among `alive` (`feasible` of them). Clobbers
         `total` (with -inf) at every worker it looked at."""
-        # Keys sort best first: higher total, then lower index.
-        self.keys: list[tuple[float, int]] = top(total, alive, m)
-        complete = len(self.keys) < m or m >= feasible
-        self._bound = None if complete else self.keys[-1]
+        self.negs, self.workers = top(total, alive, m)
+        complete = len(self.negs) < m or m >= feasible
+        self._bound = None if complete else (self.negs[-1], self.workers[-1])
 
     def rerank_first(self, total: float | None) -> None:
         """The first worker (the one the last task took) now has `total`, or None when
         it no longer passes the filters."""
-        _, j = self.keys.pop(0)
+        negs, workers = self.negs, self.workers
+        del negs[0]
+        j = workers.pop(0)
         if total is None or not total > _NEG:  # gone, or a misbehaving scorer's -inf/NaN
             return
-        key = (-total, j)
-        if self._bound is None or key < self._bound:
-            insort(self.keys, key)
+        neg, bound = -total, self._bound
+        if bound is not None and (neg, j) > bound:
+            return  # it now ranks below the list: outside, like every worker not in it
+        at = bisect_left(negs, neg)
+        while at < len(negs) and negs[at] == neg and workers[at] < j:
+            at += 1
+        negs.insert(at, neg)
+        workers.insert(at, j)
 
 
-def top(total: np.ndarray, alive: np.ndarray, k: int) -> list[tuple[float, int]]:
-    """The k best workers of `total` among `alive`, as (-total, index) best first; ties
-    go to the lowest index. Clobbers `total` (with -inf) at every worker it looked at.
+def top(total: np.ndarray, alive: np.ndarray, k: int) -> tuple[list[float], list[int]]:
+    """The k best workers of `total` among `alive`, best first (ties: lowest index),
+    as minus their totals and their indices. Clobbers `total` (with -inf) at every
+    worker it looked at.
 
     Most top-scored workers are feasible, so checking the few best one by one is
-    cheaper than masking every infeasible worker first; after a few misses (say, a
-    bin-packing profile that favours full workers) it masks them all at once.
-    Repeated argmax also beats argpartition for the short lists needed here.
+    cheaper than masking every infeasible worker first; after a miss it masks them
+    all at once. Repeated argmax also beats argpartition for the short lists needed
+    here.
     """
-    keys: list[tuple[float, int]] = []
-    misses = 0
-    while len(keys) < k:
-        j = int(total.argmax())
-        value = total.item(j)
-        if value == _NEG:
+    negs: list[float] = []
+    workers: list[int] = []
+    misses, argmax, item, neg = 0, total.argmax, total.item, _NEG
+    while len(workers) < k:
+        j = int(argmax())
+        value = item(j)
+        if value == neg:
             break  # only a misbehaving scorer leaves a feasible worker at -inf
-        total[j] = _NEG
+        total[j] = neg
         if alive[j]:
-            keys.append((-value, j))
+            negs.append(-value)
+            workers.append(j)
             continue
         misses += 1
         if misses == _MAX_MISSES:
-            np.putmask(total, ~alive, _NEG)
-    return keys
+            np.putmask(total, ~alive, neg)
+    return negs, workers
