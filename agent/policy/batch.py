@@ -11,9 +11,8 @@ make few Python and numpy calls per task:
   workers then serves the run's other tasks, re-ranking just that same worker (see
   shortlist.py). Scorers that are neither linear nor cached (tetris, a learned model)
   are called once per task instead, as they may depend on anything.
-- The per-plugin scores of the candidates are computed for the whole batch at the
-  end, vectorised, from the worker views at decision time (kept as a history of
-  views, one per reservation, so recording a decision copies no array).
+- The per-plugin scores of the candidates are computed for the whole batch at once,
+  vectorised, from a record of the decisions and reservations (see explain.py).
 
 Every shortcut gives the same decisions, candidates and rejection counts as running
 the whole chain for every task; tests check it against a plain reference pipeline.
@@ -25,9 +24,10 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
+from .explain import DecisionLog
 from .filters import Filter
 from .hints import placement_hint
-from .placement import Candidate, CandidateList, CandidateTable, Placement
+from .placement import Candidate, CandidateList, Placement
 from .plan import ScoringPlan
 from .scorers import Scorer, feature_matrix
 from .shortlist import Shortlist, top
@@ -36,7 +36,7 @@ from .snapshot import ClusterState, TaskRequest
 # The filter chain's answer for a task: the mask of workers that pass, how many, the
 # rejections by reason, and the filters a reservation could change the verdict of.
 Filtered = tuple[np.ndarray, int, dict[str, int], list[Filter]]
-# The candidates of a placed task until `_explain` fills them in.
+# A placed task's candidates until `_take` sets them.
 _LATER: Sequence[Candidate] = ()
 
 
@@ -62,19 +62,8 @@ class Batch:
         self._incremental = all(hasattr(f, "check") for f in self._per_task)
         self._score_key = _score_key(self.plan)
         self.out: list[Placement] = []
-        # Records of scored decisions, for `_explain`: per decision (flat) its output
-        # position, the first task of its run (same features and cache keys), its
-        # candidate count and how many reservations came before it; the candidates'
-        # keys. And the log of reservations: which worker, and its view after (flat),
-        # from which `_views` recovers every candidate's view at decision time.
-        self._decisions: list[int] = []
-        self._negs: list[float] = []
-        self._cands: list[int] = []
-        self._view0 = state.view.copy()
-        self._reserved: list[int] = []
-        self._hist: list[float] = []
-        # Per decision, the values of the scorers that are neither linear nor cached.
-        self._other: list[list[np.ndarray]] = []
+        self.log = DecisionLog(self.plan, self.phi)
+        self._table = self.log.table()
         # (output position, task index, pinned worker index or None).
         self._unplaced: list[tuple[int, int, int | None]] = []
 
@@ -182,6 +171,7 @@ class Batch:
         alive, feasible, rejections, checks = chain
         plan, head = self.plan, run[0]
         row, cached = self._phi[task.gpu > 0][head], plan.cached_rows(task)
+        self.log.cached_of[head] = cached
         total, _ = plan.total(task, row, alive, cached)
         phi, value = row.tolist(), plan.value
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
@@ -209,7 +199,8 @@ class Batch:
     def _place_each(self, run: Sequence[int], task: TaskRequest, chain: Filtered) -> None:
         """A run scored task by task (its scorers may change with every call)."""
         alive, feasible, rejections, checks = chain
-        phi = self._phi[task.gpu > 0][run[0]]
+        phi, cached = self._phi[task.gpu > 0][run[0]], self.plan.cached_rows(task)
+        self.log.cached_of[run[0]] = cached
         winner = -1
         for i in run:
             if winner >= 0:
@@ -221,7 +212,7 @@ class Batch:
             p = self._new(i, feasible, dict(rejections))
             winner = -1
             if feasible:
-                total, rows = self.plan.total(task, phi, alive)
+                total, rows = self.plan.total(task, phi, alive, cached)
                 negs, workers = top(total, alive, min(self.top_k, feasible))
                 winner = self._take(p, run[0], task, negs, workers, rows)
             if winner < 0:
@@ -240,21 +231,22 @@ class Batch:
         when there is none (only a misbehaving scorer leaves no finite total)."""
         if not workers:
             return -1
-        j = workers[0]
+        j, log = workers[0], self.log
         p.worker_id = self.state.ids[j]
-        self._decisions += (len(self.out) - 1, head, len(workers), len(self._reserved))
-        self._negs += negs
-        self._cands += workers
+        p.candidates = CandidateList(self._table, len(log.workers), len(workers))
+        log.decisions += (head, len(workers), len(log.reserved))
+        log.workers += workers
+        log.neg_totals += negs
         if rows:
-            self._other.append([r[workers] for r in rows])
+            log.other.append([r[workers] for r in rows])
         self._reserve(j, task)
         return j
 
     def _reserve(self, j: int, task: TaskRequest) -> None:
         view = self.state.reserve(j, task.cpu, task.memory_bytes, task.gpu)
         self.plan.reserved(j, view)
-        self._reserved.append(j)
-        self._hist += view
+        self.log.reserved.append(j)
+        self.log.views_after += view
 
     def _recheck(self, task: TaskRequest, j: int, checks: list[Filter]) -> dict[str, int] | None:
         """None if worker j still passes `checks`, the filters a reservation can
@@ -284,7 +276,6 @@ class Batch:
         self._unplaced.append((len(self.out) - 1, i, j))
 
     def finish(self) -> list[Placement]:
-        self._explain()
         # Hints describe the state after this batch's reservations: the state the task
         # faces next. Tasks with the same needs get the same hint, computed once.
         hints: dict[tuple, str] = {}
@@ -295,50 +286,6 @@ class Batch:
                 hints[key] = placement_hint(task, self.state, only)
             self.out[pos].hint = hints[key]
         return self.out
-
-    def _views(self, workers: np.ndarray, before: np.ndarray) -> np.ndarray:
-        """The view of each `workers[m]` after the first `before[m]` reservations of
-        the batch: the latest of its own among them, else its view at the start."""
-        n, width, r = self.n, self._view0.shape[1], len(self._reserved)
-        if not r:
-            return self._view0[workers]
-        # Reservations sorted by (worker, order), coded as one integer each.
-        res = np.fromiter(self._reserved, np.intp, r)
-        code = np.sort(res * (r + 1) + np.arange(r))
-        at = np.searchsorted(code, workers * (r + 1) + before) - 1
-        last = code[np.maximum(at, 0)]
-        mine = (at >= 0) & (last // (r + 1) == workers)
-        version = np.where(mine, n + last % (r + 1), workers)
-        hist = np.fromiter(self._hist, np.float64, len(self._hist)).reshape(-1, width)
-        return np.concatenate([self._view0, hist])[version]
-
-    def _explain(self) -> None:
-        """Per-plugin scores of every candidate, computed for all decisions at once."""
-        if not self._decisions:
-            return
-        plan = self.plan
-        rec = np.fromiter(self._decisions, np.intp, len(self._decisions)).reshape(-1, 4)
-        pos, heads, counts, before = rec.T
-        pair_task = np.repeat(np.arange(len(rec)), counts)
-        workers = np.fromiter(self._cands, np.intp, len(self._cands))
-        cols: list[np.ndarray] = []
-        if plan.linear:
-            phi = self.phi[heads[pair_task]]
-            view = self._views(workers, before[pair_task])
-            cols += plan.linear_scores(phi, view, phi[:, 3] > 0)
-        if plan.cached:
-            # One task per run: replicas share their first task's cached rows.
-            first, run_of = np.unique(heads, return_inverse=True)
-            tasks = [self.tasks[i] for i in first.tolist()]
-            cols += plan.cached_scores(tasks, run_of[pair_task], workers)
-        if plan.other:
-            cols += [np.concatenate(x) for x in zip(*self._other, strict=True)]
-        scores = np.stack(cols, axis=1) if cols else np.zeros((len(workers), 0))
-        table = CandidateTable(self.state.ids, plan.names, self._cands, self._negs, scores)
-        start, out = 0, self.out
-        for at, k in zip(pos.tolist(), counts.tolist(), strict=True):
-            out[at].candidates = CandidateList(table, start, k)
-            start += k
 
 
 def _score_key(plan: ScoringPlan) -> Callable[[TaskRequest], Hashable]:

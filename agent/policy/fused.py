@@ -170,4 +170,4 @@ def fuse(
     namespace: dict[str, Any] = {}
     source = trace.source(WorkerView._fields, refs)
     exec(compile(source, "<fused terms>", "exec"), namespace)  # our own tokens only
-    return namespace["column"]
+    return namespace.pop("column")  # so that its globals do not refer back to it

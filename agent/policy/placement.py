@@ -6,7 +6,7 @@ with per-plugin scores, rejection counts by reason, and for an unplaced task a h
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -24,16 +24,32 @@ class Candidate:
         return {"worker_id": self.worker_id, "total": self.total, "scores": dict(self.scores)}
 
 
-@dataclass(slots=True)
 class CandidateTable:
-    """The candidates of a whole batch: numbers computed together, for speed."""
+    """The candidates of a whole batch, appended decision after decision: worker index
+    and minus the total per candidate. Their per-plugin scores are computed for the
+    whole batch at once, by `compute`, when the first candidate is read."""
 
-    ids: list[str]
-    names: list[str]
-    # Per candidate, decisions one after another: worker index, minus the total.
-    workers: list[int]
-    neg_totals: list[float]
-    scores: np.ndarray
+    __slots__ = ("ids", "names", "workers", "neg_totals", "_scores", "_compute")
+
+    def __init__(
+        self,
+        ids: list[str],
+        names: list[str],
+        workers: list[int],
+        neg_totals: list[float],
+        compute: Callable[[], np.ndarray],
+    ) -> None:
+        self.ids, self.names, self.workers, self.neg_totals = ids, names, workers, neg_totals
+        self._scores: np.ndarray | None = None
+        self._compute: Callable[[], np.ndarray] | None = compute
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(candidates, plugins) normalised scores, in `names` order."""
+        if self._scores is None:
+            assert self._compute is not None
+            self._scores, self._compute = self._compute(), None
+        return self._scores
 
 
 class CandidateList(Sequence[Candidate]):

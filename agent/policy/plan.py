@@ -163,26 +163,24 @@ class ScoringPlan:
             self._stale_gpu.add(j)
 
     def cached_scores(
-        self, tasks: Sequence[TaskRequest], pair_task: np.ndarray, pair_worker: np.ndarray
+        self,
+        cached: Sequence[list[tuple[np.ndarray, float]]],
+        pair_task: np.ndarray,
+        pair_worker: np.ndarray,
     ) -> list[np.ndarray]:
-        """Normalised cached-scorer values for pairs (tasks[pair_task[m]], pair_worker[m]).
-        `tasks` may repeat one task object many times (a job's replicas share their
-        first task's rows): each object's key is looked up once."""
+        """Normalised cached-scorer values for M pairs (task, worker): `cached[t]` is
+        task t's `cached_rows`, pair m is (pair_task[m], pair_worker[m])."""
         out = []
-        for n, (s, _) in enumerate(self.cached):
-            by_key: dict[Hashable, int] = {}
-            by_task: dict[int, int] = {}
+        for n in range(len(self.cached)):
+            slot: dict[int, int] = {}  # rows are shared between tasks with one key
             rows: list[np.ndarray] = []
             of_task = []
-            for task in tasks:
-                r = by_task.get(id(task))
+            for task_rows in cached:
+                row = task_rows[n][0]
+                r = slot.get(id(row))
                 if r is None:
-                    key = s.cache_key(task)
-                    r = by_key.get(key)
-                    if r is None:
-                        r = by_key[key] = len(rows)
-                        rows.append(self._cached_row(n, s, task))
-                    by_task[id(task)] = r
+                    r = slot[id(row)] = len(rows)
+                    rows.append(row)
                 of_task.append(r)
             of = np.fromiter(of_task, np.intp, len(of_task))
             out.append(np.stack(rows)[of[pair_task], pair_worker])

@@ -29,6 +29,7 @@ from cloudai.agent.policy import (
     resolve_profile,
 )
 from cloudai.agent.policy.hints import placement_hint
+from cloudai.agent.policy.scorers import _Linear, terms
 from cloudai.agent.policy.synthetic import random_cluster, random_tasks
 
 NOW = 1e6
@@ -48,6 +49,9 @@ def reference_place(
         out.append(p)
         if task.pinned_worker:
             _pin(pipe, task, state, alive, p, unplaced)
+            continue
+        if not alive.any():  # nothing to score (and scorers may count their calls)
+            unplaced.append((p, task, None))
             continue
         rows = {
             s.name: (w, normalise(s.score(task, state, alive), s.bounds, alive))
@@ -132,9 +136,50 @@ class Favourite:
         return np.array([(sum(map(ord, w)) + int(task.cpu * 4)) % 7 for w in state.ids], float)
 
 
+class Rotating:
+    """A stateful scorer: each call favours the next worker (like round-robin), so the
+    pipeline must call it once per scored task, exactly as the reference does."""
+
+    name = "rotating"
+    bounds = (0.0, 1.0)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, task, state, mask):
+        self.calls += 1
+        n = max(len(state), 1)
+        return 1.0 - ((np.arange(n) - self.calls) % n) / n
+
+
+class FirstByIndex:
+    """A cached scorer whose rows do not depend on the task at all (key None)."""
+
+    name = "first_by_index"
+    bounds = (0.0, 1.0)
+
+    def cache_key(self, task):
+        return None
+
+    def score(self, task, state, mask):
+        return 1.0 - np.arange(len(state)) / max(len(state), 1)
+
+
+class OpaqueFit(_Linear):
+    """A linear scorer whose `terms` compare the view (numpy), so they cannot be
+    fused: the plan must fall back to calling them."""
+
+    name = "opaque_fit"
+
+    def terms(self, v, gpu):
+        k = 2.0 + (np.asarray(v.b_gpu) > 0)
+        return terms((v.a_cpu + v.a_mem + v.a_gpu) / k, v.b_cpu / k, v.b_mem / k, v.b_gpu / k)
+
+
 def _registry():
     reg = REGISTRY.copy()
-    reg.register(Kind.SCORER, "favourite", Favourite)
+    for cls in (Favourite, Rotating, FirstByIndex, OpaqueFit):
+        reg.register(Kind.SCORER, cls.name, cls)
     return reg
 
 
@@ -147,6 +192,8 @@ PROFILES = [
     Profile("live", {"live_load": 1.0, "most_allocated": 1.0}),
     Profile("other", {"favourite": 1.0, "balanced_allocation": 1.0}),
     Profile("reordered", {"most_allocated": 1.0}, filters=("gpu", "selector", "cpu", "memory")),
+    Profile("stateful", {"rotating": 1.0, "least_allocated": 0.5}),
+    Profile("plugins", {"opaque_fit": 1.0, "first_by_index": 0.2, "live_load": 1.0}),
 ]
 
 
