@@ -12,9 +12,10 @@ few workers to avoid; `max_job=1` makes every task its own job.
 Everything goes in ONE batch: the tasks are sized so that most of them fit the free
 capacity (about 97% place), so no resources are released mid-run. The timed part is
 `place_batch` alone: ordering, filtering, scoring, reservations, and the decision
-records (candidates with per-plugin scores, rejection counts, hints for the unplaced).
-Python objects for candidates are built when read; `records_per_s` times turning every
-decision into a DecisionRecord, as the agent does before sending.
+records (candidates with their totals, rejection counts, hints for the unplaced). The
+candidates' per-plugin scores are computed for the whole batch when the first one is
+read, and their Python objects when read; `records_per_s` times turning every decision
+into a DecisionRecord, which includes both, as the agent does before sending.
 """
 
 from __future__ import annotations

@@ -234,9 +234,9 @@ class Batch:
         j, log = workers[0], self.log
         p.worker_id = self.state.ids[j]
         p.candidates = CandidateList(self._table, len(log.workers), len(workers))
-        log.decisions += (head, len(workers), len(log.reserved))
-        log.workers += workers
-        log.neg_totals += negs
+        log.decisions.extend((head, len(workers), len(log.reserved)))
+        log.workers.extend(workers)
+        log.neg_totals.extend(negs)
         if rows:
             log.other.append([r[workers] for r in rows])
         self._reserve(j, task)
@@ -246,7 +246,7 @@ class Batch:
         view = self.state.reserve(j, task.cpu, task.memory_bytes, task.gpu)
         self.plan.reserved(j, view)
         self.log.reserved.append(j)
-        self.log.views_after += view
+        self.log.views_after.extend(view)
 
     def _recheck(self, task: TaskRequest, j: int, checks: list[Filter]) -> dict[str, int] | None:
         """None if worker j still passes `checks`, the filters a reservation can

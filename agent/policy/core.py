@@ -7,11 +7,8 @@ simulator all call it, so a policy exists once.
 
 from __future__ import annotations
 
-import gc
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,41 +79,9 @@ def place_batch(
     a profile file path; `orderer` overrides the profile's queue orderer."""
     pipeline = Pipeline.build(resolve_profile(profile, registry), registry, orderer)
     work = state if mutate else state.copy()
-    with _collector_paused():
-        batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k))
-        batch.run(pipeline.orderer.order(tasks, time.time() if now is None else now))
-        return batch.finish()
-
-
-_pause_lock = threading.Lock()
-_pauses = 0
-_was_enabled = False
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a batch runs.
-
-    A large batch allocates tens of thousands of small objects (placements, their
-    rejection counts, candidate lists) and no reference cycles, so the collections
-    those allocations set off, dozens of them and often one of the whole process, can
-    free nothing and cost about a tenth of the batch. Reference counting frees memory
-    as usual; collections resume after the batch with the usual thresholds. Batches
-    running at once (threads) share one pause.
-    """
-    global _pauses, _was_enabled
-    with _pause_lock:
-        if _pauses == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _was_enabled:
-                gc.enable()
+    batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k))
+    batch.run(pipeline.orderer.order(tasks, time.time() if now is None else now))
+    return batch.finish()
 
 
 def to_decision_record(

@@ -15,6 +15,8 @@ reference cycle keeps a batch alive.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from .placement import CandidateTable
@@ -28,17 +30,19 @@ class DecisionLog:
         """`phi`: (tasks, features) unscaled features of the batch's tasks."""
         state = plan.state
         self.plan, self.phi, self.n = plan, phi, len(state)
+        # Typed arrays, not lists: appending costs the same, and numpy reads them
+        # without a copy.
         # Per decision, flat: first task of its run, candidate count, reservations so far.
-        self.decisions: list[int] = []
+        self.decisions = array("q")
         self.cached_of: dict[int, CachedRows] = {}  # by first task of a run
         # Per candidate, decisions one after another (shared with the table).
-        self.workers: list[int] = []
-        self.neg_totals: list[float] = []
+        self.workers = array("q")
+        self.neg_totals = array("d")
         # Per decision, the rows of the scorers that are neither linear nor cached.
         self.other: list[list[np.ndarray]] = []
         # The reservations: which worker, and its view after it (flat).
-        self.reserved: list[int] = []
-        self.views_after: list[float] = []
+        self.reserved = array("q")
+        self.views_after = array("d")
         self.views_before = state.view.copy()
 
     def table(self) -> CandidateTable:
@@ -50,10 +54,9 @@ class DecisionLog:
     def scores(self) -> np.ndarray:
         """(candidates, plugins) normalised scores, in `plan.names` order."""
         plan = self.plan
-        rec = np.fromiter(self.decisions, np.intp, len(self.decisions)).reshape(-1, 3)
-        heads, counts, before = rec.T
-        pair_task = np.repeat(np.arange(len(rec)), counts)
-        workers = np.fromiter(self.workers, np.intp, len(self.workers))
+        heads, counts, before = np.frombuffer(self.decisions, np.int64).reshape(-1, 3).T
+        pair_task = np.repeat(np.arange(len(heads)), counts)
+        workers = np.frombuffer(self.workers, np.int64)
         cols: list[np.ndarray] = []
         if plan.linear:
             phi = self.phi[heads[pair_task]]
@@ -75,11 +78,11 @@ class DecisionLog:
         if not r:
             return start[workers]
         # Reservations sorted by (worker, order), each coded as one integer.
-        res = np.fromiter(self.reserved, np.intp, r)
+        res = np.frombuffer(self.reserved, np.int64)
         code = np.sort(res * (r + 1) + np.arange(r))
         at = np.searchsorted(code, workers * (r + 1) + before) - 1
         last = code[np.maximum(at, 0)]
         mine = (at >= 0) & (last // (r + 1) == workers)
         version = np.where(mine, self.n + last % (r + 1), workers)
-        after = np.fromiter(self.views_after, np.float64, len(self.views_after))
-        return np.concatenate([start, after.reshape(-1, start.shape[1])])[version]
+        after = np.frombuffer(self.views_after, np.float64).reshape(-1, start.shape[1])
+        return np.concatenate([start, after])[version]

@@ -35,8 +35,8 @@ class CandidateTable:
         self,
         ids: list[str],
         names: list[str],
-        workers: list[int],
-        neg_totals: list[float],
+        workers: Sequence[int],
+        neg_totals: Sequence[float],
         compute: Callable[[], np.ndarray],
     ) -> None:
         self.ids, self.names, self.workers, self.neg_totals = ids, names, workers, neg_totals

@@ -8,19 +8,20 @@ decision, each a microsecond or more. Instead:
   as the allocation scorers weigh GPUs only for GPU tasks). A task's linear total is
   then its features weighed against those rows.
 - A reservation changes one worker, so it changes one column: the CPU variant's column
-  is recomputed at once from the same `terms`, with Python floats; the GPU variant's
-  columns are marked stale and refreshed when the next GPU task comes.
+  is recomputed at once from the same `terms`, with Python floats (the scorers' terms
+  compiled into one function, see fused.py); the GPU variant's columns are marked
+  stale and refreshed when the next GPU task comes.
 - Cached scorers are computed once per cache key (e.g. per image) per round.
 - Any other scorer (tetris, a learned model) is called per task, as written.
 
 One worker's total can also be computed alone (`value`), with Python floats, for the
-worker a reservation just changed. It is bit-for-bit the number the whole-cluster
-`total` gives: both add the same products in the same order, and numpy's elementwise
-float64 arithmetic rounds exactly as Python's does. (A BLAS matrix-vector product
-would be faster but sums in a block- and position-dependent order, so equal workers
-could get totals an ulp apart and a tie could go to the wrong one.) For the same
-reason a linear scorer's `terms` must be elementwise arithmetic (+ - * /), so that
-arrays and floats give the same coefficients.
+worker a reservation just changed. It is exactly the number the whole-cluster `total`
+gives: both add the same products in the same order (see `weigh`), and numpy's
+elementwise float64 arithmetic rounds exactly as Python's does. (A BLAS matrix-vector
+product would be faster but sums in a block- and position-dependent order, with fused
+multiply-adds, so equal workers could get totals an ulp apart and a tie could go to
+the wrong one.) For the same reason a linear scorer's `terms` must be elementwise
+arithmetic (+ - * /), so that arrays and floats give the same coefficients.
 
 For every worker that passes the filters the result is the weighted sum of
 `normalise(scorer.score(...))`, which the tests check against the scorers' own `score`.
