@@ -207,10 +207,17 @@ class Master:
         self.admit(spec, ident)
         return self.tasks.submit(self.secrets.seal(spec))
 
-    def cancel(self, task_id: str, ident: Identity = ANONYMOUS) -> tuple[Task, str]:
-        before = self.tasks.get(task_id)
-        if not ident.is_admin and before.spec.owner != ident.subject:
+    def task_for(self, task_id: str, ident: Identity = ANONYMOUS) -> Task:
+        """The task, if this caller may read or act on it: an admin (and every caller
+        when tokens are off) any task, anyone else only the tasks it owns.
+        NotFound if there is no such task, PermissionDenied if it is another's."""
+        task = self.tasks.get(task_id)
+        if ident.owner_filter not in (None, task.spec.owner):
             raise PermissionDenied(f"task {task_id} belongs to another user")
+        return task
+
+    def cancel(self, task_id: str, ident: Identity = ANONYMOUS) -> tuple[Task, str]:
+        before = self.task_for(task_id, ident)
         task, worker = self.tasks.cancel(task_id)
         if worker:
             self.dispatcher.cancel(worker, task_id, before.attempt)

@@ -224,7 +224,7 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
     @_guard
     def GetTask(self, request: cpb.GetTaskRequest, context: Any) -> pb.Task:
         inputs.check_task_id(request)
-        task = self.m.tasks.get(request.task_id)
+        task = self.m.task_for(request.task_id, current_identity())
         return task_to_pb(task, log_tail=self.m.stored_log(task.id))
 
     @_guard
@@ -233,7 +233,10 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
         states = [state_from_pb(s) for s in request.states] or None
         limit = min(request.limit or 1000, MAX_LIST)
         tasks = self.m.store.list_tasks(
-            states=states, worker_id=request.worker_id or None, limit=limit
+            states=states,
+            worker_id=request.worker_id or None,
+            limit=limit,
+            owner=current_identity().owner_filter,
         )
         return cpb.ListTasksResponse(tasks=[task_to_pb(t) for t in tasks])
 
@@ -246,6 +249,7 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
     def StreamLogs(self, request: cpb.LogsRequest, context: grpc.ServicerContext):
         try:
             inputs.check_logs(request)
+            self.m.task_for(request.task_id, current_identity())
             yield from self.m.stream_logs(
                 request.task_id, request.follow, request.tail_lines, context.is_active
             )
@@ -255,7 +259,7 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
     @_guard
     def Explain(self, request: cpb.ExplainRequest, context: Any) -> cpb.ExplainResponse:
         inputs.check_task_id(request)
-        task = self.m.tasks.get(request.task_id)
+        task = self.m.task_for(request.task_id, current_identity())
         decisions = self.m.store.list_decisions(task.id, limit=20)
         return cpb.ExplainResponse(
             task=task_to_pb(task),

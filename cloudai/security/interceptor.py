@@ -89,9 +89,11 @@ _ADMIN = frozenset({Role.ADMIN})
 # The master's surface. Methods not listed are denied.
 MASTER_RULES: dict[str, Rule] = {
     "/cloudai.v1.Cluster/SubmitTask": Rule(_USERS),  # pinning (--worker): admin, in servicer
+    # Task reads and cancels: submitters see and touch only their own tasks
+    # (Master.task_for, and ListTasks filtered by owner in the store query).
     "/cloudai.v1.Cluster/GetTask": Rule(_USERS),
     "/cloudai.v1.Cluster/ListTasks": Rule(_USERS),
-    "/cloudai.v1.Cluster/CancelTask": Rule(_USERS),  # submitters: own tasks, in servicer
+    "/cloudai.v1.Cluster/CancelTask": Rule(_USERS),
     "/cloudai.v1.Cluster/StreamLogs": Rule(_USERS),
     "/cloudai.v1.Cluster/Explain": Rule(_USERS),
     "/cloudai.v1.Cluster/ListWorkers": Rule(_USERS),

@@ -60,6 +60,12 @@ class Identity:
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
 
+    @property
+    def owner_filter(self) -> str | None:
+        """Whose tasks this caller may read and act on: None (everyone's) for an
+        admin, and for every caller when tokens are off; else only its subject's."""
+        return None if self.is_admin else self.subject
+
 
 ANONYMOUS = Identity(Role.ADMIN, "", authenticated=False)
 

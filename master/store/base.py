@@ -76,10 +76,13 @@ class Store(ABC):
         states: Iterable[TaskState] | None = None,
         worker_id: str | None = None,
         limit: int = 0,
+        owner: str | None = None,
     ) -> list[Task]:
         """Tasks ordered by creation time (oldest first; ties by id). limit=0 means no
         limit; with a limit, the *newest* `limit` tasks are returned, still oldest first.
-        states=None means any state; an empty `states` matches nothing."""
+        states=None means any state; an empty `states` matches nothing. owner=None
+        means any owner; otherwise only tasks whose spec.owner equals it (the limit
+        applies after this filter)."""
 
     @abstractmethod
     def update_task(self, task: Task, expect_state: TaskState, expect_attempt: int) -> bool:

@@ -275,6 +275,7 @@ class MongoStore(Store):
         states: Iterable[TaskState] | None = None,
         worker_id: str | None = None,
         limit: int = 0,
+        owner: str | None = None,
     ) -> list[Task]:
         query: dict[str, Any] = {}
         if states is not None:
@@ -284,6 +285,8 @@ class MongoStore(Store):
             query["state"] = {"$in": values}
         if worker_id is not None:
             query["worker_id"] = worker_id
+        if owner is not None:
+            query["spec.owner"] = owner
         with self._errors("list_tasks"):
             # Newest first so limit keeps the newest N; reversed below to oldest first.
             cursor = self._tasks.find(query, _NO_ID).sort(

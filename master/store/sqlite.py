@@ -261,8 +261,9 @@ class SQLiteStore(Store):
         states: Iterable[TaskState] | None = None,
         worker_id: str | None = None,
         limit: int = 0,
+        owner: str | None = None,
     ) -> list[Task]:
-        query = list_tasks_query(states, worker_id, limit)
+        query = list_tasks_query(states, worker_id, limit, owner)
         if query is None:
             return []
         with self._read() as c:
@@ -346,7 +347,7 @@ class SQLiteStore(Store):
 
 
 def list_tasks_query(
-    states: Iterable[TaskState] | None, worker_id: str | None, limit: int
+    states: Iterable[TaskState] | None, worker_id: str | None, limit: int, owner: str | None = None
 ) -> tuple[str, list[Any]] | None:
     """SQL and parameters for list_tasks, newest first; None when no state can match.
     Separate so a test can check the plan uses the state index."""
@@ -361,6 +362,9 @@ def list_tasks_query(
     if worker_id is not None:
         where.append("worker_id = ?")
         params.append(worker_id)
+    if owner is not None:
+        where.append("json_extract(doc, '$.spec.owner') = ?")
+        params.append(owner)
     sql = "SELECT doc FROM tasks"
     if where:
         sql += " WHERE " + " AND ".join(where)
