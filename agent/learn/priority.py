@@ -43,6 +43,10 @@ FEATURES = (
     "runtime_rank",
     "procs_rank",
     "wait_rank",
+    # Third set: when the job could start (JobColumns.start_delay, 0 when unknown).
+    "log_delay",
+    "start_bsld",
+    "log_idle",
 )
 
 
@@ -65,7 +69,12 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
       or large job among those that can start now);
     - log_bsld: log10 of the bounded slowdown the job would have if it started now;
     - free_short: free share of the machine x (1 - log_runtime);
-    - runtime_rank, procs_rank, wait_rank: the job's rank in the queue, 0..1.
+    - runtime_rank, procs_rank, wait_rank: the job's rank in the queue, 0..1;
+    - log_delay: log-scaled seconds until it could start (its shadow time, 0 if it
+      fits now or the running jobs are unknown); start_bsld: log10 of the bounded
+      slowdown it would have if it started then; log_idle: log-scaled processor-
+      seconds the free processors would idle waiting for it (what choosing it costs
+      without backfilling).
     """
     r = np.maximum(c.runtime, 1.0)
     n = np.maximum(c.procs, 1e-3)
@@ -77,6 +86,8 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
     lr = np.log10(r) / 5.0
     fits = c.fits.astype(np.float64)
     free_frac = min(free / cap, 1.0) if free != np.inf else 1.0
+    delay = c.start_delay() if {"log_delay", "start_bsld", "log_idle"} & set(names) else None
+    idle = free if free != np.inf else 0.0
     make = {
         "log_runtime": lambda: lr,
         "log_procs": lambda: np.log2(np.maximum(n, 1.0)) / size,
@@ -96,6 +107,9 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
         "runtime_rank": lambda: _rank(r),
         "procs_rank": lambda: _rank(n),
         "wait_rank": lambda: _rank(c.wait),
+        "log_delay": lambda: np.log10(1.0 + delay) / 5.0,
+        "start_bsld": lambda: np.log10(np.maximum((c.wait + delay + r) / np.maximum(r, 10.0), 1.0)),
+        "log_idle": lambda: np.log10(1.0 + idle * delay) / 8.0,
     }
     if not len(r):
         return np.zeros((0, len(names)))

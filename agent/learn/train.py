@@ -42,9 +42,17 @@ class TrainConfig:
     windows: int = 16
     length: int = 1024
     seed: int = 0
-    workers: int = 2
+    workers: int = 1  # simulation processes; 1 = in this process
     init_std: float = 1.0
     synthetic: int = 0  # extra synthetic training sequences (see synthetic_parts)
+    # Held-out training (heldout.py): leave out the jobs of the evaluation windows
+    # (exclude = (sequences, length, seed)) and train on block-bootstrap sequences of
+    # the rest, in blocks of `block` jobs. (0, 0, 0) = plain windows of the slices.
+    exclude: tuple[int, int, int] = (0, 0, 0)
+    block: int = 128
+    load: tuple[float, float] | None = None  # with exclude: offered load range (heldout.py)
+    features: tuple[str, ...] = FEATURES  # the searched weights (a subset of FEATURES)
+    modes: tuple[str, ...] = ("backfill", "no_backfill")  # weight vectors to search
 
 
 @dataclass
@@ -74,6 +82,28 @@ def draw_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Pa
     return parts
 
 
+def heldout_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Part]:
+    """cfg.windows block-bootstrap sequences that avoid the evaluation windows
+    cfg.exclude = (K, L, seed) of each trace (see heldout.py), spread over the traces."""
+    from .heldout import eval_mask, heldout_sequences
+
+    k, length, seed = cfg.exclude
+    parts = []
+    for i, (trace, procs) in enumerate(traces):
+        count = len(range(i, cfg.windows, len(traces)))
+        mask = eval_mask(len(trace), k, length, seed)
+        seqs = heldout_sequences(trace, mask, count, cfg.length, cfg.block, cfg.seed + i, cfg.load)
+        parts.extend(Part(s, procs) for s in seqs)
+    return parts
+
+
+def training_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Part]:
+    """The training windows: held-out sequences when cfg.exclude is set, plain
+    windows of the traces otherwise; plus cfg.synthetic synthetic sequences."""
+    parts = heldout_parts(traces, cfg) if cfg.exclude[0] else draw_parts(traces, cfg)
+    return parts + synthetic_parts(cfg.synthetic, cfg.length, cfg.seed)
+
+
 SYNTHETIC_PROCS = 256
 
 
@@ -93,9 +123,14 @@ def synthetic_parts(k: int, length: int, seed: int) -> list[Part]:
     return parts
 
 
-def score(weights: np.ndarray, parts: Sequence[Part], backfill: bool) -> float:
+def score(
+    weights: np.ndarray,
+    parts: Sequence[Part],
+    backfill: bool,
+    features: Sequence[str] = FEATURES,
+) -> float:
     """Mean over windows of log(mean bsld): lower is better."""
-    orderer = LinearPriority(weights)
+    orderer = LinearPriority(weights, features)
     total = 0.0
     for p in parts:
         total += math.log(metrics(simulate_machine(p.trace, p.procs, orderer, backfill))["bsld"])
@@ -110,8 +145,30 @@ def _init(parts: list[Part]) -> None:
     _PARTS = parts
 
 
-def _score_in_worker(args: tuple[np.ndarray, bool]) -> float:
-    return score(args[0], _PARTS, args[1])
+def _score_in_worker(args: tuple[np.ndarray, bool, tuple[str, ...]]) -> float:
+    return score(args[0], _PARTS, args[1], args[2])
+
+
+class _InProcess:
+    """The pool interface, run in this process (workers=1: no extra processes)."""
+
+    def __init__(self, parts: list[Part]) -> None:
+        _init(parts)
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn, items):
+        return map(fn, items)
+
+
+def _pool(workers: int, parts: list[Part]):
+    if workers <= 1:
+        return _InProcess(parts)
+    return ProcessPoolExecutor(workers, initializer=_init, initargs=(parts,))
 
 
 def heuristic_weights(**named: float) -> np.ndarray:
@@ -121,10 +178,17 @@ def heuristic_weights(**named: float) -> np.ndarray:
     return w
 
 
+def project(weights: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    """A FEATURES-long weight vector restricted to `features`."""
+    return np.array([weights[FEATURES.index(f)] for f in features])
+
+
 STARTS = (
     heuristic_weights(log_runtime=-1.0),  # SJF
     heuristic_weights(log_runtime=-0.3, f1_term=-1.0),  # F1's main term
     heuristic_weights(log_runtime=-1.0, wait_ratio=0.3),  # SJF with UNICEP-like ageing
+    heuristic_weights(fits=3.0, log_area=-1.0),  # what fits now, smallest area first
+    heuristic_weights(log_delay=-3.0, log_area=-1.0),  # what can start soonest, then small
 )
 
 
@@ -136,17 +200,20 @@ def cem(
 ) -> tuple[np.ndarray, History]:
     """The best weights found, and the search curve."""
     rng = np.random.default_rng(cfg.seed + 1)
-    starts = [score(w, parts, backfill) for w in STARTS]
-    mean = STARTS[int(np.argmin(starts))].copy()
-    std = np.full(len(FEATURES), cfg.init_std)
+    feats = tuple(cfg.features)
+    candidates = [project(w, feats) for w in STARTS]
+    starts = [score(w, parts, backfill, feats) for w in candidates]
+    mean = candidates[int(np.argmin(starts))].copy()
+    std = np.full(len(feats), cfg.init_std)
     n_elite = max(2, int(cfg.population * cfg.elite_frac))
     hist = History(baseline=starts[0])
     best_w, best_s = mean.copy(), min(starts)
-    with ProcessPoolExecutor(cfg.workers, initializer=_init, initargs=(parts,)) as pool:
+    with _pool(cfg.workers, parts) as pool:
         for it in range(cfg.iterations):
-            pop = mean + std * rng.standard_normal((cfg.population, len(FEATURES)))
+            pop = mean + std * rng.standard_normal((cfg.population, len(feats)))
             pop[0] = best_w  # elitism: the best so far is always re-evaluated
-            scores = np.array(list(pool.map(_score_in_worker, [(w, backfill) for w in pop])))
+            jobs = [(w, backfill, feats) for w in pop]
+            scores = np.array(list(pool.map(_score_in_worker, jobs)))
             elite = pop[np.argsort(scores)[:n_elite]]
             mean, std = elite.mean(axis=0), elite.std(axis=0) + 0.02
             if scores.min() < best_s:
@@ -158,29 +225,55 @@ def cem(
     return best_w, hist
 
 
+MODES = {"backfill": True, "no_backfill": False}
+
+
+def _expand(weights: np.ndarray, names: Sequence[str], into: Sequence[str]) -> np.ndarray:
+    """Weights over `names` as weights over `into` (a superset), zero elsewhere."""
+    w = dict(zip(names, weights, strict=True))
+    return np.array([w.get(f, 0.0) for f in into])
+
+
 def train_model(
     traces: Sequence[tuple[Trace, int]],
     cfg: TrainConfig,
     on_iteration: Callable[[str, int, float], None] | None = None,
     name: str = "learned",
+    base: LearnedModel | None = None,
 ) -> tuple[LearnedModel, dict[str, History]]:
-    """Train both weight vectors (with and without backfilling) on `traces`, each a
-    (trace, machine size) pair: the training slices only."""
-    parts = draw_parts(traces, cfg) + synthetic_parts(cfg.synthetic, cfg.length, cfg.seed)
+    """Train the weight vectors of cfg.modes (with and/or without backfilling) on
+    `traces`, each a (trace, machine size) pair: the training slices only. A mode not
+    trained keeps `base`'s weights (needed then)."""
+    parts = training_parts(traces, cfg)
     found, hist = {}, {}
-    for mode, backfill in (("backfill", True), ("no_backfill", False)):
+    for mode in cfg.modes:
         cb = (lambda it, s, w, m=mode: on_iteration(m, it, s)) if on_iteration else None
-        found[mode], hist[mode] = cem(parts, backfill, cfg, cb)
+        found[mode], hist[mode] = cem(parts, MODES[mode], cfg, cb)
+    feats = tuple(cfg.features)
+    kept = [m for m in MODES if m not in found]
+    if kept:
+        if base is None:
+            raise ValueError(f"modes {kept} are not trained: a base model must provide them")
+        feats = tuple(f for f in FEATURES if f in feats or f in base.features)
+        found = {m: _expand(w, cfg.features, feats) for m, w in found.items()}
+        found.update({m: _expand(base.weights(MODES[m]), base.features, feats) for m in kept})
     meta = {
         "trained_on": [f"{t.name} ({len(t)} jobs, {p} procs)" for t, p in traces],
         "windows": cfg.windows,
+        "excluded_eval_windows": list(cfg.exclude) if cfg.exclude[0] else None,
+        "block": cfg.block if cfg.exclude[0] else None,
+        "load": list(cfg.load) if cfg.exclude[0] and cfg.load else None,
         "synthetic": cfg.synthetic,
         "length": cfg.length,
         "seed": cfg.seed,
         "iterations": cfg.iterations,
         "population": cfg.population,
+        "trained_modes": list(cfg.modes),
+        "kept_from": {m: base.version for m in kept} if kept and base else None,
         "train_score": {m: h.best[-1] if h.best else h.baseline for m, h in hist.items()},
         "sjf_score": {m: h.baseline for m, h in hist.items()},
     }
-    model = LearnedModel.new(found["backfill"], found["no_backfill"], meta=meta, name=name)
+    model = LearnedModel.new(
+        found["backfill"], found["no_backfill"], meta=meta, name=name, features=feats
+    )
     return model, hist

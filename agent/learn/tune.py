@@ -120,5 +120,6 @@ def train_on_trace(
         [(trace, procs)],
         tcfg,
         lambda mode, it, s: say(f"{mode} {it}: train log-bsld {s:.4f}"),
+        base=base or (load_default_model() if len(tcfg.modes) < 2 else None),
     )
     return model

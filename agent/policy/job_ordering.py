@@ -43,8 +43,11 @@ class JobColumns:
     """Per-job features of a queue, one array entry per job.
 
     `capacity` is the machine size (or the largest worker's cpu) and `free` what is
-    free now; `fits` says whether each job could start now. Policies that ignore the
-    machine (SJF, F1, ...) simply do not read them.
+    free now; `fits` says whether each job could start now. `release_in` and
+    `release_procs`, when known (the single-machine simulator), are the running
+    jobs' remaining *requested* times (sorted) and their sizes: from them
+    `start_delay` tells when each job could start. Policies that ignore the machine
+    (SJF, F1, ...) simply do not read them.
     """
 
     submit: np.ndarray
@@ -54,6 +57,22 @@ class JobColumns:
     fits: np.ndarray
     free: float = math.inf
     capacity: float = math.inf
+    release_in: np.ndarray | None = None
+    release_procs: np.ndarray | None = None
+
+    def start_delay(self) -> np.ndarray:
+        """Seconds until each job could start if nothing else started, by the running
+        jobs' requested ends (its EASY shadow time): 0 for jobs that fit now, and
+        also 0 for jobs that do not when the running jobs are unknown."""
+        delay = np.zeros(len(self.procs))
+        rel = self.release_in
+        if rel is None or not len(rel) or self.fits.all():
+            return delay
+        free_then = self.free + np.cumsum(self.release_procs)
+        k = np.searchsorted(free_then, self.procs, side="left")
+        late = ~self.fits
+        delay[late] = rel[np.minimum(k[late], len(rel) - 1)]
+        return delay
 
     @classmethod
     def from_tasks(

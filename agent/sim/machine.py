@@ -91,6 +91,9 @@ class MachineSim:
     def _columns(self, q: np.ndarray) -> JobColumns:
         tr = self.trace
         procs = tr.procs[q]
+        run = np.fromiter((k for _, k in self.running), np.int64, len(self.running))
+        ends = np.maximum(self.start[run] + tr.req_time[run] - self.t, 0.0)
+        by_end = np.argsort(ends, kind="stable")
         return JobColumns(
             submit=tr.submit[q],
             wait=np.maximum(self.t - tr.submit[q], 0.0),
@@ -99,6 +102,8 @@ class MachineSim:
             fits=procs <= self.free,
             free=self.free,
             capacity=float(self.n_procs),
+            release_in=ends[by_end],
+            release_procs=tr.procs[run][by_end],
         )
 
     def _ranked(self, jobs: list[int]) -> np.ndarray:

@@ -59,6 +59,38 @@ def _slice(text: str) -> tuple[float, float]:
     return (lo, hi)
 
 
+def _exclude(text: str) -> tuple[int, int, int]:
+    if not text:
+        return (0, 0, 0)
+    try:
+        k, length, seed = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--exclude {text!r}: use K:L:S, e.g. 10:1024:1") from None
+    if k <= 0 or length <= 0:
+        raise ConfigError(f"--exclude {text!r}: K and L must be positive")
+    return (k, length, seed)
+
+
+def _load(text: str) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--load {text!r}: use LO:HI, e.g. 0.9:1.25") from None
+    if not 0 < lo <= hi:
+        raise ConfigError(f"--load {text!r}: need 0 < LO <= HI")
+    return (lo, hi)
+
+
+def _names(text: str, known: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{flag}: unknown {unknown[0]!r} (known: {', '.join(known)})")
+    return names
+
+
 def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -> None:
     from cloudai.agent.learn.model import load_model
     from cloudai.agent.sim.policies import POLICY_NAMES
@@ -149,10 +181,32 @@ def sim_train(
     population: int = typer.Option(20, "--population", help="Candidates per iteration."),
     windows: int = typer.Option(12, "--windows", help="Training windows."),
     length: int = typer.Option(1024, "--length", help="Jobs per training window."),
-    workers: int = typer.Option(2, "--workers", help="Simulation processes."),
-    base: str = typer.Option("", "--base", help="openb: keep this model's orderer weights."),
+    workers: int = typer.Option(1, "--workers", help="Simulation processes (1: in-process)."),
+    base: str = typer.Option(
+        "", "--base", help="openb: keep its orderer; SWF: its weights for modes not searched."
+    ),
     synthetic: int = typer.Option(
         0, "--synthetic", help="SWF: also train on N seeded synthetic 256-processor sequences."
+    ),
+    exclude: str = typer.Option(
+        "",
+        "--exclude",
+        help="SWF: K:L:S, leave out the jobs of the K windows of L jobs that "
+        "`compare --sequences K --length L --seed S` evaluates on; train on "
+        "block-bootstrap sequences of the other jobs.",
+    ),
+    block: int = typer.Option(128, "--block", help="With --exclude: jobs per bootstrap block."),
+    load: str = typer.Option(
+        "", "--load", help="With --exclude: LO:HI, stretch each sequence to an offered load in it."
+    ),
+    init_std: float = typer.Option(1.0, "--init-std", help="SWF: CEM's initial spread."),
+    features: str = typer.Option(
+        "", "--features", help="SWF: comma-separated orderer features to search (default: all)."
+    ),
+    modes: str = typer.Option(
+        "backfill,no_backfill",
+        "--modes",
+        help="SWF: weight vectors to search; the other comes from --base (or the shipped model).",
     ),
 ) -> None:
     """Train the learned policy on (a slice of) a trace; write a model file.
@@ -160,12 +214,26 @@ def sim_train(
     SWF: the orderer's weights, by cross-entropy search in the simulator. openb: the
     placement profile's weights (the orderer is kept from --base or the shipped model)."""
     from cloudai.agent.learn.model import load_model
+    from cloudai.agent.learn.priority import FEATURES
     from cloudai.agent.learn.train import TrainConfig
     from cloudai.agent.learn.tune import train_on_trace
 
     cfg = _config(fmt, nodes, node_limit, procs, False, seed, limit, 0, 0, slice_)
     tcfg = TrainConfig(
-        iterations, population, 0.25, windows, length, seed, workers, synthetic=synthetic
+        iterations,
+        population,
+        0.25,
+        windows,
+        length,
+        seed,
+        workers,
+        init_std,
+        synthetic=synthetic,
+        exclude=_exclude(exclude),
+        block=block,
+        load=_load(load),
+        features=_names(features, FEATURES, "--features") or FEATURES,
+        modes=_names(modes, ("backfill", "no_backfill"), "--modes"),
     )
     say = lambda line: print(line, flush=True)  # noqa: E731
     model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)
