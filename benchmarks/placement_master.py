@@ -8,7 +8,9 @@
    workers (they share one in-process fake worker server that accepts every
    assignment, so nothing runs). The benchmark acts as the agent: it watches the
    stream and sends placements in batches of `--batch`; it reports committed
-   placements per second.
+   placements per second (acknowledged to the agent after the store transaction),
+   and delivered per second (until the workers received every committed placement)
+   with the number of AssignTask(s) calls that carried them.
 2. Latency at light load: the real `cloudai agent` process is started, and tasks are
    submitted one at a time; submit-to-placed is the master's own placed_at minus
    created_at for each task. Reports p50 and p99.
@@ -23,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,10 +43,23 @@ GiB = 1024**3
 
 
 class AcceptAll(master_worker_pb2_grpc.WorkerServicer):
+    """Accepts every assignment and counts them (with the calls that carried them)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.assigned = self.calls = 0
+
+    def _count(self, n: int) -> None:
+        with self.lock:
+            self.assigned += n
+            self.calls += 1
+
     def AssignTask(self, request, context):
+        self._count(1)
         return mw.AssignTaskResponse(accepted=True)
 
     def AssignTasks(self, request, context):
+        self._count(len(request.assignments))
         return mw.AssignTasksResponse(
             results=[mw.AssignTaskResponse(accepted=True) for _ in request.assignments]
         )
@@ -104,8 +120,13 @@ def submit_many(address: str, n: int) -> list[str]:
     return [stub.SubmitTask(cpb.SubmitTaskRequest(spec=spec)).task_id for _ in range(n)]
 
 
-def commit_throughput(address: str, n_workers: int, n_tasks: int, batch: int) -> float:
+def commit_throughput(
+    address: str, n_workers: int, n_tasks: int, batch: int, workers: AcceptAll
+) -> dict:
+    """Placements committed per second (acknowledged to the agent), and delivered per
+    second: until the workers have received every committed placement."""
     submit_many(address, n_tasks)
+    before = workers.assigned, workers.calls
     agent = master_agent_pb2_grpc.MasterAgentStub(rpc.channel(address))
     stream = agent.WatchSchedulingWork(apb.WatchRequest(agent_id="bench", max_batch=n_tasks))
     snapshot = next(iter(stream))
@@ -131,7 +152,20 @@ def commit_throughput(address: str, n_workers: int, n_tasks: int, batch: int) ->
         committed += sum(r.accepted for r in res.results)
     elapsed = time.perf_counter() - start
     stream.cancel()
-    return committed / elapsed
+    last, last_change = -1, time.perf_counter()
+    while (got := workers.assigned - before[0]) < committed:
+        if got != last:
+            last, last_change = got, time.perf_counter()
+        elif time.perf_counter() - last_change > 15:
+            break  # refused or failed calls put their tasks back in the queue
+        time.sleep(0.001)
+    delivered = time.perf_counter() - start if got >= committed else float("inf")
+    return {
+        "placements_per_s": committed / elapsed,
+        "delivered_per_s": committed / delivered,
+        "assign_calls": workers.calls - before[1],
+        "undelivered": committed - got,
+    }
 
 
 def latency(address: str, n: int) -> tuple[float, float]:
@@ -154,9 +188,10 @@ def latency(address: str, n: int) -> tuple[float, float]:
 
 
 def one_run(args: argparse.Namespace) -> dict:
+    workers = AcceptAll()
     server, worker_port, _ = rpc.build_server(
         "127.0.0.1:0",
-        [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(AcceptAll(), s)],
+        [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(workers, s)],
         ["cloudai.v1.Worker"],
     )
     server.start()
@@ -165,10 +200,16 @@ def one_run(args: argparse.Namespace) -> dict:
         master, address = start_master(root, agent_timeout=3600)
         try:
             register_workers(address, args.workers, worker_port)
-            rate = commit_throughput(address, args.workers, args.tasks, args.batch)
+            rates = commit_throughput(address, args.workers, args.tasks, args.batch, workers)
         finally:
             master.terminate()
             master.wait(10)
+        if rates["undelivered"]:
+            print(f"{rates['undelivered']} placements not delivered; the master said:")
+            for line in (root / "master.log").read_text().splitlines():
+                if "WARN" in line or "ERROR" in line:
+                    print("  " + line)
+        (root / "master.log").unlink()
         (root / "bench.db").unlink()
         master, address = start_master(root, agent_timeout=3600)
         agent = subprocess.Popen(
@@ -186,7 +227,7 @@ def one_run(args: argparse.Namespace) -> dict:
             agent.wait(10)
             master.wait(10)
     server.stop(0)
-    return {"placements_per_s": rate, "latency_p50_ms": p50, "latency_p99_ms": p99}
+    return {**rates, "latency_p50_ms": p50, "latency_p99_ms": p99}
 
 
 def main() -> int:
@@ -204,7 +245,9 @@ def main() -> int:
         runs.append(r)
         if not args.json:
             print(
-                f"run {i + 1}: {r['placements_per_s']:.0f} placements/s, "
+                f"run {i + 1}: {r['placements_per_s']:.0f} placements/s committed, "
+                f"{r['delivered_per_s']:.0f}/s delivered in {r['assign_calls']} calls "
+                f"({r['undelivered']} undelivered), "
                 f"p50 {r['latency_p50_ms']:.1f} ms, p99 {r['latency_p99_ms']:.1f} ms",
                 flush=True,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 
@@ -26,6 +27,10 @@ from .tasks import TaskManager
 
 log = logging.getLogger("cloudai.master")
 ASSIGN_TIMEOUT_S = 10.0
+# Dispatch batching under load: after a batch of at least LINGER_MIN_TASKS placements,
+# wait LINGER_S so that batches committed meanwhile share its calls to the workers.
+LINGER_MIN_TASKS = 64
+LINGER_S = 0.01
 
 
 class Dispatcher:
@@ -72,18 +77,38 @@ class Dispatcher:
         self._queue.put(list(tasks))
 
     def _dispatch_loop(self) -> None:
-        while True:
-            tasks = self._queue.get()
-            if tasks is None:
-                return
-            by_worker: dict[str, list[Task]] = {}
-            for task in tasks:
-                by_worker.setdefault(task.worker_id, []).append(task)
-            for worker_id, group in by_worker.items():
-                try:
-                    self._send(worker_id, group)
-                except Exception:  # a bug must not stop dispatching
-                    log.exception("dispatch to %s failed", worker_id)
+        while (tasks := self._drain()) is not None:
+            self._dispatch(tasks)
+
+    def _dispatch(self, tasks: list[Task]) -> None:
+        """One call per worker for all of `tasks`."""
+        by_worker: dict[str, list[Task]] = {}
+        for task in tasks:
+            by_worker.setdefault(task.worker_id, []).append(task)
+        for worker_id, group in by_worker.items():
+            try:
+                self._send(worker_id, group)
+            except Exception:  # a bug must not stop dispatching
+                log.exception("dispatch to %s failed", worker_id)
+
+    def _drain(self) -> list[Task] | None:
+        """Wait for committed placements, then take every batch queued since: under
+        load, batches committed while the last ones were sent travel together, one
+        call per worker instead of one per worker per batch. A large batch waits
+        LINGER_S for more to join it (a lone task never waits). None means stop."""
+        tasks = self._queue.get()
+        if tasks is not None and len(tasks) >= LINGER_MIN_TASKS:
+            time.sleep(LINGER_S)
+        while tasks is not None:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return tasks
+            if more is None:
+                self._queue.put(None)  # deliver what was taken, then stop
+                return tasks
+            tasks.extend(more)
+        return None
 
     def _send(self, worker_id: str, tasks: list[Task]) -> None:
         stub = self._stub(worker_id)
@@ -148,6 +173,7 @@ class Dispatcher:
 
     def close(self) -> None:
         self._queue.put(None)
+        self._thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for _, _, ch in self._stubs.values():

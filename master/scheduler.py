@@ -133,7 +133,7 @@ class Scheduler:
             )
             if self._stopping or (mine & self._outstanding.keys()) or self._version == sent_version:
                 return None
-        tasks = [t for t in self._tasks.pending() if not t.spec.pinned_worker][:MAX_BATCH]
+        tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]
         if not tasks:
             return None
         with self._cond:
@@ -259,14 +259,13 @@ class Scheduler:
                 policy="manual",
                 summary=f"pinned to {t.spec.pinned_worker} (manual override)",
             )
-            for t in self._tasks.pending()
-            if t.spec.pinned_worker
+            for t in self._tasks.pending(pinned=True)
         ]
         if decisions:
             self._apply_all(decisions, source="manual")
 
     def _fallback(self) -> None:
-        tasks = [t for t in self._tasks.pending() if not t.spec.pinned_worker][:MAX_BATCH]
+        tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]
         if not tasks:
             return
         log.info(

@@ -196,9 +196,7 @@ class Master:
         self.security.images.check(spec.image)
         if spec.pinned_worker:
             if not ident.is_admin:
-                raise PermissionDenied(
-                    "pinning a task to a worker (--worker) needs the admin role"
-                )
+                raise PermissionDenied("pinning a task to a worker (--worker) needs the admin role")
             self.check_pin(spec)
         if ident.authenticated:
             spec.owner = ident.subject

@@ -31,6 +31,7 @@ from cloudai.model import (
     new_task_id,
 )
 
+from .live import LiveIndex
 from .registry import WorkerRegistry
 from .store.base import Store, cut_log_tail
 
@@ -77,8 +78,7 @@ class TaskManager:
         self._max_transient = max_transient_retries
         self._on_change = on_change
         self._lock = threading.RLock()
-        self._live: dict[str, Task] = {}
-        self._alloc: dict[str, Resources] = {}
+        self._live = LiveIndex()
         self._reload()
 
     # -- reads -----------------------------------------------------------------
@@ -92,43 +92,30 @@ class TaskManager:
             raise NotFound(f"no task {task_id!r}")
         return task
 
-    def pending(self, now: float | None = None) -> list[Task]:
-        """PENDING tasks whose retry backoff has elapsed, oldest first."""
+    def pending(self, now: float | None = None, *, pinned: bool | None = None) -> list[Task]:
+        """PENDING tasks whose retry backoff has elapsed, oldest first: only those
+        pinned to a worker (pinned=True), only the others (False), or all."""
         now = time.time() if now is None else now
         with self._lock:
-            ready = [
-                t
-                for t in self._live.values()
-                if t.state == TaskState.PENDING and t.queued_at <= now
-            ]
-        return sorted(ready, key=lambda t: (t.queued_at, t.created_at))
+            return self._live.pending(now, pinned=pinned)
 
     def next_wakeup(self) -> float | None:
         """Earliest future queued_at among backed-off tasks (for the scheduler's timer)."""
-        now = time.time()
         with self._lock:
-            times = [
-                t.queued_at
-                for t in self._live.values()
-                if t.state == TaskState.PENDING and t.queued_at > now
-            ]
-        return min(times) if times else None
+            return self._live.next_wakeup(time.time())
 
     def allocated(self, worker_id: str) -> Resources:
         with self._lock:
-            a = self._alloc.get(worker_id)
-            return Resources(a.cpu, a.memory_bytes, a.gpu) if a else Resources()
+            return self._live.allocated(worker_id)
 
     def active_worker_ids(self) -> set[str]:
         """Workers that hold PLACED or RUNNING tasks."""
         with self._lock:
-            return {t.worker_id for t in self._live.values() if t.state.active and t.worker_id}
+            return self._live.active_worker_ids()
 
     def live_on(self, worker_id: str) -> list[Task]:
         with self._lock:
-            return [
-                _copy(t) for t in self._live.values() if t.worker_id == worker_id and t.state.active
-            ]
+            return [_copy(t) for t in self._live.on_worker(worker_id)]
 
     def is_current(self, task_id: str, attempt: int) -> bool:
         with self._lock:
@@ -160,7 +147,6 @@ class TaskManager:
 
     def _reload(self) -> None:
         self._live.clear()
-        self._alloc.clear()
         live = [TaskState.PENDING, TaskState.PLACED, TaskState.RUNNING]
         for task in self._store.list_tasks(states=live):
             self._index(task)
@@ -177,7 +163,7 @@ class TaskManager:
                 self._record(decision, committed=False, reject_reason=reason)
                 return None, reason
             assert task is not None
-            new = _copy(task)
+            new = task.evolve()
             now = time.time()
             new.state, new.attempt, new.worker_id, new.updated_at = (
                 TaskState.PLACED,
@@ -190,7 +176,9 @@ class TaskManager:
             if decision is not None:
                 decision.attempt = new.attempt
             self._record(decision, committed=True)
-            return _copy(new), ""
+            # The live index never mutates a task in place (copy on write), so the
+            # placed task is handed out as is; the dispatcher only reads it.
+            return new, ""
 
     def _placement_problem(self, task: Task | None, attempt: int, worker_id: str) -> str:
         if task is None:
@@ -209,7 +197,7 @@ class TaskManager:
         for key, value in task.spec.selector.items():
             if entry.record.labels.get(key) != value:
                 return f"worker {worker_id!r} lacks label {key}={value}"
-        free = entry.record.capacity - self._alloc.get(worker_id, Resources())
+        free = entry.record.capacity - self._live.allocated(worker_id)
         if not task.spec.resources.fits_in(free):
             need = _fmt(task.spec.resources)
             return f"task does not fit worker {worker_id!r} (free {_fmt(free)}, needs {need})"
@@ -227,7 +215,7 @@ class TaskManager:
             task = self._live.get(task_id)
             if task is None or task.attempt != attempt or task.state != TaskState.PLACED:
                 return
-            new = _copy(task)
+            new = task.evolve()
             self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_REJECTED, message)
             self._requeue(new, delay=0.5, avoid=task.worker_id)
             self._write(new, task)
@@ -268,7 +256,7 @@ class TaskManager:
     def _mark_running(self, task: Task, r: Report) -> tuple[bool, str]:
         if task.state == TaskState.RUNNING:
             return True, "already running"
-        new = _copy(task)
+        new = task.evolve()
         new.state, new.updated_at = TaskState.RUNNING, time.time()
         if new.current:
             new.current.state = TaskState.RUNNING
@@ -278,7 +266,7 @@ class TaskManager:
 
     def _finish(self, task: Task, r: Report) -> None:
         self._store.put_result(self._result(r))
-        new = _copy(task)
+        new = task.evolve()
         new.exit_code = r.exit_code
         self._end_attempt(new, r.state, r.exit_code, r.reason, r.message, r)
         delay = self._spend_retry(new, r)
@@ -309,6 +297,7 @@ class TaskManager:
         that asked for none ran under the worker's default limit, which its peak shows."""
         largest = max((e.record.capacity.memory_bytes for e in self._registry.all()), default=0)
         current = task.spec.resources.memory_bytes or peak or 256 * 1024**2
+        task.spec = task.spec.clone()  # the spec is shared with the previous version
         task.spec.resources.memory_bytes = min(current * 2, largest) if largest else current * 2
 
     # -- worker loss, cancel -------------------------------------------------------
@@ -316,10 +305,8 @@ class TaskManager:
         """Requeue the PLACED and RUNNING tasks of a lost worker; quarantine poison tasks."""
         moved = []
         with self._lock:
-            for task in [
-                t for t in self._live.values() if t.worker_id == worker_id and t.state.active
-            ]:
-                new = _copy(task)
+            for task in self._live.on_worker(worker_id):
+                new = task.evolve()
                 msg = f"worker {worker_id} lost (missed heartbeats)"
                 self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_LOST, msg)
                 new.worker_losses += 1
@@ -341,13 +328,11 @@ class TaskManager:
         now = time.time()
         orphans = []
         with self._lock:
-            for task in [
-                t for t in self._live.values() if t.worker_id == worker_id and t.state.active
-            ]:
+            for task in self._live.on_worker(worker_id):
                 cur = task.current
                 if (task.id, task.attempt) in running or (cur and now - cur.placed_at < grace_s):
                     continue
-                new = _copy(task)
+                new = task.evolve()
                 msg = f"worker {worker_id} no longer runs attempt {task.attempt}"
                 self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_LOST, msg)
                 self._requeue(new, delay=0.0)
@@ -366,7 +351,7 @@ class TaskManager:
                 if stored is None:
                     raise NotFound(f"no task {task_id!r}")
                 raise Conflict(f"task {task_id} is already {stored.state.value}")
-            new = _copy(task)
+            new = task.evolve()
             worker = task.worker_id if task.state.active else ""
             if new.current and task.state.active:
                 self._end_attempt(
@@ -415,21 +400,10 @@ class TaskManager:
         self._index(new)
 
     def _index(self, task: Task) -> None:
-        if task.state.terminal:
-            self._live.pop(task.id, None)
-            return
-        self._live[task.id] = task
-        if task.state.active and task.worker_id:
-            self._alloc[task.worker_id] = (
-                self._alloc.get(task.worker_id, Resources()) + task.spec.resources
-            )
+        self._live.add(task)
 
     def _unindex(self, task: Task) -> None:
-        self._live.pop(task.id, None)
-        if task.state.active and task.worker_id:
-            self._alloc[task.worker_id] = (
-                self._alloc.get(task.worker_id, Resources()) - task.spec.resources
-            )
+        self._live.remove(task)
 
     def _record(
         self, decision: DecisionRecord | None, *, committed: bool, reject_reason: str = ""

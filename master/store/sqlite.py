@@ -16,6 +16,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
 from cloudai.errors import Conflict, StoreError
 from cloudai.model import (
     DecisionRecord,
@@ -75,7 +77,12 @@ CREATE INDEX IF NOT EXISTS idx_telemetry_worker ON telemetry(worker_id, at);
 
 
 def _dumps(doc: dict) -> str:
-    return json.dumps(doc, separators=(",", ":"))
+    """Compact JSON. pydantic-core's encoder writes the same text several times faster
+    than json.dumps; json.dumps is the fallback for what it refuses (lone surrogates)."""
+    try:
+        return pydantic_core.to_json(doc).decode()
+    except (ValueError, UnicodeDecodeError):
+        return json.dumps(doc, separators=(",", ":"))
 
 
 class SQLiteStore(Store):

@@ -1,0 +1,98 @@
+"""The master's in-memory index of the tasks that are not finished.
+
+The store is the truth; this index mirrors its PENDING, PLACED and RUNNING tasks so
+that the hot paths never scan every task: the queue, the pinned tasks, the tasks
+waiting out a backoff, and each worker's tasks and allocation each have their own
+index. The caller (TaskManager) holds its lock around every call.
+"""
+
+from __future__ import annotations
+
+from cloudai.model import Resources, Task, TaskState
+
+
+class LiveIndex:
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._pending: dict[str, Task] = {}
+        self._pinned: set[str] = set()
+        self._delayed: set[str] = set()
+        self._on_worker: dict[str, set[str]] = {}
+        self._alloc: dict[str, Resources] = {}
+
+    def clear(self) -> None:
+        for d in (self._tasks, self._pending, self._on_worker, self._alloc):
+            d.clear()
+        self._pinned.clear()
+        self._delayed.clear()
+
+    def get(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self._tasks
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    # -- changes ---------------------------------------------------------------
+    def add(self, task: Task) -> None:
+        if task.state.terminal:
+            return
+        self._tasks[task.id] = task
+        if task.state == TaskState.PENDING:
+            self._pending[task.id] = task
+            if task.spec.pinned_worker:
+                self._pinned.add(task.id)
+            self._delayed.add(task.id)  # next_wakeup drops it once it is due
+        elif task.worker_id:
+            self._on_worker.setdefault(task.worker_id, set()).add(task.id)
+            self._alloc[task.worker_id] = (
+                self._alloc.get(task.worker_id, Resources()) + task.spec.resources
+            )
+
+    def remove(self, task: Task) -> None:
+        """Forget `task` (the version that was indexed)."""
+        self._tasks.pop(task.id, None)
+        if self._pending.pop(task.id, None) is not None:
+            self._pinned.discard(task.id)
+            self._delayed.discard(task.id)
+        elif task.worker_id and task.state.active:
+            ids = self._on_worker.get(task.worker_id)
+            if ids is not None:
+                ids.discard(task.id)
+                if not ids:
+                    del self._on_worker[task.worker_id]
+            self._alloc[task.worker_id] = (
+                self._alloc.get(task.worker_id, Resources()) - task.spec.resources
+            )
+
+    # -- queries ---------------------------------------------------------------
+    def pending(self, now: float, *, pinned: bool | None = None) -> list[Task]:
+        """PENDING tasks whose backoff has elapsed, oldest first; only the pinned ones
+        (pinned=True), only the unpinned ones (False) or all (None)."""
+        source = [self._pending[i] for i in self._pinned] if pinned else self._pending.values()
+        ready = [
+            t
+            for t in source
+            if t.queued_at <= now and (pinned is not False or not t.spec.pinned_worker)
+        ]
+        return sorted(ready, key=lambda t: (t.queued_at, t.created_at))
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest future queued_at among tasks waiting out a backoff."""
+        due = [i for i in self._delayed if self._pending[i].queued_at <= now]
+        self._delayed.difference_update(due)
+        times = [self._pending[i].queued_at for i in self._delayed]
+        return min(times) if times else None
+
+    def allocated(self, worker_id: str) -> Resources:
+        a = self._alloc.get(worker_id)
+        return Resources(a.cpu, a.memory_bytes, a.gpu) if a else Resources()
+
+    def active_worker_ids(self) -> set[str]:
+        return set(self._on_worker)
+
+    def on_worker(self, worker_id: str) -> list[Task]:
+        """The PLACED and RUNNING tasks `worker_id` holds."""
+        return [self._tasks[i] for i in self._on_worker.get(worker_id, ())]
