@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 
 import grpc
 
@@ -31,6 +32,10 @@ ASSIGN_TIMEOUT_S = 10.0
 # wait LINGER_S so that batches committed meanwhile share its calls to the workers.
 LINGER_MIN_TASKS = 64
 LINGER_S = 0.01
+# Commits go first: every YIELD_EVERY calls, dispatch waits up to YIELD_S for a batch
+# of commits in progress to finish (see Dispatcher.commit_first).
+YIELD_EVERY = 32
+YIELD_S = 0.05
 
 
 class Dispatcher:
@@ -54,6 +59,9 @@ class Dispatcher:
         self._thread.start()
         self._stubs: dict[str, tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
         self._lock = threading.Lock()
+        self._commits = 0
+        self._no_commit = threading.Event()
+        self._no_commit.set()
 
     def _stub(self, worker_id: str) -> mw_grpc.WorkerStub | None:
         """One channel per worker address, kept open: workers sharing an address
@@ -70,6 +78,22 @@ class Dispatcher:
                 self._stubs[address] = cached
             return cached[1]
 
+    @contextmanager
+    def commit_first(self) -> Iterator[None]:
+        """Around a batch of commits: dispatch pauses (between groups of calls, for
+        at most YIELD_S each time) so the commit that an agent is waiting on does not
+        share the interpreter with it; dispatch catches up in between."""
+        with self._lock:
+            self._commits += 1
+            self._no_commit.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._commits -= 1
+                if self._commits == 0:
+                    self._no_commit.set()
+
     def assign(self, tasks: list[Task]) -> None:
         """Send committed placements to their workers, one call per worker. This only
         queues them: a single thread issues non-blocking calls, so a large batch costs
@@ -85,7 +109,9 @@ class Dispatcher:
         by_worker: dict[str, list[Task]] = {}
         for task in tasks:
             by_worker.setdefault(task.worker_id, []).append(task)
-        for worker_id, group in by_worker.items():
+        for i, (worker_id, group) in enumerate(by_worker.items()):
+            if i % YIELD_EVERY == 0:
+                self._no_commit.wait(YIELD_S)
             try:
                 self._send(worker_id, group)
             except Exception:  # a bug must not stop dispatching

@@ -157,7 +157,7 @@ class Scheduler:
         """Commit each decision on its own, all in one store transaction; dispatch to
         workers only once that transaction is durable."""
         results, placed = [], []
-        with self._tasks.batch():
+        with self._dispatcher.commit_first(), self._tasks.batch():
             for d in decisions:
                 result, task = self._apply(d, source=source, fallback=fallback)
                 results.append(result)

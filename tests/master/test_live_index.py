@@ -5,6 +5,7 @@ placements committed together reach each worker in one call."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 from cloudai.master.dispatcher import Dispatcher
@@ -158,3 +159,20 @@ def test_batches_queued_together_share_one_call_per_worker(tasks, registry, monk
     d._queue.put(None)
     assert [t.id for t in d._drain()] == [placed[0].id]  # delivered before stopping
     assert d._drain() is None
+
+
+def test_dispatch_waits_for_a_commit_in_progress(tasks, registry, monkeypatch):
+    add_worker(registry, "w1")
+    placed = [place(tasks, tasks.submit(spec()).id)]
+    d = Dispatcher(registry, tasks, channel=lambda address: None)
+    d.close()
+    stub = _CountingStub()
+    monkeypatch.setattr(d, "_stub", lambda worker_id: stub)
+    with d.commit_first(), d.commit_first():
+        sender = threading.Thread(target=d._dispatch, args=(placed,))
+        sender.start()
+        time.sleep(0.02)  # dispatch waits up to YIELD_S (0.05 s) for the commit
+        assert stub.calls == []
+    sender.join(5)
+    assert stub.calls == [("AssignTask", 1)]
+    assert d._no_commit.is_set()
