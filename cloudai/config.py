@@ -76,6 +76,8 @@ class MasterSettings(TransportSettings):
     agent_timeout: float = Field(3.0, gt=0)
     # How often the master samples a worker's telemetry into the store.
     telemetry_sample_s: float = Field(60.0, gt=0)
+    # Telemetry samples older than this are deleted (the sweeper trims them hourly).
+    telemetry_retention_s: float = Field(86400.0, gt=0)
     # A task that took down this many workers in a row is quarantined as poison.
     max_worker_losses: int = Field(3, ge=1)
     # Engine trouble (pull_failed, docker_error) is retried this many times, with

@@ -36,6 +36,7 @@ from .tasks import TaskManager
 
 log = logging.getLogger("cloudai.master")
 SERVICES = ("cloudai.v1.MasterWorker", "cloudai.v1.Cluster", "cloudai.v1.MasterAgent")
+TRIM_EVERY_S = 3600.0  # how often old telemetry samples are deleted
 
 
 def default_decider() -> Decider:
@@ -141,10 +142,14 @@ class Master:
         self.store.close()
 
     def _sweep(self) -> None:
-        """Mark silent workers inactive and requeue their tasks."""
+        """Mark silent workers inactive and requeue their tasks; trim old telemetry."""
         interval = min(1.0, self.settings.heartbeat_timeout / 4)
+        trimmed_at = 0.0
         while not self._stop.wait(interval):
             try:
+                if time.time() - trimmed_at >= TRIM_EVERY_S:
+                    trimmed_at = time.time()
+                    self._trim_telemetry()
                 for worker_id in self.registry.expire():
                     moved = self.tasks.worker_lost(worker_id)
                     log.warning(
@@ -157,6 +162,12 @@ class Master:
                 self._requeue_ownerless()
             except CloudAIError as err:
                 log.error("sweeper: %s", err)
+
+    def _trim_telemetry(self) -> None:
+        keep = self.settings.telemetry_retention_s
+        n = self.store.trim_telemetry(time.time() - keep)
+        if n:
+            log.info("deleted %d telemetry sample(s) older than %.0f s", n, keep)
 
     def _requeue_ownerless(self) -> None:
         """Tasks held by a worker that is inactive or unknown have no live owner: a

@@ -62,6 +62,10 @@ class Store(ABC):
     def telemetry_history(self, worker_id: str, limit: int = 100) -> list[tuple[float, dict]]:
         """The newest `limit` samples of a worker, oldest first. limit=0 means all."""
 
+    @abstractmethod
+    def trim_telemetry(self, before: float) -> int:
+        """Delete the telemetry samples taken before `before`; returns how many."""
+
     # -- tasks ---------------------------------------------------------------
     @abstractmethod
     def create_task(self, task: Task) -> None:

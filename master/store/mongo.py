@@ -257,6 +257,10 @@ class MongoStore(Store):
             docs = list(cursor.limit(limit) if limit > 0 else cursor)
         return [(float(d["at"]), d["sample"]) for d in reversed(docs)]
 
+    def trim_telemetry(self, before: float) -> int:
+        with self._errors("trim_telemetry"):
+            return self._telemetry.delete_many({"at": {"$lt": float(before)}}).deleted_count
+
     # -- tasks ------------------------------------------------------------------
     def create_task(self, task: Task) -> None:
         with self._errors("create_task"):

@@ -246,6 +246,10 @@ class SQLiteStore(Store):
             rows = c.execute(sql, params).fetchall()
         return [(float(at), json.loads(s)) for at, s in reversed(rows)]
 
+    def trim_telemetry(self, before: float) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM telemetry WHERE at < ?", (float(before),)).rowcount
+
     # -- tasks ------------------------------------------------------------------
     def create_task(self, task: Task) -> None:
         with self._write() as c:

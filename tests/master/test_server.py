@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cloudai.cli.demo import free_port
 from cloudai.config import MasterSettings
+from cloudai.master.store import SQLiteStore
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
@@ -129,3 +130,20 @@ def test_settings_read_env_and_seed_mongo_keys(tmp_path, monkeypatch):
     assert s.mongodb_password.get_secret_value() == "s3cret" and "s3cret" not in repr(s)
     assert MasterSettings(port=7000).port == 7000  # a flag wins over env and .env
     monkeypatch.delenv("CLOUDAI_HEARTBEAT_TIMEOUT")
+
+
+def test_sweeper_trims_telemetry_past_retention(tmp_path):
+    store = SQLiteStore(tmp_path / "master.db")
+    now = time.time()
+    store.add_telemetry_sample("w-1", now - 7200, {"cpu_percent": 1.0})
+    store.add_telemetry_sample("w-1", now - 10, {"cpu_percent": 2.0})
+    store.close()
+    harness = make_harness(tmp_path, heartbeat_timeout=0.6, telemetry_retention_s=3600.0)
+    try:
+        store = harness.master.store
+        deadline = time.time() + 5
+        while len(store.telemetry_history("w-1", limit=0)) != 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert [s for _, s in store.telemetry_history("w-1", limit=0)] == [{"cpu_percent": 2.0}]
+    finally:
+        harness.close()

@@ -87,6 +87,17 @@ def test_telemetry_history_is_newest_samples_oldest_first(store: Store) -> None:
     assert store.telemetry_history("w-none") == []
 
 
+def test_trim_telemetry_deletes_only_older_samples(store: Store) -> None:
+    for at in [1.0, 2.0, 3.0, 4.0]:
+        store.add_telemetry_sample("w-1", at, {"cpu": at})
+    store.add_telemetry_sample("w-2", 1.5, {"cpu": 0.1})
+
+    assert store.trim_telemetry(3.0) == 3  # 1.0, 1.5 and 2.0; 3.0 itself stays
+    assert [at for at, _ in store.telemetry_history("w-1", limit=0)] == [3.0, 4.0]
+    assert store.telemetry_history("w-2") == []
+    assert store.trim_telemetry(3.0) == 0
+
+
 # -- tasks: create / get ------------------------------------------------------------
 def test_full_task_round_trips_exactly(store: Store) -> None:
     task = make_full_task()
