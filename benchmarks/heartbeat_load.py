@@ -23,7 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 import grpc
 import psutil
 
-from cloudai.cli.demo import free_port
+from cloudai.cli.demo import LocalCluster
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc
 from cloudai.proto import common_pb2 as pb
@@ -41,32 +42,6 @@ from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 
 GiB = 1024**3
 IMAGES = [f"cloudai/image-{i}:latest" for i in range(5)]
-
-
-def start_master(root: Path, timeout: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = open(root / "master.log", "ab")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cloudai",
-            "master",
-            "--no-console",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{root / 'load.db'}",
-            "--heartbeat-timeout",
-            str(timeout),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    return proc, f"127.0.0.1:{port}"
 
 
 def telemetry(i: int) -> pb.Telemetry:
@@ -159,7 +134,8 @@ def run(
 ) -> dict:
     """Run the load against a fresh master process; return the figures."""
     root = Path(tempfile.mkdtemp(prefix="cloudai-hbload-"))
-    proc, address = start_master(root, timeout)
+    local = LocalCluster(root, heartbeat_timeout=timeout)
+    proc, address = local.start_master(), local.address
     try:
         channel = grpc.insecure_channel(address)
         cluster = client_pb2_grpc.ClusterStub(channel)
@@ -205,13 +181,11 @@ def run(
             "master_cpu_max_pct": round(max(steady, default=0.0), 1),
             "master_rss_mb": round(max(rss, default=0) / 1024**2, 1),
             "wall_s": round(wall, 1),
+            "machine_load_1m": round(os.getloadavg()[0], 2),
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        local.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:

@@ -34,6 +34,7 @@ from cloudai.worker.outcome import (
     docker_error_outcome,
     finished_outcome,
     start_failure_message,
+    stopped_by_signal,
 )
 
 # Called once the container runs: (started_at, container_id).
@@ -185,12 +186,9 @@ class DockerExecutor:
         return out
 
     def cached_images(self, limit: int = 200) -> list[str]:
-        """Local image tags, for heartbeats ([] if Docker is down)."""
-        try:
-            client = self._client()
-        except DOCKER_ERRORS:
-            return []
-        return self._images.tags(client, limit)
+        """Local image tags, for heartbeats ([] if Docker is down). Never blocks for
+        long on a slow engine: the list is refreshed in the background."""
+        return self._images.tags(self._client, limit)
 
     def close(self) -> None:
         with self._lock:
@@ -304,11 +302,30 @@ class DockerExecutor:
             active, container, started_at, timeout_s, peak
         )
         finished_at = time.time()
-        container.reload()
+        try:
+            container.reload()
+        except DOCKER_ERRORS as err:
+            if not _engine_gone(err):
+                raise
+            engine_lost = True  # it exited, then the engine went away before we looked
+            container = self._reattach(active, type(err).__name__, err)
+            container.reload()
         state = container.attrs.get("State", {})
         outcome = finished_outcome(
             state, killed_for=killed_for, timeout_s=timeout_s, memory_limit=memory_limit
         )
+        if (
+            not engine_lost
+            and killed_for is None
+            and stopped_by_signal(outcome)
+            and not self._engine_accepts_new_connections()
+        ):
+            # A daemon that shuts down first closes its socket to new connections, then
+            # stops its containers (without live-restore), still answering on the
+            # connections already open: our wait ended normally, but the container
+            # died of the restart, not of its own. Wait for the engine, then report.
+            engine_lost = True
+            container = self._reattach(active, "container stopped while the engine shut down")
         if engine_lost:
             outcome = after_engine_outage(outcome)
         if outcome.reason == Reason.OOM_KILLED:
@@ -343,7 +360,7 @@ class DockerExecutor:
                 if waiter.error is None or not _engine_gone(waiter.error):
                     break
                 engine_lost = True
-                container = self._reattach(active, waiter.error)
+                container = self._reattach(active, type(waiter.error).__name__, waiter.error)
                 waiter = ct.ExitWaiter(container)
                 continue
             if killed_for is None:
@@ -362,23 +379,30 @@ class DockerExecutor:
             killed_for = Reason.CANCELLED  # killed by cancel() before the loop noticed
         return killed_for, container, engine_lost
 
-    def _reattach(self, active: _Active, error: BaseException) -> Container:
+    def _reattach(
+        self, active: _Active, cause: str, error: BaseException | None = None
+    ) -> Container:
         """The engine went away while we waited on the container (a daemon restart,
         a socket blip). Poll until it answers again, then carry on supervising the
         container if it still exists. Raises NotFound if the container is gone, and
-        DockerException if the engine stays away for longer than engine_grace_s."""
+        DockerException if the engine stays away for longer than engine_grace_s.
+        Each poll opens new connections: a daemon shutting down still answers on the
+        ones already open, so only a new one tells that it is back."""
         name = ct.container_name(active.task_id, active.attempt)
         grace = self._settings.engine_grace_s
         print(
             f"[{self.worker_id}] Docker engine unreachable while supervising {name} "
-            f"({type(error).__name__}); waiting up to {grace:g}s for it",
+            f"({cause}); waiting up to {grace:g}s for it",
             flush=True,
         )
         give_up = time.monotonic() + grace
         while time.monotonic() < give_up:
             time.sleep(min(ENGINE_POLL_S, max(0.0, give_up - time.monotonic())))
+            client = self._new_client()
+            if client is None:
+                continue
             try:
-                container = self._client().containers.get(name)
+                container = client.containers.get(name)
             except NotFound:
                 print(f"[{self.worker_id}] {name} is gone after the engine outage", flush=True)
                 raise
@@ -404,6 +428,33 @@ class DockerExecutor:
         return text
 
     # ---- helpers -----------------------------------------------------------
+
+    def _new_client(self) -> docker.DockerClient | None:
+        """A client on new connections, made the worker's client when the engine
+        answers on them (the old one is left to whoever still holds it); None if
+        the engine refuses."""
+        try:
+            client = self._factory()
+            client.ping()
+        except DOCKER_ERRORS:
+            return None
+        with self._lock:
+            self._client_obj = client
+        return client
+
+    def _engine_accepts_new_connections(self) -> bool:
+        try:
+            probe = self._factory()
+        except DOCKER_ERRORS:
+            return False
+        try:
+            probe.ping()
+        except DOCKER_ERRORS:
+            return False
+        finally:
+            with contextlib.suppress(*DOCKER_ERRORS):
+                probe.close()
+        return True
 
     def _client(self) -> docker.DockerClient:
         """Created lazily and again after a failure, so a worker started before the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import docker
 from docker.errors import APIError, ImageNotFound
@@ -14,6 +15,10 @@ from cloudai.worker.outcome import Outcome, pull_outcome
 
 # Heartbeats are frequent; the image list changes rarely.
 IMAGE_LIST_CACHE_S = 10.0
+# How long a caller waits for a refresh it started. The refresh runs in its own
+# thread: an engine that accepts connections but does not answer (a daemon still
+# starting, a wedged one) must not hold up heartbeats for the client's 60 s timeout.
+IMAGE_LIST_WAIT_S = 2.0
 
 
 def ensure_image(client: docker.DockerClient, image: str, always_pull: bool) -> Outcome | None:
@@ -38,26 +43,45 @@ def ensure_image(client: docker.DockerClient, image: str, always_pull: bool) -> 
 
 
 class ImageList:
-    """Local image tags, cached for a few seconds."""
+    """Local image tags, cached for a few seconds and refreshed in the background."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait_s: float = IMAGE_LIST_WAIT_S) -> None:
         self._lock = threading.Lock()
         self._stamp = 0.0
         self._tags: list[str] = []
+        self._refresh: threading.Thread | None = None
+        self._wait_s = wait_s
 
     def invalidate(self) -> None:
         with self._lock:
             self._stamp = 0.0
 
-    def tags(self, client: docker.DockerClient, limit: int) -> list[str]:
+    def tags(self, client: Callable[[], docker.DockerClient], limit: int) -> list[str]:
+        """The tags, refreshed when stale. A caller that starts a refresh waits up to
+        wait_s for it; while it is still running, others get the last list at once
+        (stale beats empty while the engine blips)."""
         with self._lock:
             if time.monotonic() - self._stamp < IMAGE_LIST_CACHE_S:
                 return self._tags[:limit]
-        try:
-            images = client.images.list()
-        except DOCKER_ERRORS:
-            return self._tags[:limit]  # stale beats empty while the engine blips
-        tags = [tag for image in images for tag in image.tags if "<none>" not in tag]
+            started = self._refresh is None
+            if started:
+                self._refresh = threading.Thread(
+                    target=self._load, args=(client,), name="image-list", daemon=True
+                )
+                self._refresh.start()
+            refresh = self._refresh
+        if started:
+            refresh.join(self._wait_s)
         with self._lock:
-            self._stamp, self._tags = time.monotonic(), tags
-        return tags[:limit]
+            return self._tags[:limit]
+
+    def _load(self, client: Callable[[], docker.DockerClient]) -> None:
+        try:
+            images = client().images.list()
+        except DOCKER_ERRORS:
+            images = None
+        with self._lock:
+            self._refresh = None
+            if images is not None:
+                self._tags = [t for image in images for t in image.tags if "<none>" not in t]
+                self._stamp = time.monotonic()

@@ -29,8 +29,11 @@ from cloudai.worker.reporter import backoff_delays
 
 REGISTER_BACKOFF_S = (0.5, 10.0)
 RPC_TIMEOUT_S = 5.0
+
+
 # gRPC's own reconnect backoff grows to 120 s by default: after a long master outage
-# the worker would sit out up to two minutes with the master long back. Cap it.
+# the worker would sit out up to two minutes with the master long back. The channel
+# options of cloudai.rpc cap it at 2 s.
 def master_channel(target: str, transport: rpc.Transport = rpc.PLAINTEXT) -> grpc.Channel:
     """The channel to the master: mTLS and the worker's token when configured."""
     return transport.channel(target)

@@ -124,12 +124,18 @@ def after_engine_outage(outcome: Outcome) -> Outcome:
     signal (exit >= 128, not an OOM kill) was most likely stopped by the engine's own
     restart: that is the engine's failure (docker_error, retried within its own
     bound), not the task's. Anything else is the task's own outcome."""
-    code = outcome.exit_code
-    if outcome.reason != Reason.NONZERO_EXIT or code is None or code < 128:
+    if not stopped_by_signal(outcome):
         return outcome
     return Outcome(
         TaskState.FAILED,
-        code,
+        outcome.exit_code,
         Reason.DOCKER_ERROR,
-        f"container stopped during a Docker engine outage (exit {code})",
+        f"container stopped during a Docker engine outage (exit {outcome.exit_code})",
     )
+
+
+def stopped_by_signal(outcome: Outcome) -> bool:
+    """The task's process died of a signal (exit >= 128) that was not an OOM kill and
+    not ours (a timeout or a cancel has its own reason)."""
+    code = outcome.exit_code
+    return outcome.reason == Reason.NONZERO_EXIT and code is not None and code >= 128

@@ -59,6 +59,15 @@ def make_cluster(tmp_path, docker_client, request):
             print(log.read_text(errors="replace")[-6000:])
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked docker_restart stop and start the machine's real dockerd, which
+    kills every container on it: run them after everything else in the session.
+    (A conftest's collection hook sees every item of the session, not only these.)"""
+    last = [item for item in items if item.get_closest_marker("docker_restart")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -1,12 +1,11 @@
-"""Docker engine trouble (issue 5, "the worker survives the Docker daemon restarting").
-
-Restarting the real dockerd would kill every container of every other suite and
-engineer on this machine, so the worker here talks to Docker through a socket proxy
-(DOCKER_HOST) that the test cuts and restores. From the worker's side that is what a
-daemon restart looks like: every connection drops, new ones are refused, then the
-engine answers again. The containers keep running meanwhile, as with Docker's
-live-restore; a real restart without live-restore stops them, which the worker
-reports as docker_error (worker/outcome.py: after_engine_outage, unit-tested).
+"""Docker engine trouble (issue 5, "the worker survives the Docker daemon restarting"),
+simulated: the worker talks to Docker through a socket proxy (DOCKER_HOST) that the
+test cuts and restores, so the outage can last as long as the test wants (past the
+worker's grace) without touching the engine other tests use. From the worker's side
+that is what a daemon going away looks like: every connection drops, new ones are
+refused, then the engine answers again. The containers keep running meanwhile, as
+with Docker's live-restore. The real dockerd restart, which stops the containers
+(no live-restore), is tests/faults/test_docker_restart.py, run last in the session.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ that ends during a Docker engine outage is named."""
 
 from __future__ import annotations
 
+import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,7 +27,8 @@ from cloudai.model import (
     WorkerHealth,
     WorkerRecord,
 )
-from cloudai.worker.outcome import Outcome, after_engine_outage
+from cloudai.worker.images import ImageList
+from cloudai.worker.outcome import Outcome, after_engine_outage, stopped_by_signal
 
 GiB = 1024**3
 MiB = 1024**2
@@ -60,7 +63,7 @@ def _fail(manager: TaskManager, task_id: str, reason: str, peak: int = 0) -> Tas
 
 def _ready(manager: TaskManager, task_id: str) -> None:
     with manager._lock:  # the backoff is real time; the test does not wait it out
-        manager._live[task_id].queued_at = 0
+        manager._live.get(task_id).queued_at = 0
 
 
 @pytest.mark.parametrize(
@@ -153,3 +156,35 @@ def test_avoided_workers_lapse_for_a_task_that_waits(store):
 def test_an_attempt_ending_in_an_engine_outage_is_named(before, reason):
     after = after_engine_outage(before)
     assert after.reason == reason and after.exit_code == before.exit_code
+    assert stopped_by_signal(before) == (reason != before.reason)
+    if after.reason == Reason.DOCKER_ERROR:
+        assert "Docker engine" in after.message
+
+
+def test_the_image_list_never_holds_a_heartbeat_on_a_hung_engine():
+    """An engine that accepts but does not answer (a daemon still starting): the
+    caller that starts a refresh waits its bounded while, the others not at all, and
+    the last list is kept until the engine answers."""
+    release = threading.Event()
+    answers = [["cloudai/base:bookworm"]]
+
+    def client():
+        if not release.wait(30):
+            raise OSError("never released")
+        tags = answers.pop(0) if answers else ["new:1"]
+        return SimpleNamespace(images=SimpleNamespace(list=lambda: [SimpleNamespace(tags=tags)]))
+
+    images = ImageList(wait_s=0.3)
+    began = time.monotonic()
+    assert images.tags(client, 10) == []  # hung: gives up after wait_s
+    assert 0.25 < time.monotonic() - began < 2
+    began = time.monotonic()
+    assert images.tags(client, 10) == []  # a refresh is running: no wait at all
+    assert time.monotonic() - began < 0.1
+    release.set()
+    deadline = time.monotonic() + 5
+    while images.tags(client, 10) != ["cloudai/base:bookworm"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    images.invalidate()
+    assert images.tags(client, 10) == ["new:1"]

@@ -1,0 +1,166 @@
+"""The real Docker daemon, stopped and started again the way scripts/setup.sh starts
+it (`setsid nohup dockerd ${CLOUDAI_DOCKERD_ARGS} >>/var/log/cloudai-dockerd.log`).
+
+Before stopping it, the daemon's command line, environment and working directory are
+read from /proc, so the daemon that comes back is the one that went away. Every wait
+is bounded, and `ensure_up()` starts a daemon that is not running again: tests call
+it from their teardown, so a failed test never leaves the machine without Docker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PID_FILE = Path("/var/run/docker.pid")
+LOG = Path("/var/log/cloudai-dockerd.log")
+SOCKET = "/var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the running dockerd was started: what is needed to start it the same way."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    log: str  # where its stdout goes ("" when unknown)
+
+
+def running_pid() -> int:
+    """The live dockerd's pid, or 0."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(PID_FILE.read_text().strip())
+        if _is_dockerd(pid):
+            return pid
+    out = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout
+    for word in out.split():
+        if _is_dockerd(int(word)):
+            return int(word)
+    return 0
+
+
+def _is_dockerd(pid: int) -> bool:
+    """Alive (not a zombie) and named dockerd."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    return name == "dockerd" and stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def read_launch(pid: int) -> Launch:
+    proc = Path(f"/proc/{pid}")
+    argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0") if a]
+    env = {}
+    for item in proc.joinpath("environ").read_bytes().split(b"\0"):
+        key, sep, value = item.decode(errors="replace").partition("=")
+        if sep:
+            env[key] = value
+    log = ""
+    with contextlib.suppress(OSError):
+        log = os.readlink(proc / "fd" / "1")
+    return Launch(argv=argv, env=env, cwd=os.readlink(proc / "cwd"), log=log)
+
+
+def answers(timeout: float = 5.0) -> bool:
+    """Whether the engine answers `docker info` now."""
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+class Daemon:
+    """The machine's dockerd, as scripts/setup.sh started it."""
+
+    def __init__(self) -> None:
+        pid = running_pid()
+        if not pid:
+            raise RuntimeError("no dockerd is running")
+        self.launch = read_launch(pid)
+
+    @staticmethod
+    def why_not_restartable() -> str:
+        """Why this test must not restart the daemon here ("" when it may)."""
+        if os.geteuid() != 0:
+            return "not root: cannot stop and start dockerd"
+        pid = running_pid()
+        if not pid:
+            return "no dockerd process is running"
+        if Path("/run/systemd/system").is_dir() and _is_systemd_unit(pid):
+            return "dockerd runs under systemd, not started by scripts/setup.sh"
+        try:
+            log = os.readlink(f"/proc/{pid}/fd/1")
+        except OSError:
+            log = ""
+        if log != str(LOG):
+            return f"dockerd was not started by scripts/setup.sh (its output goes to {log!r})"
+        return ""
+
+    def stop(self, timeout: float = 60.0) -> float:
+        """SIGTERM, then wait for the process to end and the socket to stop answering.
+        Returns the seconds the process took to exit."""
+        began = time.monotonic()
+        pid = running_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            _wait(lambda: not _is_dockerd(pid), timeout, f"dockerd {pid} to exit", every=0.05)
+        took = time.monotonic() - began
+        _wait(lambda: not answers(2.0), 10, "the Docker socket to stop answering")
+        return took
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start dockerd as setup.sh does and wait until `docker info` answers.
+        Returns the seconds it took."""
+        began = time.monotonic()
+        argv = " ".join(shlex.quote(a) for a in self.launch.argv)
+        log = shlex.quote(self.launch.log or str(LOG))
+        # The shell exits at once: the daemon is nobody's child, as after setup.sh.
+        subprocess.run(
+            ["sh", "-c", f"setsid nohup {argv} >>{log} 2>&1 </dev/null &"],
+            env=self.launch.env,
+            cwd=self.launch.cwd,
+            check=True,
+            timeout=10,
+        )
+        _wait(answers, timeout, "`docker info` to answer after starting dockerd", every=0.2)
+        return time.monotonic() - began
+
+    def ensure_up(self, timeout: float = 60.0) -> None:
+        """Start the daemon again unless it answers (teardown after any failure)."""
+        if answers():
+            return
+        if not running_pid():
+            self.start(timeout)
+        else:
+            _wait(answers, timeout, "`docker info` to answer", every=0.5)
+
+
+def _is_systemd_unit(pid: int) -> bool:
+    try:
+        return ".service" in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
+def _wait(predicate, timeout: float, what: str, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
