@@ -7,7 +7,6 @@ not a skip: `make test` sets all three up before pytest runs.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from cloudai.cli.client import CliExit
 from cloudai.cli.demo import LocalCluster
+from tests.dockerkit import missing, require_docker
 
 SAMPLE_IMAGE = "cloudai/sample-task:latest"
 BASE_IMAGE = "cloudai/base:bookworm"
@@ -26,28 +26,9 @@ REGISTRY = "127.0.0.1:5000"
 SUCCESS_LINE = "✓ Task completed successfully!"
 
 
-def _missing(what: str) -> None:
-    msg = f"{what} (run `bash scripts/setup.sh` or `make test`)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def docker_client():
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as err:  # noqa: BLE001 - any failure means "no engine"
-        _missing(f"no Docker engine: {err}")
-    for image in (SAMPLE_IMAGE, BASE_IMAGE):
-        try:
-            client.images.get(image)
-        except Exception:  # noqa: BLE001
-            _missing(f"image {image} missing")
-    return client
+    return require_docker(SAMPLE_IMAGE, BASE_IMAGE, timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +36,7 @@ def registry(docker_client) -> str:
     try:
         urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3).read()
     except Exception as err:  # noqa: BLE001
-        _missing(f"no local registry on {REGISTRY}: {err}")
+        missing(f"no local registry on {REGISTRY}: {err}")
     return REGISTRY
 
 

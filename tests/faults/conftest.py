@@ -5,34 +5,16 @@ In CI (CI=true) a missing Docker engine or base image is a failure, not a skip.
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.dockerkit import require_docker
 
 from .faultkit import BASE_IMAGE, FaultCluster, remove_containers
 
 
-def _missing(what: str) -> None:
-    msg = f"{what} (run `bash scripts/setup.sh` or `make test`)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def docker_client():
-    import docker
-
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except Exception as err:  # noqa: BLE001 - any failure means "no engine"
-        _missing(f"no Docker engine: {err}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:  # noqa: BLE001
-        _missing(f"image {BASE_IMAGE} missing")
-    return client
+    return require_docker(BASE_IMAGE)
 
 
 @pytest.fixture

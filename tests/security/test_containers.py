@@ -20,6 +20,7 @@ from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.rpc import channel
 from cloudai.worker.executor import DockerExecutor
 from cloudai.worker.node import WorkerNode
+from tests.dockerkit import require_docker
 from tests.worker.fake_master import FakeMaster
 from tests.worker.workerkit import BASE_IMAGE, make_settings, remove_worker_containers
 
@@ -30,16 +31,7 @@ PIDS_LIMIT = 64
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[docker.DockerClient]:
-    import os
-
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(BASE_IMAGE)
-    except docker.errors.DockerException as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"no Docker engine or {BASE_IMAGE}: {err}")
-        pytest.skip(f"no Docker engine or {BASE_IMAGE}: {err}")
+    client = require_docker(BASE_IMAGE)
     yield client
     client.close()
 

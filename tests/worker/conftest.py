@@ -9,20 +9,13 @@ import pytest
 
 from cloudai.config import WorkerSettings
 from cloudai.worker.executor import DockerExecutor
+from tests.dockerkit import require_docker
 from tests.worker.workerkit import BASE_IMAGE, make_settings, remove_worker_containers
 
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as err:
-        pytest.skip(f"no Docker engine: {err}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{BASE_IMAGE} is missing: run scripts/setup.sh")
+    client = require_docker(BASE_IMAGE)
     yield client
     client.close()
 
