@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from cloudai import rpc
-from cloudai.cli.demo import free_port
+from cloudai.cli.demo import LocalCluster
 from cloudai.convert import spec_to_pb
 from cloudai.model import Resources, TaskSpec
 from cloudai.proto import client_pb2 as cpb
@@ -69,33 +69,13 @@ class AcceptAll(master_worker_pb2_grpc.WorkerServicer):
 
 
 def start_master(root: Path, agent_timeout: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cloudai",
-            "master",
-            "--no-console",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{root / 'bench.db'}",
-            "--heartbeat-timeout",
-            "600",
-            "--agent-timeout",
-            str(agent_timeout),
-        ],
-        stdout=open(root / "master.log", "ab"),  # noqa: SIM115 - owned by the process
-        stderr=subprocess.STDOUT,
-    )
-    address = f"127.0.0.1:{port}"
-    ch = rpc.channel(address)
+    """A real master process on a fresh port, with its store and log in `root`."""
+    local = LocalCluster(root, heartbeat_timeout=600, agent_timeout=agent_timeout)
+    proc = local.start_master()
+    ch = rpc.channel(local.address)
     client_pb2_grpc.ClusterStub(ch).GetStatus(cpb.StatusRequest(), timeout=30, wait_for_ready=True)
     ch.close()
-    return proc, address
+    return proc, local.address
 
 
 def register_workers(address: str, n: int, worker_port: int) -> None:
@@ -210,7 +190,7 @@ def one_run(args: argparse.Namespace) -> dict:
                 if "WARN" in line or "ERROR" in line:
                     print("  " + line)
         (root / "master.log").unlink()
-        (root / "bench.db").unlink()
+        (root / "master.db").unlink()
         master, address = start_master(root, agent_timeout=3600)
         agent = subprocess.Popen(
             [sys.executable, "-m", "cloudai", "agent", "--master", address],
