@@ -52,9 +52,14 @@ class LocalCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self._env(name),
         )
         self.procs[name] = proc
         return proc
+
+    def _env(self, name: str) -> dict[str, str] | None:
+        """The environment of process `name` (None: this one's)."""
+        return None
 
     def start_master(self) -> subprocess.Popen:
         return self._spawn(

@@ -26,7 +26,7 @@ from typing import Any
 import docker
 
 from cloudai.cli.client import Client, CliExit
-from cloudai.cli.demo import LocalCluster, free_port
+from cloudai.cli.demo import LocalCluster
 from cloudai.convert import spec_to_pb
 from cloudai.model import Resources, TaskSpec
 from cloudai.proto import client_pb2 as cpb
@@ -94,36 +94,8 @@ class FaultCluster(LocalCluster):
     def wid(self, n: int) -> str:
         return f"{self.prefix}-w{n}"
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cloudai", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**self.env, **self.worker_env.get(name, {})},
-        )
-        self.procs[name] = proc
-        return proc
-
-    def start_worker(self, worker_id: str, *extra: str) -> subprocess.Popen:
-        return self._spawn(
-            worker_id,
-            [
-                "worker",
-                "--id",
-                worker_id,
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(free_port()),
-                "--master",
-                self.address,
-                "--heartbeat-interval",
-                "1",
-                *extra,
-            ],
-        )
+    def _env(self, name: str) -> dict[str, str]:
+        return {**self.env, **self.worker_env.get(name, {})}
 
     @property
     def api(self) -> Client:
