@@ -26,6 +26,7 @@ from cloudai.errors import NotFound as CloudNotFound
 from cloudai.model import Reason, TaskSpec, TaskState
 from cloudai.worker import containers as ct
 from cloudai.worker.containers import DOCKER_ERRORS
+from cloudai.worker.engine import EngineConnection, engine_gone
 from cloudai.worker.images import ImageList, ensure_image
 from cloudai.worker.logs import LogStream, collect_tail, last_lines
 from cloudai.worker.outcome import (
@@ -65,8 +66,7 @@ class DockerExecutor:
     ) -> None:
         self.worker_id = settings.id
         self._settings = settings
-        self._factory = client_factory or (lambda: docker.from_env(max_pool_size=64))
-        self._client_obj: docker.DockerClient | None = None
+        self._engine = EngineConnection(client_factory)
         self._lock = threading.Lock()
         self._active: dict[tuple[str, int], _Active] = {}
         self._tails: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -132,7 +132,8 @@ class DockerExecutor:
         if self.is_active(task_id, attempt):
             return False
         try:
-            self._client().containers.get(ct.container_name(task_id, attempt)).remove(force=True)
+            name = ct.container_name(task_id, attempt)
+            self._engine.client().containers.get(name).remove(force=True)
         except DOCKER_ERRORS:
             return False
         return True
@@ -154,7 +155,7 @@ class DockerExecutor:
         if attempt <= 0:
             attempt = self._latest_attempt(task_id)
         try:
-            container = self._client().containers.get(ct.container_name(task_id, attempt))
+            container = self._engine.client().containers.get(ct.container_name(task_id, attempt))
             stream = container.logs(
                 stdout=True, stderr=True, stream=True, follow=follow, tail=tail or "all"
             )
@@ -170,36 +171,36 @@ class DockerExecutor:
     def list_managed(self) -> list[ct.Managed]:
         """Containers this worker created and that still exist ([] if Docker is down)."""
         try:
-            found = self._client().containers.list(
+            # One listing call: the high-level list inspects each container after
+            # listing, and fails if one is removed in between.
+            found = self._engine.client().api.containers(
                 all=True, filters=ct.managed_filter(self.worker_id)
             )
         except DOCKER_ERRORS:
             return []
         out: list[ct.Managed] = []
         for container in found:
+            labels = container.get("Labels") or {}
             try:
-                attempt = int(container.labels.get(ct.LABEL_ATTEMPT, ""))
+                attempt = int(labels.get(ct.LABEL_ATTEMPT, ""))
             except ValueError:
                 continue
-            task_id = container.labels.get(ct.LABEL_TASK, "")
-            out.append(ct.Managed(task_id, attempt, container.status))
+            task_id = labels.get(ct.LABEL_TASK, "")
+            out.append(ct.Managed(task_id, attempt, container.get("State", "")))
         return out
 
     def cached_images(self, limit: int = 200) -> list[str]:
         """Local image tags, for heartbeats ([] if Docker is down). Never blocks for
         long on a slow engine: the list is refreshed in the background."""
-        return self._images.tags(self._client, limit)
+        return self._images.tags(self._engine.client, limit)
 
     def close(self) -> None:
-        with self._lock:
-            client, self._client_obj = self._client_obj, None
-        if client is not None:
-            client.close()
+        self._engine.close()
 
     # ---- one attempt -------------------------------------------------------
 
     def _run(self, active: _Active, spec: TaskSpec, on_running: OnRunning | None) -> Outcome:
-        client = self._client()
+        client = self._engine.client()
         failed_pull = ensure_image(client, spec.image, spec.always_pull)
         if failed_pull is not None:
             return failed_pull
@@ -269,7 +270,7 @@ class DockerExecutor:
 
     def _adopt(self, active: _Active) -> Outcome:
         name = ct.container_name(active.task_id, active.attempt)
-        container = self._client().containers.get(name)
+        container = self._engine.client().containers.get(name)
         with self._lock:
             active.container = container
         try:
@@ -305,7 +306,7 @@ class DockerExecutor:
         try:
             container.reload()
         except DOCKER_ERRORS as err:
-            if not _engine_gone(err):
+            if not engine_gone(err):
                 raise
             engine_lost = True  # it exited, then the engine went away before we looked
             container = self._reattach(active, type(err).__name__, err)
@@ -318,7 +319,7 @@ class DockerExecutor:
             not engine_lost
             and killed_for is None
             and stopped_by_signal(outcome)
-            and not self._engine_accepts_new_connections()
+            and not self._engine.accepts_new_connections()
         ):
             # A daemon that shuts down first closes its socket to new connections, then
             # stops its containers (without live-restore), still answering on the
@@ -357,7 +358,7 @@ class DockerExecutor:
             if deadline is not None and killed_for is None:
                 pause = max(0.0, min(pause, deadline - time.time()))
             if waiter.done.wait(pause):
-                if waiter.error is None or not _engine_gone(waiter.error):
+                if waiter.error is None or not engine_gone(waiter.error):
                     break
                 engine_lost = True
                 container = self._reattach(active, type(waiter.error).__name__, waiter.error)
@@ -398,7 +399,7 @@ class DockerExecutor:
         give_up = time.monotonic() + grace
         while time.monotonic() < give_up:
             time.sleep(min(ENGINE_POLL_S, max(0.0, give_up - time.monotonic())))
-            client = self._new_client()
+            client = self._engine.fresh()
             if client is None:
                 continue
             try:
@@ -428,41 +429,6 @@ class DockerExecutor:
         return text
 
     # ---- helpers -----------------------------------------------------------
-
-    def _new_client(self) -> docker.DockerClient | None:
-        """A client on new connections, made the worker's client when the engine
-        answers on them (the old one is left to whoever still holds it); None if
-        the engine refuses."""
-        try:
-            client = self._factory()
-            client.ping()
-        except DOCKER_ERRORS:
-            return None
-        with self._lock:
-            self._client_obj = client
-        return client
-
-    def _engine_accepts_new_connections(self) -> bool:
-        try:
-            probe = self._factory()
-        except DOCKER_ERRORS:
-            return False
-        try:
-            probe.ping()
-        except DOCKER_ERRORS:
-            return False
-        finally:
-            with contextlib.suppress(*DOCKER_ERRORS):
-                probe.close()
-        return True
-
-    def _client(self) -> docker.DockerClient:
-        """Created lazily and again after a failure, so a worker started before the
-        engine (or across an engine restart) recovers on its own."""
-        with self._lock:
-            if self._client_obj is None:
-                self._client_obj = self._factory()
-            return self._client_obj
 
     def _register(self, task_id: str, attempt: int) -> _Active:
         with self._lock:
@@ -497,15 +463,9 @@ class DockerExecutor:
         """Remove a container of that name that nobody supervises (a dead earlier
         run of the same attempt); its name would block the new one."""
         try:
-            old = self._client().containers.get(name)
+            old = self._engine.client().containers.get(name)
             old.remove(force=True)
         except DOCKER_ERRORS:
             return False
         print(f"[{self.worker_id}] removed leftover container {name}", flush=True)
         return True
-
-
-def _engine_gone(err: BaseException) -> bool:
-    """A transport failure (connection refused or dropped), as opposed to an answer
-    from the engine (APIError, e.g. 404): only the former is worth waiting out."""
-    return isinstance(err, DOCKER_ERRORS) and not isinstance(err, APIError)

@@ -37,8 +37,8 @@ def new_task_id() -> str:
 
 
 def remove_worker_containers(client: docker.DockerClient, worker_id: str) -> None:
-    for container in client.containers.list(
-        all=True, filters={"label": f"{LABEL_WORKER}={worker_id}"}
-    ):
+    # The low-level listing: the high-level one inspects each container and fails
+    # when the worker removes one in between.
+    for c in client.api.containers(all=True, filters={"label": f"{LABEL_WORKER}={worker_id}"}):
         with contextlib.suppress(docker.errors.DockerException):
-            container.remove(force=True)
+            client.api.remove_container(c["Id"], force=True)
