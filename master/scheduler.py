@@ -144,12 +144,18 @@ class Scheduler:
         return self.snapshot(tasks, seq)
 
     def submit(self, batch: apb.PlacementBatch) -> apb.PlacementResults:
-        """Commit each decision on its own; answer with a result per task."""
+        """Commit each decision on its own; answer with a result per task. The batch
+        stays outstanding until its commits are done, so the agent's next snapshot
+        never holds a task this batch is placing."""
         with self._cond:
-            self._outstanding.pop(batch.sequence, None)
             self._agent_id, self._agent_seen = batch.agent_id or self._agent_id, time.time()
-            self._cond.notify_all()
-        return apb.PlacementResults(results=self._apply_all(batch.decisions, source="agent"))
+        try:
+            results = self._apply_all(batch.decisions, source="agent")
+        finally:
+            with self._cond:
+                self._outstanding.pop(batch.sequence, None)
+                self._cond.notify_all()
+        return apb.PlacementResults(results=results)
 
     def _apply_all(
         self, decisions: Iterable[apb.Decision], *, source: str, fallback: bool = False

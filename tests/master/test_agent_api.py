@@ -155,3 +155,38 @@ def test_bad_worker_registration_is_invalid_argument(h):
         with pytest.raises(grpc.RpcError) as err:
             h.mw.RegisterWorker(req, timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_next_snapshot_waits_for_the_batch_being_committed(h, monkeypatch):
+    """While a batch of placements commits, the agent's next snapshot is held back;
+    once it is sent it no longer holds the tasks that batch placed."""
+    h.add_worker("w1", cpu=8)
+    placed_id, other_id = submit(h), submit(h)
+    stream = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="a"), timeout=10)
+    batches = iter(stream)
+    first = next(batches)
+    assert {t.task_id for t in first.tasks} == {placed_id, other_id}
+    scheduler = h.master.scheduler
+    real_apply, release, entered = scheduler._apply_all, threading.Event(), threading.Event()
+
+    def slow_apply(*args, **kw):
+        entered.set()
+        assert release.wait(5)
+        return real_apply(*args, **kw)
+
+    monkeypatch.setattr(scheduler, "_apply_all", slow_apply)
+    batch = apb.PlacementBatch(
+        agent_id="a", sequence=first.sequence, decisions=[decision(placed_id, "w1")]
+    )
+    committing = threading.Thread(target=h.agent.SubmitPlacements, args=(batch,))
+    committing.start()
+    assert entered.wait(5)
+    submit(h)  # a change while the batch commits: a new snapshot is due
+    time.sleep(0.3)
+    assert scheduler._outstanding  # the snapshot waits for the commit
+    release.set()
+    committing.join(5)
+    second = next(batches)
+    stream.cancel()
+    ids = {t.task_id for t in second.tasks}
+    assert placed_id not in ids and other_id in ids
