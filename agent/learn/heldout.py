@@ -79,7 +79,8 @@ def heldout_sequences(
     rng = np.random.default_rng(seed)
     out = []
     for i in range(k):
-        idx, submit, t = [], [], 0.0
+        # Start at a real arrival time: F1's submit-time term depends on it.
+        idx, submit, t = [], [], float(trace.submit[blocks[int(rng.integers(len(blocks)))][0]])
         while len(idx) < length:
             s, n = blocks[int(rng.integers(len(blocks)))]
             rel = trace.submit[s : s + n] - trace.submit[s]
@@ -93,7 +94,7 @@ def heldout_sequences(
             target = float(rng.uniform(*load))
             now = offered_load(seq, trace.max_procs or int(seq.procs.max()))
             if np.isfinite(now):
-                seq.submit = seq.submit * (now / target)
+                seq.submit = seq.submit[0] + (seq.submit - seq.submit[0]) * (now / target)
         out.append(seq)
     return out
 

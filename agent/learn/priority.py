@@ -47,6 +47,7 @@ FEATURES = (
     "log_delay",
     "start_bsld",
     "log_idle",
+    "fills_gap",
 )
 
 
@@ -56,6 +57,15 @@ def _rank(x: np.ndarray) -> np.ndarray:
     if m < 2:
         return np.zeros(m)
     return np.argsort(np.argsort(x, kind="stable"), kind="stable") / (m - 1)
+
+
+_DELAYED = {"log_delay", "start_bsld", "log_idle", "fills_gap"}
+
+
+def _first_start(delay: np.ndarray) -> float:
+    """The earliest time a job that does not fit now could start (inf if all fit)."""
+    later = delay[delay > 0]
+    return float(later.min()) if len(later) else np.inf
 
 
 def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
@@ -74,7 +84,8 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
       fits now or the running jobs are unknown); start_bsld: log10 of the bounded
       slowdown it would have if it started then; log_idle: log-scaled processor-
       seconds the free processors would idle waiting for it (what choosing it costs
-      without backfilling).
+      without backfilling); fills_gap: 1 if it fits now and, by requested times,
+      ends before any job that does not fit could start (so it delays none of them).
     """
     r = np.maximum(c.runtime, 1.0)
     n = np.maximum(c.procs, 1e-3)
@@ -86,7 +97,7 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
     lr = np.log10(r) / 5.0
     fits = c.fits.astype(np.float64)
     free_frac = min(free / cap, 1.0) if free != np.inf else 1.0
-    delay = c.start_delay() if {"log_delay", "start_bsld", "log_idle"} & set(names) else None
+    delay = c.start_delay() if _DELAYED & set(names) else None
     idle = free if free != np.inf else 0.0
     make = {
         "log_runtime": lambda: lr,
@@ -110,6 +121,7 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
         "log_delay": lambda: np.log10(1.0 + delay) / 5.0,
         "start_bsld": lambda: np.log10(np.maximum((c.wait + delay + r) / np.maximum(r, 10.0), 1.0)),
         "log_idle": lambda: np.log10(1.0 + idle * delay) / 8.0,
+        "fills_gap": lambda: fits * (r <= _first_start(delay)),
     }
     if not len(r):
         return np.zeros((0, len(names)))

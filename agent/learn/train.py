@@ -19,6 +19,7 @@ evaluation data. Everything is seeded: the windows, the samples, and the simulat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -53,6 +54,10 @@ class TrainConfig:
     load: tuple[float, float] | None = None  # with exclude: offered load range (heldout.py)
     features: tuple[str, ...] = FEATURES  # the searched weights (a subset of FEATURES)
     modes: tuple[str, ...] = ("backfill", "no_backfill")  # weight vectors to search
+    # Validation: this many more sequences, drawn like the training ones with another
+    # seed; the result is the candidate (start or best-so-far) that scores best on them.
+    validation: int = 0
+    start_from_base: bool = False  # also start the search at the base model's weights
 
 
 @dataclass
@@ -68,6 +73,7 @@ class History:
     best: list[float] = field(default_factory=list)  # best score per iteration
     mean: list[float] = field(default_factory=list)  # population mean per iteration
     baseline: float = math.nan  # SJF's score on the same windows
+    val: list[float] = field(default_factory=list)  # validation score per iteration
 
 
 def draw_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Part]:
@@ -196,18 +202,23 @@ def cem(
     parts: list[Part],
     backfill: bool,
     cfg: TrainConfig,
-    on_iteration: Callable[[int, float, np.ndarray], None] | None = None,
+    on_iteration: Callable[[int, float, np.ndarray, float], None] | None = None,
+    val: list[Part] | None = None,
+    extra_starts: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, History]:
-    """The best weights found, and the search curve."""
+    """The best weights found (on `val` when given, else on `parts`), and the curve.
+    The search starts at the best on `parts` of STARTS and `extra_starts` (weights
+    over cfg.features)."""
     rng = np.random.default_rng(cfg.seed + 1)
     feats = tuple(cfg.features)
-    candidates = [project(w, feats) for w in STARTS]
+    candidates = [project(w, feats) for w in STARTS] + [np.asarray(w) for w in extra_starts]
     starts = [score(w, parts, backfill, feats) for w in candidates]
     mean = candidates[int(np.argmin(starts))].copy()
     std = np.full(len(feats), cfg.init_std)
     n_elite = max(2, int(cfg.population * cfg.elite_frac))
     hist = History(baseline=starts[0])
     best_w, best_s = mean.copy(), min(starts)
+    pick = _Selector(val, backfill, feats, best_w)
     with _pool(cfg.workers, parts) as pool:
         for it in range(cfg.iterations):
             pop = mean + std * rng.standard_normal((cfg.population, len(feats)))
@@ -218,18 +229,38 @@ def cem(
             mean, std = elite.mean(axis=0), elite.std(axis=0) + 0.02
             if scores.min() < best_s:
                 best_s, best_w = float(scores.min()), pop[int(scores.argmin())].copy()
+                pick.offer(best_w)
             hist.best.append(best_s)
             hist.mean.append(float(scores.mean()))
+            hist.val.append(pick.score)
             if on_iteration:
-                on_iteration(it, best_s, best_w)
-    return best_w, hist
+                on_iteration(it, best_s, best_w, pick.score)
+    return (pick.weights if val else best_w), hist
+
+
+class _Selector:
+    """Keeps the candidate with the best validation score (none: the last offered)."""
+
+    def __init__(self, val, backfill, feats, first: np.ndarray) -> None:
+        self.val, self.backfill, self.feats = val, backfill, feats
+        self.weights, self.score = first.copy(), math.nan
+        self.offer(first)
+
+    def offer(self, w: np.ndarray) -> None:
+        if not self.val:
+            return
+        s = score(w, self.val, self.backfill, self.feats)
+        if not s >= self.score:  # also when self.score is NaN (the first)
+            self.weights, self.score = w.copy(), s
 
 
 MODES = {"backfill": True, "no_backfill": False}
+VAL_SEED = 7919  # validation sequences use seed + this
 
 
 def _expand(weights: np.ndarray, names: Sequence[str], into: Sequence[str]) -> np.ndarray:
-    """Weights over `names` as weights over `into` (a superset), zero elsewhere."""
+    """Weights over `names` as weights over `into`: zero for features not in `names`
+    (and weights of features not in `into` are dropped)."""
     w = dict(zip(names, weights, strict=True))
     return np.array([w.get(f, 0.0) for f in into])
 
@@ -237,7 +268,7 @@ def _expand(weights: np.ndarray, names: Sequence[str], into: Sequence[str]) -> n
 def train_model(
     traces: Sequence[tuple[Trace, int]],
     cfg: TrainConfig,
-    on_iteration: Callable[[str, int, float], None] | None = None,
+    on_iteration: Callable[[str, int, float, float], None] | None = None,
     name: str = "learned",
     base: LearnedModel | None = None,
 ) -> tuple[LearnedModel, dict[str, History]]:
@@ -245,10 +276,17 @@ def train_model(
     `traces`, each a (trace, machine size) pair: the training slices only. A mode not
     trained keeps `base`'s weights (needed then)."""
     parts = training_parts(traces, cfg)
+    val = None
+    if cfg.validation:
+        other = dataclasses.replace(cfg, windows=cfg.validation, seed=cfg.seed + VAL_SEED)
+        val = training_parts(traces, dataclasses.replace(other, synthetic=0))
     found, hist = {}, {}
     for mode in cfg.modes:
-        cb = (lambda it, s, w, m=mode: on_iteration(m, it, s)) if on_iteration else None
-        found[mode], hist[mode] = cem(parts, MODES[mode], cfg, cb)
+        cb = (lambda it, s, w, v, m=mode: on_iteration(m, it, s, v)) if on_iteration else None
+        extra = []
+        if cfg.start_from_base and base is not None:
+            extra = [_expand(base.weights(MODES[mode]), base.features, cfg.features)]
+        found[mode], hist[mode] = cem(parts, MODES[mode], cfg, cb, val, extra)
     feats = tuple(cfg.features)
     kept = [m for m in MODES if m not in found]
     if kept:
@@ -269,7 +307,10 @@ def train_model(
         "iterations": cfg.iterations,
         "population": cfg.population,
         "trained_modes": list(cfg.modes),
+        "started_from_base": bool(cfg.start_from_base and base is not None),
         "kept_from": {m: base.version for m in kept} if kept and base else None,
+        "validation": cfg.validation,
+        "val_score": {m: h.val[-1] if h.val else None for m, h in hist.items()},
         "train_score": {m: h.best[-1] if h.best else h.baseline for m, h in hist.items()},
         "sjf_score": {m: h.baseline for m, h in hist.items()},
     }

@@ -119,7 +119,8 @@ def train_on_trace(
     model, _ = train_model(
         [(trace, procs)],
         tcfg,
-        lambda mode, it, s: say(f"{mode} {it}: train log-bsld {s:.4f}"),
-        base=base or (load_default_model() if len(tcfg.modes) < 2 else None),
+        lambda mode, it, s, v: say(f"{mode} {it}: train log-bsld {s:.4f}, validation {v:.4f}"),
+        base=base
+        or (load_default_model() if len(tcfg.modes) < 2 or tcfg.start_from_base else None),
     )
     return model

@@ -199,6 +199,12 @@ def sim_train(
     load: str = typer.Option(
         "", "--load", help="With --exclude: LO:HI, stretch each sequence to an offered load in it."
     ),
+    validation: int = typer.Option(
+        0, "--validation", help="SWF: N more sequences (another seed) to pick the result on."
+    ),
+    start_from_base: bool = typer.Option(
+        False, "--start-from-base", help="SWF: also start the search at --base's weights."
+    ),
     init_std: float = typer.Option(1.0, "--init-std", help="SWF: CEM's initial spread."),
     features: str = typer.Option(
         "", "--features", help="SWF: comma-separated orderer features to search (default: all)."
@@ -234,6 +240,8 @@ def sim_train(
         load=_load(load),
         features=_names(features, FEATURES, "--features") or FEATURES,
         modes=_names(modes, ("backfill", "no_backfill"), "--modes"),
+        validation=validation,
+        start_from_base=start_from_base,
     )
     say = lambda line: print(line, flush=True)  # noqa: E731
     model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)

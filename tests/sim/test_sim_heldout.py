@@ -55,3 +55,25 @@ def test_shipped_per_trace_models_load_with_a_version(name):
         pytest.skip(f"{name} not shipped")
     m = load_model(path)
     assert m.version.startswith("learned-") and m.meta.get("trained_on")
+
+
+def test_sim_train_held_out_one_mode_keeps_the_other_from_base(tmp_path, lublin):
+    from typer.testing import CliRunner
+
+    from cloudai.cli.main import app
+
+    base, out = load_model(DEFAULT_MODEL), tmp_path / "m.joblib"
+    res = CliRunner().invoke(
+        app,
+        ["sim", "train", "--trace", str(lublin), "--limit", "800", "--out", str(out),
+         "--exclude", "2:200:1", "--load", "0.9:1.2", "--modes", "backfill",
+         "--features", "fits,log_area,fills_gap", "--iterations", "1", "--population", "4",
+         "--windows", "2", "--length", "150"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = load_model(out)
+    assert m.meta["excluded_eval_windows"] == [2, 200, 1]
+    assert m.meta["trained_modes"] == ["backfill"]
+    assert set(base.features) <= set(m.features) and "fills_gap" in m.features
+    kept = dict(zip(m.features, m.weights(False), strict=True))
+    assert [kept[f] for f in base.features] == base.weights(False).tolist()
