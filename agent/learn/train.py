@@ -58,6 +58,7 @@ class TrainConfig:
     # seed; the result is the candidate (start or best-so-far) that scores best on them.
     validation: int = 0
     start_from_base: bool = False  # also start the search at the base model's weights
+    objective: str = "logmean"  # or "mean" (see score)
 
 
 @dataclass
@@ -134,13 +135,16 @@ def score(
     parts: Sequence[Part],
     backfill: bool,
     features: Sequence[str] = FEATURES,
+    objective: str = "logmean",
 ) -> float:
-    """Mean over windows of log(mean bsld): lower is better."""
+    """Lower is better. "logmean": the mean over windows of log(mean bsld), so each
+    window counts by its relative change; "mean": log of the mean over windows of
+    the mean bsld, as the evaluation averages it (the worst windows weigh most)."""
     orderer = LinearPriority(weights, features)
-    total = 0.0
-    for p in parts:
-        total += math.log(metrics(simulate_machine(p.trace, p.procs, orderer, backfill))["bsld"])
-    return total / len(parts)
+    bsld = [metrics(simulate_machine(p.trace, p.procs, orderer, backfill))["bsld"] for p in parts]
+    if objective == "mean":
+        return math.log(float(np.mean(bsld)))
+    return sum(math.log(b) for b in bsld) / len(parts)
 
 
 _PARTS: list[Part] = []
@@ -151,8 +155,8 @@ def _init(parts: list[Part]) -> None:
     _PARTS = parts
 
 
-def _score_in_worker(args: tuple[np.ndarray, bool, tuple[str, ...]]) -> float:
-    return score(args[0], _PARTS, args[1], args[2])
+def _score_in_worker(args: tuple[np.ndarray, bool, tuple[str, ...], str]) -> float:
+    return score(args[0], _PARTS, *args[1:])
 
 
 class _InProcess:
@@ -212,18 +216,18 @@ def cem(
     rng = np.random.default_rng(cfg.seed + 1)
     feats = tuple(cfg.features)
     candidates = [project(w, feats) for w in STARTS] + [np.asarray(w) for w in extra_starts]
-    starts = [score(w, parts, backfill, feats) for w in candidates]
+    starts = [score(w, parts, backfill, feats, cfg.objective) for w in candidates]
     mean = candidates[int(np.argmin(starts))].copy()
     std = np.full(len(feats), cfg.init_std)
     n_elite = max(2, int(cfg.population * cfg.elite_frac))
     hist = History(baseline=starts[0])
     best_w, best_s = mean.copy(), min(starts)
-    pick = _Selector(val, backfill, feats, best_w)
+    pick = _Selector(val, (backfill, feats, cfg.objective), best_w)
     with _pool(cfg.workers, parts) as pool:
         for it in range(cfg.iterations):
             pop = mean + std * rng.standard_normal((cfg.population, len(feats)))
             pop[0] = best_w  # elitism: the best so far is always re-evaluated
-            jobs = [(w, backfill, feats) for w in pop]
+            jobs = [(w, backfill, feats, cfg.objective) for w in pop]
             scores = np.array(list(pool.map(_score_in_worker, jobs)))
             elite = pop[np.argsort(scores)[:n_elite]]
             mean, std = elite.mean(axis=0), elite.std(axis=0) + 0.02
@@ -241,15 +245,15 @@ def cem(
 class _Selector:
     """Keeps the candidate with the best validation score (none: the last offered)."""
 
-    def __init__(self, val, backfill, feats, first: np.ndarray) -> None:
-        self.val, self.backfill, self.feats = val, backfill, feats
+    def __init__(self, val, how: tuple, first: np.ndarray) -> None:
+        self.val, self.how = val, how
         self.weights, self.score = first.copy(), math.nan
         self.offer(first)
 
     def offer(self, w: np.ndarray) -> None:
         if not self.val:
             return
-        s = score(w, self.val, self.backfill, self.feats)
+        s = score(w, self.val, *self.how)
         if not s >= self.score:  # also when self.score is NaN (the first)
             self.weights, self.score = w.copy(), s
 
@@ -310,6 +314,7 @@ def train_model(
         "started_from_base": bool(cfg.start_from_base and base is not None),
         "kept_from": {m: base.version for m in kept} if kept and base else None,
         "validation": cfg.validation,
+        "objective": cfg.objective,
         "val_score": {m: h.val[-1] if h.val else None for m, h in hist.items()},
         "train_score": {m: h.best[-1] if h.best else h.baseline for m, h in hist.items()},
         "sjf_score": {m: h.baseline for m, h in hist.items()},

@@ -205,6 +205,9 @@ def sim_train(
     start_from_base: bool = typer.Option(
         False, "--start-from-base", help="SWF: also start the search at --base's weights."
     ),
+    objective: str = typer.Option(
+        "logmean", "--objective", help="SWF: logmean (per-window log bsld) or mean (as evaluated)."
+    ),
     init_std: float = typer.Option(1.0, "--init-std", help="SWF: CEM's initial spread."),
     features: str = typer.Option(
         "", "--features", help="SWF: comma-separated orderer features to search (default: all)."
@@ -242,6 +245,7 @@ def sim_train(
         modes=_names(modes, ("backfill", "no_backfill"), "--modes"),
         validation=validation,
         start_from_base=start_from_base,
+        objective=(_names(objective, ("logmean", "mean"), "--objective") or ("logmean",))[0],
     )
     say = lambda line: print(line, flush=True)  # noqa: E731
     model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)
