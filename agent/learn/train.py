@@ -4,17 +4,25 @@ The policy is a linear priority over job features (priority.py). CEM keeps a Gau
 over the weight vector; each iteration samples a population, scores every candidate
 by simulating the *training* windows, and refits the Gaussian to the best (elite)
 candidates. The score is the mean over windows of log(mean bsld): each window counts
-by its relative improvement, so a few pathological windows cannot dominate.
+by its relative improvement, so a few pathological windows cannot dominate (or, with
+objective "mean", the log of the plain mean, as the evaluation averages).
 
-The search starts at the best (on the training windows) of SJF, F1's main term and a
-UNICEP-like ageing SJF, the strongest simple heuristics, and keeps the best candidate
-seen, so the result is never worse than that start on the training windows.
+The search starts at the best (on the training windows) of SJF, F1's main term, a
+UNICEP-like ageing SJF, "fits now, smallest area first" and "starts soonest,
+smallest area first" (and, with start_from_base, a base model's weights), and keeps
+the best candidate seen, so the result is never worse than that start on the
+training windows. With `validation` > 0 the result is instead the candidate (the
+start or a best-so-far) that scores best on that many validation sequences, drawn
+like the training ones with another seed: on small data the best on the training
+windows overfits.
 
-Training windows come from the given trace slices and, with `synthetic` > 0, from
-seeded synthetic sequences of a 256-processor machine at high load (agent.sim.synthetic,
-half of them with exact requested times, as in the Lublin model): a second machine
-size and workload, so the weights do not fit one trace's quirks. They are never the
-evaluation data. Everything is seeded: the windows, the samples, and the simulator.
+Training windows come from the given trace slices; with `exclude` set, from
+block-bootstrap sequences of the jobs outside the evaluation windows (heldout.py);
+and, with `synthetic` > 0, from seeded synthetic sequences of a 256-processor machine
+at high load (agent.sim.synthetic, half of them with exact requested times, as in the
+Lublin model). They are never the evaluation data. One weight vector is searched per
+mode in `modes`; a mode not searched keeps a base model's weights. Everything is
+seeded: the windows, the samples, and the simulator.
 """
 
 from __future__ import annotations
