@@ -3,12 +3,14 @@ of the evaluation windows, and the shipped per-trace models load and say so."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from cloudai.agent.learn.heldout import eval_mask, heldout_sequences, segments, train_jobs
 from cloudai.agent.learn.model import DEFAULT_MODEL, load_model
-from cloudai.agent.learn.train import TrainConfig, training_parts
+from cloudai.agent.learn.train import VAL_SEED, TrainConfig, training_parts
 from cloudai.agent.sim.runner import load_trace, windows
 
 from .helpers import jobs
@@ -39,9 +41,11 @@ def test_lublin_training_jobs_are_disjoint_from_the_evaluation_windows(lublin):
     """The protocol of docs/placement-results.md: `compare --sequences 10 --length
     1024 --seed 1`; the shipped Lublin model trains with `--exclude 10:1024:1`."""
     trace = load_trace(lublin)
-    cfg = TrainConfig(windows=6, length=1024, exclude=(10, 1024, 1), block=128)
+    cfg = TrainConfig(windows=6, length=1024, exclude=(10, 1024, 1), block=128, load=(0.9, 1.25))
     parts = training_parts([(trace, 256)], cfg)
-    used = train_jobs([p.trace for p in parts], trace)
+    # The validation sequences are drawn the same way with another seed.
+    val = training_parts([(trace, 256)], dataclasses.replace(cfg, seed=cfg.seed + VAL_SEED))
+    used = train_jobs([p.trace for p in parts + val], trace)
     assert len(parts) == 6 and len(used) > 1000
     for start, length in windows(len(trace), 10, 1024, 1):
         assert not np.isin(used, np.arange(start, start + length)).any()
