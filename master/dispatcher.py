@@ -55,13 +55,13 @@ class Dispatcher:
         self._reveal = reveal
         self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
         self._queue: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
-        self._thread.start()
         self._stubs: dict[str, tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
         self._lock = threading.Lock()
         self._commits = 0
         self._no_commit = threading.Event()
         self._no_commit.set()
+        self._thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
+        self._thread.start()
 
     def _stub(self, worker_id: str) -> mw_grpc.WorkerStub | None:
         """One channel per worker address, kept open: workers sharing an address
