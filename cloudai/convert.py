@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from cloudai.model import (
     Attempt,
     DecisionRecord,
@@ -50,21 +52,10 @@ def resources_from_pb(m: pb.Resources) -> Resources:
 
 
 # TaskSpec fields copied to the message only when set: a constructor given only the
-# fields in use is markedly cheaper, and dispatch converts every placed task.
-_SPEC_OPTIONAL = (
-    "command",
-    "priority",
-    "timeout_s",
-    "max_retries",
-    "selector",
-    "name",
-    "pinned_worker",
-    "always_pull",
-    "secret_env_keys",
-    "owner",
-    "cap_add",
-    "read_only_rootfs",
-    "user",
+# fields in use is markedly cheaper, and dispatch converts every placed task. Every
+# field but these three (converted on their own) has the same name in the message.
+_SPEC_OPTIONAL = tuple(
+    f.name for f in fields(TaskSpec) if f.name not in ("image", "env", "resources")
 )
 
 

@@ -174,12 +174,7 @@ class SQLiteStore(Store):
                 except sqlite3.Error as err:
                     raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
                 return
-            try:
-                # IMMEDIATE takes the write lock up front, so a second process on
-                # the same file waits (busy timeout) instead of failing mid-way.
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as err:
-                raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+            self._begin()
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
