@@ -11,21 +11,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _run(script: str, *args: str) -> str:
+    """stdout of benchmarks/<script> with these arguments (it must exit 0)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+
+
 def test_placement_master_benchmark_delivers_every_committed_placement():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "placement_master.py"),
-            *("--workers", "100", "--tasks", "1000", "--batch", "250"),
-            *("--latency-tasks", "10", "--runs", "1", "--json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    out = _run(
+        "placement_master.py",
+        *("--workers", "100", "--tasks", "1000", "--batch", "250"),
+        *("--latency-tasks", "10", "--runs", "1", "--json"),
+    )
     figures = json.loads(out[out.index("{") :])
     assert figures["undelivered"] == 0
     assert figures["placements_per_s"] > 0 and figures["delivered_per_s"] > 0
     assert 0 < figures["assign_calls"] <= 1000  # at most one call per placement
     assert figures["latency_p50_ms"] > 0
+
+
+def test_heldout_check_scores_policies_on_the_validation_sequences():
+    """The script docs/placement-results.md uses to choose between models without the
+    evaluation windows: the same sequences as training's validation, every policy."""
+    trace = ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz"
+    model = str(ROOT / "agent" / "models" / "lublin.joblib")
+    out = _run(
+        "heldout_check.py",
+        *("--trace", str(trace), "--exclude", "10:1024:1", "--sampler", "resample"),
+        *("--sequences", "2", "--length", "200", "--policies", "f1,fcfs", "--json"),
+        *("--models", model),
+    )
+    figures = json.loads(out)
+    assert set(figures) == {"f1", "fcfs", model}
+    for fig in figures.values():
+        assert len(fig["bsld"]) == 2 and all(b >= 1.0 for b in fig["bsld"])
+    assert figures["f1"]["mean"] < figures["fcfs"]["mean"]

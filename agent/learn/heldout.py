@@ -60,6 +60,13 @@ def offered_load(trace: Trace, procs: int) -> float:
     return float(np.sum(trace.run * trace.procs)) / (span * procs) if span > 0 else np.inf
 
 
+def stretch(seq: Trace, target: float, procs: int) -> None:
+    """Scale seq's arrival times (in place) to an offered load of `target`."""
+    now = offered_load(seq, procs or int(seq.procs.max()))
+    if np.isfinite(now):
+        seq.submit = seq.submit[0] + (seq.submit - seq.submit[0]) * (now / target)
+
+
 def heldout_sequences(
     trace: Trace,
     mask: np.ndarray,
@@ -91,10 +98,7 @@ def heldout_sequences(
         seq = trace.take(take, f"{trace.name}[held-out {seed}.{i}]")
         seq.submit = np.asarray(submit[:length], np.float64)
         if load is not None:
-            target = float(rng.uniform(*load))
-            now = offered_load(seq, trace.max_procs or int(seq.procs.max()))
-            if np.isfinite(now):
-                seq.submit = seq.submit[0] + (seq.submit - seq.submit[0]) * (now / target)
+            stretch(seq, float(rng.uniform(*load)), trace.max_procs)
         out.append(seq)
     return out
 

@@ -5,9 +5,11 @@ A model file (joblib) holds a plain dict:
     format        "cloudai-model", format_version 1
     version       e.g. "learned-20250101T120000-3f2a9c1b": stored on every decision
                   the model takes part in (DecisionRecord.model_version)
-    priority      {"features": [...], "backfill": [w...], "no_backfill": [w...]}; the
-                  features are names from priority.FEATURES (any subset, in any
-                  order), so models trained on an older, smaller feature set load
+    priority      {"features": [...], "backfill": [w...], "no_backfill": [w...],
+                  "recent": k}; the features are names from priority.FEATURES (any
+                  subset, in any order), so models trained on an older, smaller
+                  feature set load; "recent" (optional, 0 = off) makes the orderer
+                  estimate run times from each user's last k jobs (RecentRuntimes)
     profile       a placement profile (dict, see policy.profiles) or None
     predictors    {"runtime": estimator, "memory": estimator, ...} or None
     meta          how it was trained: traces, slices, scores
@@ -61,12 +63,15 @@ class LearnedModel:
         meta: dict[str, Any] | None = None,
         name: str = "learned",
         features: Sequence[str] = FEATURES,
+        recent: int = 0,
     ) -> LearnedModel:
-        priority = {
+        priority: dict[str, Any] = {
             "features": list(features),
             "backfill": [float(x) for x in backfill],
             "no_backfill": [float(x) for x in no_backfill],
         }
+        if recent:
+            priority["recent"] = int(recent)
         prof = profile.to_dict() if profile else None
         digest = hashlib.sha256(json.dumps([priority, prof], sort_keys=True).encode()).hexdigest()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -75,6 +80,11 @@ class LearnedModel:
     @property
     def features(self) -> tuple[str, ...]:
         return tuple(self.priority["features"])
+
+    @property
+    def recent(self) -> int:
+        """k of the RecentRuntimes estimate the orderer uses (0: requested times)."""
+        return int(self.priority.get("recent", 0))
 
     def weights(self, backfill: bool) -> np.ndarray:
         return np.asarray(self.priority["backfill" if backfill else "no_backfill"], np.float64)
@@ -133,6 +143,9 @@ def _from_dict(data: Any, p: Path) -> LearnedModel:
     for key in ("backfill", "no_backfill"):
         if len(prio.get(key, ())) != len(names):
             raise ModelError(f"{str(p)!r}: priority weights {key!r} are missing or malformed")
+    recent = prio.get("recent", 0)
+    if not isinstance(recent, int) or isinstance(recent, bool) or recent < 0:
+        raise ModelError(f"{str(p)!r}: 'recent' must be a whole number >= 0, got {recent!r}")
     return LearnedModel(
         version=str(data.get("version") or "unversioned"),
         priority=prio,

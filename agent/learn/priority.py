@@ -16,6 +16,7 @@ and `capacity` when it knows them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,6 +49,10 @@ FEATURES = (
     "start_bsld",
     "log_idle",
     "fills_gap",
+    # Fourth set: run-time estimates from users' past jobs (JobColumns.estimate; the
+    # requested time when there is none).
+    "log_estimate",
+    "estimate_ratio",
 )
 
 
@@ -85,7 +90,10 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
       slowdown it would have if it started then; log_idle: log-scaled processor-
       seconds the free processors would idle waiting for it (what choosing it costs
       without backfilling); fills_gap: 1 if it fits now and, by requested times,
-      ends before any job that does not fit could start (so it delays none of them).
+      ends before any job that does not fit could start (so it delays none of them);
+    - log_estimate: log-scaled estimated run time (JobColumns.estimate, e.g. from the
+      user's recent jobs; the requested time when unknown); estimate_ratio: log10 of
+      estimate over requested time (<= 0: how much the user over-asks).
     """
     r = np.maximum(c.runtime, 1.0)
     n = np.maximum(c.procs, 1e-3)
@@ -99,6 +107,7 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
     free_frac = min(free / cap, 1.0) if free != np.inf else 1.0
     delay = c.start_delay() if _DELAYED & set(names) else None
     idle = free if free != np.inf else 0.0
+    est = r if c.estimate is None else np.maximum(c.estimate, 1.0)
     make = {
         "log_runtime": lambda: lr,
         "log_procs": lambda: np.log2(np.maximum(n, 1.0)) / size,
@@ -122,26 +131,72 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
         "start_bsld": lambda: np.log10(np.maximum((c.wait + delay + r) / np.maximum(r, 10.0), 1.0)),
         "log_idle": lambda: np.log10(1.0 + idle * delay) / 8.0,
         "fills_gap": lambda: fits * (r <= _first_start(delay)),
+        "log_estimate": lambda: np.log10(est) / 5.0,
+        "estimate_ratio": lambda: np.log10(est / r),
     }
     if not len(r):
         return np.zeros((0, len(names)))
     return np.stack([make[k]() for k in names], axis=1)
 
 
+class RecentRuntimes:
+    """Runtime estimates from each user's last `k` completed jobs (Tsafrir, Etsion and
+    Feitelson, TPDS 2007): a queued job's estimate is their mean run time, capped by
+    its requested time; a user with no completed job yet, or no user id (negative,
+    as in synthetic logs), keeps the requested time. The simulator calls `observe`
+    at each completion, so an estimate uses only jobs that have ended."""
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ValueError("recent runtimes need k >= 1")
+        self.k = int(k)
+        self.history: dict[int, list[float]] = {}
+
+    def observe(self, user: int, runtime: float) -> None:
+        if user < 0:
+            return
+        h = self.history.setdefault(int(user), [])
+        h.append(float(runtime))
+        del h[: -self.k]
+
+    def estimate(self, c: JobColumns) -> np.ndarray:
+        if c.user is None or not self.history:
+            return c.runtime
+        hist = self.history
+        mean = np.fromiter(
+            (sum(h) / len(h) if (h := hist.get(int(u))) else np.inf for u in c.user),
+            np.float64,
+            len(c.user),
+        )
+        return np.maximum(np.minimum(mean, c.runtime), 1.0)
+
+
 class LinearPriority:
     """keys = -(features . w): what the simulator and training call directly.
-    `features` names the weights (default: all of FEATURES, in order)."""
+    `features` names the weights (default: all of FEATURES, in order). With
+    `recent` = k > 0, RecentRuntimes(k) fills JobColumns.estimate, which the
+    log_estimate and estimate_ratio features read."""
 
-    def __init__(self, weights: np.ndarray, features: Sequence[str] = FEATURES) -> None:
+    def __init__(
+        self, weights: np.ndarray, features: Sequence[str] = FEATURES, recent: int = 0
+    ) -> None:
         self.weights = np.asarray(weights, np.float64)
         self.features = tuple(features)
+        self.recent = RecentRuntimes(recent) if recent else None
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
             raise ValueError(f"unknown features {unknown}")
         if self.weights.shape != (len(self.features),):
             raise ValueError(f"need {len(self.features)} weights, got {self.weights.shape}")
 
+    def observe(self, user: int, runtime: float) -> None:
+        """A job of `user` ended after `runtime` seconds (used only with `recent`)."""
+        if self.recent is not None:
+            self.recent.observe(user, runtime)
+
     def keys(self, c: JobColumns) -> np.ndarray:
+        if self.recent is not None and c.user is not None:
+            c = dataclasses.replace(c, estimate=self.recent.estimate(c))
         return -(job_features(c, self.features) @ self.weights)
 
 
@@ -169,7 +224,10 @@ class LearnedOrderer(KeyOrderer):
         elif not isinstance(model, LearnedModel):
             model = load_model(model)
         self.model = model
-        self.priority = LinearPriority(model.weights(backfill), model.features)
+        self.priority = LinearPriority(model.weights(backfill), model.features, model.recent)
+
+    def observe(self, user: int, runtime: float) -> None:
+        self.priority.observe(user, runtime)
 
     def keys(self, c: JobColumns) -> np.ndarray:
         return self.priority.keys(c)

@@ -59,7 +59,10 @@ class TrainConfig:
     # the rest, in blocks of `block` jobs. (0, 0, 0) = plain windows of the slices.
     exclude: tuple[int, int, int] = (0, 0, 0)
     block: int = 128
-    load: tuple[float, float] | None = None  # with exclude: offered load range (heldout.py)
+    load: tuple[float, float] | None = None  # offered load range (heldout.py's stretch)
+    # With exclude: "bootstrap" (heldout.py: blocks of consecutive held-out jobs) or
+    # "resample" (resample.py: a workload model fitted to the held-out jobs).
+    sampler: str = "bootstrap"
     features: tuple[str, ...] = FEATURES  # the searched weights (a subset of FEATURES)
     modes: tuple[str, ...] = ("backfill", "no_backfill")  # weight vectors to search
     # Validation: this many more sequences, drawn like the training ones with another
@@ -67,6 +70,7 @@ class TrainConfig:
     validation: int = 0
     start_from_base: bool = False  # also start the search at the base model's weights
     objective: str = "logmean"  # or "mean" (see score)
+    recent: int = 0  # the orderer estimates run times from users' last k jobs (0: off)
 
 
 @dataclass
@@ -86,28 +90,43 @@ class History:
 
 
 def draw_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Part]:
-    """cfg.windows windows of cfg.length jobs, spread over the traces (seeded)."""
+    """cfg.windows windows of cfg.length jobs, spread over the traces (seeded); with
+    cfg.load, each is stretched in time to an offered load drawn from that range (an
+    augmentation: the evaluation period may be loaded unlike the training one)."""
+    from .heldout import stretch
+
     rng = np.random.default_rng(cfg.seed)
+    loads = np.random.default_rng(cfg.seed + 104_729)  # the same windows with or without
     parts = []
     for k in range(cfg.windows):
         trace, procs = traces[k % len(traces)]
         length = min(cfg.length, len(trace))
         start = int(rng.integers(0, len(trace) - length + 1))
-        parts.append(Part(trace.window(start, length), procs))
+        window = trace.window(start, length)
+        if cfg.load is not None:
+            stretch(window, float(loads.uniform(*cfg.load)), procs)
+        parts.append(Part(window, procs))
     return parts
 
 
 def heldout_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Part]:
-    """cfg.windows block-bootstrap sequences that avoid the evaluation windows
-    cfg.exclude = (K, L, seed) of each trace (see heldout.py), spread over the traces."""
+    """cfg.windows sequences that avoid the evaluation windows cfg.exclude = (K, L,
+    seed) of each trace, spread over the traces: block-bootstrap (heldout.py) or
+    drawn from a fitted workload model (resample.py), per cfg.sampler."""
     from .heldout import eval_mask, heldout_sequences
+    from .resample import resampled_sequences
 
     k, length, seed = cfg.exclude
     parts = []
     for i, (trace, procs) in enumerate(traces):
         count = len(range(i, cfg.windows, len(traces)))
         mask = eval_mask(len(trace), k, length, seed)
-        seqs = heldout_sequences(trace, mask, count, cfg.length, cfg.block, cfg.seed + i, cfg.load)
+        if cfg.sampler == "resample":
+            seqs = resampled_sequences(trace, mask, count, cfg.length, cfg.seed + i, cfg.load)
+        else:
+            seqs = heldout_sequences(
+                trace, mask, count, cfg.length, cfg.block, cfg.seed + i, cfg.load
+            )
         parts.extend(Part(s, procs) for s in seqs)
     return parts
 
@@ -144,12 +163,17 @@ def score(
     backfill: bool,
     features: Sequence[str] = FEATURES,
     objective: str = "logmean",
+    recent: int = 0,
 ) -> float:
     """Lower is better. "logmean": the mean over windows of log(mean bsld), so each
     window counts by its relative change; "mean": log of the mean over windows of
     the mean bsld, as the evaluation averages it (the worst windows weigh most)."""
-    orderer = LinearPriority(weights, features)
-    bsld = [metrics(simulate_machine(p.trace, p.procs, orderer, backfill))["bsld"] for p in parts]
+    bsld = [
+        metrics(
+            simulate_machine(p.trace, p.procs, LinearPriority(weights, features, recent), backfill)
+        )["bsld"]
+        for p in parts
+    ]
     if objective == "mean":
         return math.log(float(np.mean(bsld)))
     return sum(math.log(b) for b in bsld) / len(parts)
@@ -163,7 +187,7 @@ def _init(parts: list[Part]) -> None:
     _PARTS = parts
 
 
-def _score_in_worker(args: tuple[np.ndarray, bool, tuple[str, ...], str]) -> float:
+def _score_in_worker(args: tuple[np.ndarray, bool, tuple[str, ...], str, int]) -> float:
     return score(args[0], _PARTS, *args[1:])
 
 
@@ -224,18 +248,19 @@ def cem(
     rng = np.random.default_rng(cfg.seed + 1)
     feats = tuple(cfg.features)
     candidates = [project(w, feats) for w in STARTS] + [np.asarray(w) for w in extra_starts]
-    starts = [score(w, parts, backfill, feats, cfg.objective) for w in candidates]
+    how = (backfill, feats, cfg.objective, cfg.recent)
+    starts = [score(w, parts, *how) for w in candidates]
     mean = candidates[int(np.argmin(starts))].copy()
     std = np.full(len(feats), cfg.init_std)
     n_elite = max(2, int(cfg.population * cfg.elite_frac))
     hist = History(baseline=starts[0])
     best_w, best_s = mean.copy(), min(starts)
-    pick = _Selector(val, (backfill, feats, cfg.objective), best_w)
+    pick = _Selector(val, how, best_w)
     with _pool(cfg.workers, parts) as pool:
         for it in range(cfg.iterations):
             pop = mean + std * rng.standard_normal((cfg.population, len(feats)))
             pop[0] = best_w  # elitism: the best so far is always re-evaluated
-            jobs = [(w, backfill, feats, cfg.objective) for w in pop]
+            jobs = [(w, *how) for w in pop]
             scores = np.array(list(pool.map(_score_in_worker, jobs)))
             elite = pop[np.argsort(scores)[:n_elite]]
             mean, std = elite.mean(axis=0), elite.std(axis=0) + 0.02
@@ -311,8 +336,9 @@ def train_model(
         "trained_on": [f"{t.name} ({len(t)} jobs, {p} procs)" for t, p in traces],
         "windows": cfg.windows,
         "excluded_eval_windows": list(cfg.exclude) if cfg.exclude[0] else None,
-        "block": cfg.block if cfg.exclude[0] else None,
-        "load": list(cfg.load) if cfg.exclude[0] and cfg.load else None,
+        "block": cfg.block if cfg.exclude[0] and cfg.sampler == "bootstrap" else None,
+        "sampler": cfg.sampler if cfg.exclude[0] else None,
+        "load": list(cfg.load) if cfg.load else None,
         "synthetic": cfg.synthetic,
         "length": cfg.length,
         "seed": cfg.seed,
@@ -323,11 +349,17 @@ def train_model(
         "kept_from": {m: base.version for m in kept} if kept and base else None,
         "validation": cfg.validation,
         "objective": cfg.objective,
+        "recent": cfg.recent,
         "val_score": {m: h.val[-1] if h.val else None for m, h in hist.items()},
         "train_score": {m: h.best[-1] if h.best else h.baseline for m, h in hist.items()},
         "sjf_score": {m: h.baseline for m, h in hist.items()},
     }
     model = LearnedModel.new(
-        found["backfill"], found["no_backfill"], meta=meta, name=name, features=feats
+        found["backfill"],
+        found["no_backfill"],
+        meta=meta,
+        name=name,
+        features=feats,
+        recent=cfg.recent,
     )
     return model, hist

@@ -59,6 +59,8 @@ class JobColumns:
     capacity: float = math.inf
     release_in: np.ndarray | None = None
     release_procs: np.ndarray | None = None
+    user: np.ndarray | None = None  # user ids, when known (SWF logs)
+    estimate: np.ndarray | None = None  # run-time estimates besides `runtime`, if any
 
     def start_delay(self) -> np.ndarray:
         """Seconds until each job could start if nothing else started, by the running

@@ -68,6 +68,8 @@ class MachineSim:
         self.queue: list[int] = []
         self.running: list[tuple[float, int]] = []  # heap of (end, job)
         self.next_arrival, self.t = 0, 0.0
+        # Orderers that learn from completions (RecentRuntimes) are told of each one.
+        self.observe = getattr(orderer, "observe", None)
 
     @property
     def free(self) -> float:
@@ -104,6 +106,7 @@ class MachineSim:
             capacity=float(self.n_procs),
             release_in=ends[by_end],
             release_procs=tr.procs[run][by_end],
+            user=tr.user[q],
         )
 
     def _ranked(self, jobs: list[int]) -> np.ndarray:
@@ -169,6 +172,8 @@ class MachineSim:
         while self.running and self.running[0][0] <= self.t:
             _, k = heapq.heappop(self.running)
             self.state.reserve(0, -self.tasks[k].cpu, 0, 0.0)
+            if self.observe is not None:
+                self.observe(int(tr.user[k]), float(tr.run[k]))
         while self.next_arrival < len(tr) and tr.submit[self.next_arrival] <= self.t:
             k = self.next_arrival
             self.next_arrival += 1

@@ -197,7 +197,15 @@ def sim_train(
     ),
     block: int = typer.Option(128, "--block", help="With --exclude: jobs per bootstrap block."),
     load: str = typer.Option(
-        "", "--load", help="With --exclude: LO:HI, stretch each sequence to an offered load in it."
+        "",
+        "--load",
+        help="SWF: LO:HI, stretch each training sequence in time to an offered load in it.",
+    ),
+    sampler: str = typer.Option(
+        "bootstrap",
+        "--sampler",
+        help="With --exclude: bootstrap (blocks of held-out jobs) or resample (a workload "
+        "model fitted to them: jobs drawn independently, arrivals by hour of day).",
     ),
     validation: int = typer.Option(
         0, "--validation", help="SWF: N more sequences (another seed) to pick the result on."
@@ -209,6 +217,12 @@ def sim_train(
         "logmean", "--objective", help="SWF: logmean (per-window log bsld) or mean (as evaluated)."
     ),
     init_std: float = typer.Option(1.0, "--init-std", help="SWF: CEM's initial spread."),
+    recent: int = typer.Option(
+        0,
+        "--recent-runtimes",
+        min=0,
+        help="SWF: K > 0 orders by run times estimated from each user's last K jobs.",
+    ),
     features: str = typer.Option(
         "", "--features", help="SWF: comma-separated orderer features to search (default: all)."
     ),
@@ -246,6 +260,8 @@ def sim_train(
         validation=validation,
         start_from_base=start_from_base,
         objective=(_names(objective, ("logmean", "mean"), "--objective") or ("logmean",))[0],
+        recent=recent,
+        sampler=(_names(sampler, ("bootstrap", "resample"), "--sampler") or ("bootstrap",))[0],
     )
     say = lambda line: print(line, flush=True)  # noqa: E731
     model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)
