@@ -46,3 +46,14 @@ def test_heldout_check_scores_policies_on_the_validation_sequences():
     for fig in figures.values():
         assert len(fig["bsld"]) == 2 and all(b >= 1.0 for b in fig["bsld"])
     assert figures["f1"]["mean"] < figures["fcfs"]["mean"]
+
+
+def test_lookahead_benchmark_prints_both_policies_and_their_ratio():
+    trace = ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz"
+    out = _run(
+        "lookahead.py",
+        *("--trace", str(trace), "--sequences", "2", "--length", "150", "--json"),
+    )
+    figures = json.loads(out)
+    assert figures["f1"] >= 1.0 and figures["planner"] >= 1.0
+    assert abs(figures["ratio"] - figures["planner"] / figures["f1"]) < 1e-12

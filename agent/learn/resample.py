@@ -47,6 +47,30 @@ def hourly_gaps(trace: Trace, mask: np.ndarray) -> list[np.ndarray]:
     return [g if len(g) else pooled for g in out]  # an hour never seen: all gaps
 
 
+class FutureSampler:
+    """Arrivals after a given time, drawn from the model fitted to the jobs outside
+    `mask`: what a look-ahead planner (lookahead.py) imagines will arrive next."""
+
+    def __init__(self, trace: Trace, mask: np.ndarray) -> None:
+        self.trace, self.pool = trace, np.flatnonzero(~mask)
+        if not len(self.pool):
+            raise ValueError("every job of the trace is in an evaluation window")
+        self.gaps = hourly_gaps(trace, mask)
+
+    def draw(self, t: float, until: float, rng: np.random.Generator) -> Trace:
+        """The jobs arriving in (t, until], in order."""
+        submit = []
+        while True:
+            g = self.gaps[int((t % DAY) // HOUR)]
+            t += float(g[int(rng.integers(len(g)))])
+            if t > until:
+                break
+            submit.append(t)
+        out = self.trace.take(rng.choice(self.pool, len(submit), replace=True), "future")
+        out.submit = np.asarray(submit, np.float64)
+        return out
+
+
 def resampled_sequences(
     trace: Trace,
     mask: np.ndarray,

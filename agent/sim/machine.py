@@ -55,14 +55,22 @@ class Outcome:
 
 
 class MachineSim:
-    def __init__(self, trace: Trace, procs: int, orderer, backfill: bool = False) -> None:
-        """`orderer`: anything with `keys(JobColumns) -> ndarray` (smallest first)."""
+    def __init__(
+        self,
+        trace: Trace,
+        procs: int,
+        orderer,
+        backfill: bool = False,
+        tasks: list[TaskRequest] | None = None,
+    ) -> None:
+        """`orderer`: anything with `keys(JobColumns) -> ndarray` (smallest first).
+        `tasks`: the jobs as TaskRequests, when the caller already has them."""
         if procs <= 0:
             raise ValueError("the machine needs at least one processor")
         self.trace, self.n_procs, self.orderer, self.backfill = trace, procs, orderer, backfill
         self.state = ClusterState.from_workers([_machine(procs)])
         self.fit = REGISTRY.create(Kind.FILTER, "cpu")
-        self.tasks = [TaskRequest(task_id=str(j), cpu=float(c)) for j, c in enumerate(trace.procs)]
+        self.tasks = tasks if tasks is not None else job_tasks(trace.procs)
         n = len(trace)
         self.start, self.end = np.full(n, np.nan), np.full(n, np.nan)
         self.queue: list[int] = []
@@ -76,18 +84,24 @@ class MachineSim:
         return float(self.state.free[CPU, 0])
 
     def run(self) -> Outcome:
+        self.run_until(np.inf)
+        return Outcome(self.trace, self.start, self.end, float(self.n_procs))
+
+    def run_until(self, t_stop: float, first: int | None = None) -> None:
+        """Decide and start jobs until the clock reaches t_stop (or every job has
+        started). `first`, a queued job, is the first decision instead of the
+        orderer's pick (a look-ahead planner's candidate, lookahead.py)."""
         tr = self.trace
-        while self.next_arrival < len(tr) or self.queue:
+        while (self.next_arrival < len(tr) or self.queue) and self.t < t_stop:
             if not self.queue:
                 self._advance(arrivals=True)
                 continue
-            j = self._best(self.queue)
+            j, first = (self._best(self.queue) if first is None else first), None
             while not self.fit.check(self.tasks[j], self.state, 0):
                 if self.backfill:
                     self._backfill_around(j)
                 self._advance(arrivals=self.backfill)
             self._start(j)
-        return Outcome(tr, self.start, self.end, float(self.n_procs))
 
     # -- decisions ---------------------------------------------------------------------
     def _columns(self, q: np.ndarray) -> JobColumns:
@@ -180,6 +194,11 @@ class MachineSim:
             if tr.procs[k] <= self.n_procs:
                 self.queue.append(k)
             # else: it can never run here; it stays unplaced (NaN start)
+
+
+def job_tasks(procs: np.ndarray, first: int = 0) -> list[TaskRequest]:
+    """One TaskRequest per job (ids from `first`): what the cpu filter checks."""
+    return [TaskRequest(task_id=str(first + j), cpu=float(c)) for j, c in enumerate(procs)]
 
 
 def _machine(procs: int) -> WorkerSpec:

@@ -51,6 +51,15 @@ class Trace:
         cols = {f.name: getattr(self, f.name)[idx] for f in fields(self) if _is_column(f.name)}
         return Trace(name=name or self.name, max_procs=self.max_procs, skipped=self.skipped, **cols)
 
+    def then(self, later: Trace, name: str | None = None) -> Trace:
+        """This trace's jobs followed by `later`'s (which arrive after them)."""
+        cols = {
+            f.name: np.concatenate([getattr(self, f.name), getattr(later, f.name)])
+            for f in fields(self)
+            if _is_column(f.name)
+        }
+        return Trace(name=name or self.name, max_procs=self.max_procs, skipped=self.skipped, **cols)
+
     def window(self, start: int, length: int) -> Trace:
         return self.take(slice(start, start + length), f"{self.name}[{start}:{start + length}]")
 
