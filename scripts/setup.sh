@@ -135,8 +135,9 @@ start_dockerd() {
     fi
     say "starting dockerd in the background (log: $DOCKERD_LOG)"
     # setsid + nohup: the daemon outlives this script and its terminal.
+    # From /, as daemons run: the checkout it was started from may be removed later.
     # shellcheck disable=SC2086  # CLOUDAI_DOCKERD_ARGS is a list of words
-    setsid nohup dockerd ${CLOUDAI_DOCKERD_ARGS:-} >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    (cd / && exec setsid nohup dockerd ${CLOUDAI_DOCKERD_ARGS:-}) >>"$DOCKERD_LOG" 2>&1 </dev/null &
 }
 
 setup_docker_engine() {

@@ -67,7 +67,10 @@ def read_launch(pid: int) -> Launch:
     log = ""
     with contextlib.suppress(OSError):
         log = os.readlink(proc / "fd" / "1")
-    return Launch(argv=argv, env=env, cwd=os.readlink(proc / "cwd"), log=log)
+    cwd = os.readlink(proc / "cwd")
+    # A daemon started from a directory that was removed since (an earlier CI clone)
+    # reads as "<path> (deleted)": start it again from / instead.
+    return Launch(argv=argv, env=env, cwd=cwd if os.path.isdir(cwd) else "/", log=log)
 
 
 def answers(timeout: float = 5.0) -> bool:

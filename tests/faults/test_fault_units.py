@@ -1,7 +1,8 @@
-"""Fast checks of the rules the fault suite relies on, without Docker or processes:
-retry budgets, memory growth after an OOM kill, requeueing tasks with no live owner
-after a master crash, avoided workers as a lapsing preference, and how an attempt
-that ends during a Docker engine outage is named."""
+"""Fast checks of the rules the fault suite relies on, without Docker (at most a
+`sleep` process): retry budgets, memory growth after an OOM kill, requeueing tasks
+with no live owner after a master crash, avoided workers as a lapsing preference,
+how an attempt that ends during a Docker engine outage is named, and where the
+dockerd restart helper starts the daemon again."""
 
 from __future__ import annotations
 
@@ -188,3 +189,24 @@ def test_the_image_list_never_holds_a_heartbeat_on_a_hung_engine():
         time.sleep(0.01)
     images.invalidate()
     assert images.tags(client, 10) == ["new:1"]
+
+
+def test_a_daemon_started_from_a_removed_directory_is_restarted_from_root(tmp_path):
+    """dockerd keeps the cwd it was started in; once that checkout is deleted (an
+    earlier CI clone), /proc shows "<path> (deleted)" and the restart uses /."""
+    import shutil
+    import subprocess
+
+    from .dockerd import read_launch
+
+    gone = tmp_path / "old-clone"
+    gone.mkdir()
+    proc = subprocess.Popen(["sleep", "30"], cwd=gone)
+    try:
+        assert read_launch(proc.pid).cwd == str(gone)
+        shutil.rmtree(gone)
+        launch = read_launch(proc.pid)
+        assert launch.cwd == "/" and launch.argv == ["sleep", "30"]
+    finally:
+        proc.kill()
+        proc.wait()
