@@ -203,6 +203,10 @@ def test_a_daemon_started_from_a_removed_directory_is_restarted_from_root(tmp_pa
     gone.mkdir()
     proc = subprocess.Popen(["sleep", "30"], cwd=gone)
     try:
+        deadline = time.monotonic() + 10
+        while read_launch(proc.pid).argv != ["sleep", "30"]:  # until the exec is done
+            assert time.monotonic() < deadline, "sleep did not start"
+            time.sleep(0.01)
         assert read_launch(proc.pid).cwd == str(gone)
         shutil.rmtree(gone)
         launch = read_launch(proc.pid)
