@@ -41,10 +41,12 @@ def hourly_gaps(trace: Trace, mask: np.ndarray) -> list[np.ndarray]:
         for h in range(24):
             by_hour[h].append(gaps[hours == h])
     out = [np.concatenate(g) if g else np.zeros(0) for g in by_hour]
-    if not any(len(g) for g in out):
-        raise ValueError("the held-out jobs have no inter-arrival times to fit")
     pooled = np.concatenate(out)
-    return [g if len(g) else pooled for g in out]  # an hour never seen: all gaps
+    if not len(pooled) or pooled.max() <= 0:
+        raise ValueError("the held-out jobs have no inter-arrival times to fit")
+    # An hour never seen, or seen only with simultaneous arrivals (time would never
+    # advance through it): all the gaps instead.
+    return [g if len(g) and g.max() > 0 else pooled for g in out]
 
 
 class FutureSampler:

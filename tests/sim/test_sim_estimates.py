@@ -108,6 +108,17 @@ def test_resampled_sequences_use_only_held_out_jobs_and_their_gaps(lublin):
         resampled_sequences(trace, np.ones(len(trace), bool), 1, 10, seed=0)
 
 
+def test_an_hour_with_only_simultaneous_arrivals_borrows_all_the_gaps():
+    """Drawing from an hour whose gaps are all 0 would never leave it."""
+    t = jobs((0, 5, 1, 5), (0, 5, 1, 5), (100, 5, 1, 5), (4000, 5, 1, 5), (4600, 5, 1, 5))
+    mask = np.array([False, False, True, False, False])  # two held-out stretches
+    gaps = hourly_gaps(t, mask)
+    assert gaps[0].tolist() == [0.0, 600.0]  # hour 0 had only a 0 gap: all gaps
+    assert gaps[1].tolist() == [600.0] and gaps[5].tolist() == [0.0, 600.0]
+    with pytest.raises(ValueError):
+        hourly_gaps(jobs((0, 5, 1, 5), (0, 5, 1, 5)), np.zeros(2, bool))
+
+
 def test_plain_training_windows_can_be_stretched_to_a_load(kth):
     from cloudai.agent.learn.train import TrainConfig, draw_parts
 
