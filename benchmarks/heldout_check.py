@@ -27,10 +27,7 @@ from cloudai.agent.policy.registry import REGISTRY, Kind
 from cloudai.agent.sim.machine import simulate_machine
 from cloudai.agent.sim.metrics import metrics
 from cloudai.agent.sim.runner import SimConfig, load_trace, machine_size
-
-
-def _pair(text: str, kind=float) -> tuple:
-    return tuple(kind(x) for x in text.split(":")) if text else ()
+from cloudai.cli.sim_cmds import _exclude, _load, _slice
 
 
 def main() -> None:
@@ -49,15 +46,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
-    cfg = SimConfig(slice=_pair(a.slice) or (0.0, 1.0))
+    cfg = SimConfig(slice=_slice(a.slice))
     trace = load_trace(a.trace, cfg)
     procs = machine_size(trace, cfg)
     tcfg = TrainConfig(
         windows=a.sequences,
         length=a.length,
         seed=a.seed,
-        exclude=_pair(a.exclude, int) or (0, 0, 0),
-        load=_pair(a.load) or None,
+        exclude=_exclude(a.exclude),
+        load=_load(a.load),
         sampler=a.sampler,
     )
     parts = training_parts([(trace, procs)], tcfg)
@@ -78,4 +75,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from cloudai.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as err:
+        raise SystemExit(f"heldout_check: {err}") from None

@@ -50,8 +50,9 @@ def hourly_gaps(trace: Trace, mask: np.ndarray) -> list[np.ndarray]:
 
 
 class FutureSampler:
-    """Arrivals after a given time, drawn from the model fitted to the jobs outside
-    `mask`: what a look-ahead planner (lookahead.py) imagines will arrive next."""
+    """The workload model fitted to the jobs outside `mask`: held-out jobs, and
+    arrivals by hour of the day. It draws the training sequences and what a
+    look-ahead planner (lookahead.py) imagines will arrive next."""
 
     def __init__(self, trace: Trace, mask: np.ndarray) -> None:
         self.trace, self.pool = trace, np.flatnonzero(~mask)
@@ -59,12 +60,16 @@ class FutureSampler:
             raise ValueError("every job of the trace is in an evaluation window")
         self.gaps = hourly_gaps(trace, mask)
 
+    def next_arrival(self, t: float, rng: np.random.Generator) -> float:
+        """The arrival after one at time t: a held-out gap of t's hour of the day."""
+        g = self.gaps[int((t % DAY) // HOUR)]
+        return t + float(g[int(rng.integers(len(g)))])
+
     def draw(self, t: float, until: float, rng: np.random.Generator) -> Trace:
         """The jobs arriving in (t, until], in order."""
         submit = []
         while True:
-            g = self.gaps[int((t % DAY) // HOUR)]
-            t += float(g[int(rng.integers(len(g)))])
+            t = self.next_arrival(t, rng)
             if t > until:
                 break
             submit.append(t)
@@ -84,20 +89,16 @@ def resampled_sequences(
     """k seeded sequences of `length` jobs drawn from the model fitted to the jobs
     outside `mask` (see the module docstring); with `load`, each is stretched in
     time to an offered load drawn from that range, as heldout.py does."""
-    pool = np.flatnonzero(~mask)
-    if not len(pool):
-        raise ValueError("every job of the trace is in an evaluation window")
-    gaps = hourly_gaps(trace, mask)
+    model = FutureSampler(trace, mask)
     rng = np.random.default_rng(seed)
     out = []
     for i in range(k):
-        jobs = rng.choice(pool, length, replace=True)
+        jobs = rng.choice(model.pool, length, replace=True)
         submit = np.empty(length)
-        t = float(trace.submit[int(rng.choice(pool))])
+        t = float(trace.submit[int(rng.choice(model.pool))])
         for j in range(length):
             submit[j] = t
-            g = gaps[int((t % DAY) // HOUR)]
-            t += float(g[int(rng.integers(len(g)))])
+            t = model.next_arrival(t, rng)
         seq = trace.take(jobs, f"{trace.name}[resampled {seed}.{i}]")
         seq.submit = submit
         if load is not None:

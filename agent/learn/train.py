@@ -332,7 +332,26 @@ def train_model(
         feats = tuple(f for f in FEATURES if f in feats or f in base.features)
         found = {m: _expand(w, cfg.features, feats) for m, w in found.items()}
         found.update({m: _expand(base.weights(MODES[m]), base.features, feats) for m in kept})
-    meta = {
+    model = LearnedModel.new(
+        found["backfill"],
+        found["no_backfill"],
+        meta=_meta(traces, cfg, hist, base, kept),
+        name=name,
+        features=feats,
+        recent=cfg.recent,
+    )
+    return model, hist
+
+
+def _meta(
+    traces: Sequence[tuple[Trace, int]],
+    cfg: TrainConfig,
+    hist: dict[str, History],
+    base: LearnedModel | None,
+    kept: list[str],
+) -> dict:
+    """How a model was trained, for its file's `meta`."""
+    return {
         "trained_on": [f"{t.name} ({len(t)} jobs, {p} procs)" for t, p in traces],
         "windows": cfg.windows,
         "excluded_eval_windows": list(cfg.exclude) if cfg.exclude[0] else None,
@@ -354,12 +373,3 @@ def train_model(
         "train_score": {m: h.best[-1] if h.best else h.baseline for m, h in hist.items()},
         "sjf_score": {m: h.baseline for m, h in hist.items()},
     }
-    model = LearnedModel.new(
-        found["backfill"],
-        found["no_backfill"],
-        meta=meta,
-        name=name,
-        features=feats,
-        recent=cfg.recent,
-    )
-    return model, hist
