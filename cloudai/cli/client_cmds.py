@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
+from typing import NoReturn
 
 import typer
 
@@ -13,6 +15,7 @@ from cloudai.errors import InvalidArgument
 from cloudai.model import Resources, TaskSpec, TaskState
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
+from cloudai.proto import master_agent_pb2 as mapb
 from cloudai.validation import parse_duration, parse_pairs, parse_size, validate_spec
 
 from . import views
@@ -36,115 +39,141 @@ def _emit(as_json: bool, message, text: str) -> None:
     print(views.to_json(message) if as_json else text, flush=True)
 
 
+# `cloudai submit`: the task's resources, environment, placement and hardening.
+CommandArg = typer.Argument(None, help="Command and arguments (after --).")
+CpuOpt = typer.Option(0.0, "--cpu", help="CPUs requested (fractions allowed).")
+MemoryOpt = typer.Option("0", "--memory", help="Memory requested, e.g. 512m, 2g.")
+GpuOpt = typer.Option(0.0, "--gpu", help="GPUs requested; fractions below 1, e.g. 0.5.")
+EnvOpt = typer.Option(None, "--env", help="Environment variable K=V (repeatable).")
+SecretEnvOpt = typer.Option(None, "--secret-env", help="Secret env K=V (kept out of listings).")
+PriorityOpt = typer.Option(0, "--priority", help="Queue priority (higher first).")
+TimeoutOpt = typer.Option("0", "--timeout", help="Deadline, e.g. 30s, 10m (0 = none).")
+RetriesOpt = typer.Option(0, "--retries", help="Retry budget for failed attempts.")
+SelectorOpt = typer.Option(None, "--selector", help="Worker label k=v (repeatable).")
+PinOpt = typer.Option("", "--worker", help="Pin to this worker (manual override).")
+NameOpt = typer.Option("", "--name", help="Task name.")
+WaitOpt = typer.Option(False, "--wait", help="Wait; exit with the task's exit code.")
+FollowOpt = typer.Option(False, "--follow", help="Stream the task's logs.")
+PullOpt = typer.Option(False, "--pull", help="Always pull the image first.")
+CapAddOpt = typer.Option(
+    None, "--cap-add", help="Linux capability to add (the worker must allow it)."
+)
+ReadOnlyOpt = typer.Option(
+    False, "--read-only", help="Read-only root filesystem, with a tmpfs /tmp."
+)
+UserOpt = typer.Option("", "--user", help="Run as this user, e.g. 1000:1000.")
+DryRunOpt = typer.Option(False, "--dry-run", help="Show where it would go; change nothing.")
+
+
 def submit(
     image: str = typer.Argument(..., help="Container image, e.g. cloudai/sample-task:latest"),
-    command: list[str] = typer.Argument(None, help="Command and arguments (after --)."),
-    cpu: float = typer.Option(0.0, "--cpu", help="CPUs requested (fractions allowed)."),
-    memory: str = typer.Option("0", "--memory", help="Memory requested, e.g. 512m, 2g."),
-    gpu: float = typer.Option(0.0, "--gpu", help="GPUs requested; fractions below 1, e.g. 0.5."),
-    env: list[str] = typer.Option(None, "--env", help="Environment variable K=V (repeatable)."),
-    secret_env: list[str] = typer.Option(
-        None, "--secret-env", help="Secret env K=V (kept out of listings)."
-    ),
-    priority: int = typer.Option(0, "--priority", help="Queue priority (higher first)."),
-    timeout: str = typer.Option("0", "--timeout", help="Deadline, e.g. 30s, 10m (0 = none)."),
-    retries: int = typer.Option(0, "--retries", help="Retry budget for failed attempts."),
-    selector: list[str] = typer.Option(None, "--selector", help="Worker label k=v (repeatable)."),
-    worker: str = typer.Option("", "--worker", help="Pin to this worker (manual override)."),
-    name: str = typer.Option("", "--name", help="Task name."),
-    wait: bool = typer.Option(False, "--wait", help="Wait; exit with the task's exit code."),
-    follow: bool = typer.Option(False, "--follow", help="Stream the task's logs."),
-    pull: bool = typer.Option(False, "--pull", help="Always pull the image first."),
-    cap_add: list[str] = typer.Option(
-        None, "--cap-add", help="Linux capability to add (the worker must allow it)."
-    ),
-    read_only: bool = typer.Option(
-        False, "--read-only", help="Read-only root filesystem, with a tmpfs /tmp."
-    ),
-    user: str = typer.Option("", "--user", help="Run as this user, e.g. 1000:1000."),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Show where it would go; change nothing."
-    ),
+    command: list[str] = CommandArg,
+    cpu: float = CpuOpt,
+    memory: str = MemoryOpt,
+    gpu: float = GpuOpt,
+    env: list[str] = EnvOpt,
+    secret_env: list[str] = SecretEnvOpt,
+    priority: int = PriorityOpt,
+    timeout: str = TimeoutOpt,
+    retries: int = RetriesOpt,
+    selector: list[str] = SelectorOpt,
+    worker: str = PinOpt,
+    name: str = NameOpt,
+    wait: bool = WaitOpt,
+    follow: bool = FollowOpt,
+    pull: bool = PullOpt,
+    cap_add: list[str] = CapAddOpt,
+    read_only: bool = ReadOnlyOpt,
+    user: str = UserOpt,
+    dry_run: bool = DryRunOpt,
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Submit a task. Without --worker the placement agent chooses where it runs."""
-    spec = _build_spec(
-        image,
-        command,
-        cpu,
-        memory,
-        gpu,
-        env,
-        secret_env,
-        priority,
-        timeout,
-        retries,
-        selector,
-        worker,
-        name,
-        pull,
-        hardening=(list(cap_add or []), read_only, user),
-    )
-    client = Client(master)
-    resp = client.call("SubmitTask", cpb.SubmitTaskRequest(spec=spec_to_pb(spec), dry_run=dry_run))
-    if dry_run:
-        d = resp.decision
-        text = (
-            f"would place on {d.worker_id}: {d.summary}"
-            if d.worker_id
-            else f"would not place now: {d.summary or 'no worker fits'}"
-            + (f"\nsmallest change: {d.hint}" if d.hint else "")
-        )
-        return _emit(as_json, d, text)
-    if not (wait or follow):
-        return _emit(as_json, resp.task, f"✓ submitted {resp.task_id}")
+    _submit(_SubmitOptions(**locals()))  # locals(): just the options
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SubmitOptions:
+    """`cloudai submit`'s arguments and options as given (same names)."""
+
+    image: str
+    command: list[str] | None
+    cpu: float
+    memory: str
+    gpu: float
+    env: list[str] | None
+    secret_env: list[str] | None
+    priority: int
+    timeout: str
+    retries: int
+    selector: list[str] | None
+    worker: str
+    name: str
+    wait: bool
+    follow: bool
+    pull: bool
+    cap_add: list[str] | None
+    read_only: bool
+    user: str
+    dry_run: bool
+    master: str
+    as_json: bool
+
+
+def _submit(o: _SubmitOptions) -> None:
+    """Check the spec (before contacting the master), submit it and report as asked."""
+    spec = _build_spec(o)
+    client = Client(o.master)
+    req = cpb.SubmitTaskRequest(spec=spec_to_pb(spec), dry_run=o.dry_run)
+    resp = client.call("SubmitTask", req)
+    if o.dry_run:
+        return _emit(o.as_json, resp.decision, _dry_run_text(resp.decision))
+    if not (o.wait or o.follow):
+        return _emit(o.as_json, resp.task, f"✓ submitted {resp.task_id}")
+    _see_through(client, resp.task_id, o.follow, o.as_json)
+
+
+def _dry_run_text(d: mapb.Decision) -> str:
+    """Where the task would go, or why not now and (if known) the smallest fix."""
+    if d.worker_id:
+        return f"would place on {d.worker_id}: {d.summary}"
+    hint = f"\nsmallest change: {d.hint}" if d.hint else ""
+    return f"would not place now: {d.summary or 'no worker fits'}{hint}"
+
+
+def _see_through(client: Client, task_id: str, follow: bool, as_json: bool) -> NoReturn:
+    """--wait / --follow: (stream the logs,) wait for the end, exit with the task's code."""
     if not as_json:
-        print(f"✓ submitted {resp.task_id}", file=sys.stderr, flush=True)
+        print(f"✓ submitted {task_id}", file=sys.stderr, flush=True)
     if follow:
-        _print_logs(client, resp.task_id, follow=True)
-    final = _wait_terminal(client, resp.task_id)
+        _print_logs(client, task_id, follow=True)
+    final = _wait_terminal(client, task_id)
     _emit(as_json, final, views.task_panel(final))
     raise typer.Exit(_exit_code(final))
 
 
-def _build_spec(
-    image,
-    command,
-    cpu,
-    memory,
-    gpu,
-    env,
-    secret_env,
-    priority,
-    timeout,
-    retries,
-    selector,
-    worker,
-    name,
-    pull,
-    *,
-    hardening: tuple[list[str], bool, str] = ([], False, ""),
-) -> TaskSpec:
+def _build_spec(o: _SubmitOptions) -> TaskSpec:
+    """The task spec the options describe, validated; a bad value is one line, exit 1."""
     try:
-        envs = parse_pairs(env, "--env")
-        secrets = parse_pairs(secret_env, "--secret-env")
+        envs = parse_pairs(o.env, "--env")
+        secrets = parse_pairs(o.secret_env, "--secret-env")
         spec = TaskSpec(
-            image=image,
-            command=list(command or []),
+            image=o.image,
+            command=list(o.command or []),
             env={**envs, **secrets},
-            resources=Resources(cpu=cpu, memory_bytes=parse_size(memory), gpu=gpu),
-            priority=priority,
-            timeout_s=parse_duration(timeout),
-            max_retries=retries,
-            selector=parse_pairs(selector, "--selector"),
-            name=name,
-            pinned_worker=worker,
-            always_pull=pull,
+            resources=Resources(cpu=o.cpu, memory_bytes=parse_size(o.memory), gpu=o.gpu),
+            priority=o.priority,
+            timeout_s=parse_duration(o.timeout),
+            max_retries=o.retries,
+            selector=parse_pairs(o.selector, "--selector"),
+            name=o.name,
+            pinned_worker=o.worker,
+            always_pull=o.pull,
             secret_env_keys=sorted(secrets),
-            cap_add=hardening[0],
-            read_only_rootfs=hardening[1],
-            user=hardening[2],
+            cap_add=list(o.cap_add or []),
+            read_only_rootfs=o.read_only,
+            user=o.user,
         )
         return validate_spec(spec)
     except InvalidArgument as err:

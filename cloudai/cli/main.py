@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 
 import typer
 
@@ -60,157 +61,257 @@ def _client_security(
     )
 
 
+# `cloudai master`: its own options (the TLS ones are shared, from security_cmds).
+HostOpt = typer.Option(
+    None,
+    "--host",
+    help="Address to bind (default 127.0.0.1; 0.0.0.0 needs TLS and tokens, or --insecure).",
+)
+MasterPortOpt = typer.Option(None, "--port", help="gRPC port (default 50051).")
+DbOpt = typer.Option(None, "--db", help="sqlite:///PATH (default) or mongodb://...")
+NoConsoleOpt = typer.Option(False, "--no-console", help="Run headless, as a service.")
+HeartbeatTimeoutOpt = typer.Option(
+    None, "--heartbeat-timeout", help="Seconds before a silent worker is inactive (15)."
+)
+AgentTimeoutOpt = typer.Option(
+    None,
+    "--agent-timeout",
+    help="Seconds without an agent before the master places tasks itself (3).",
+)
+MasterTokensOpt = typer.Option(
+    None, "--tokens", help="Tokens file callers are checked against (CLOUDAI_TOKENS)."
+)
+DispatchTokenFileOpt = typer.Option(
+    None,
+    "--dispatch-token-file",
+    help="Token (role master) the master presents to workers that ask for one.",
+)
+ImageAllowlistOpt = typer.Option(
+    None,
+    "--image-allowlist",
+    help="Allowed registries/prefixes, comma-separated, e.g. 127.0.0.1:5000/,cloudai/.",
+)
+MaxWorkerCpuOpt = typer.Option(
+    None, "--max-worker-cpu", help="Largest CPU capacity a worker may register (4096)."
+)
+MaxWorkerMemoryOpt = typer.Option(
+    None, "--max-worker-memory", help="Largest memory a worker may register (64t)."
+)
+SecretsKeyOpt = typer.Option(
+    None, "--secrets-key", help="Key file for --secret-env values (beside the DB)."
+)
+
+
 @app.command()
 def master(
-    host: str = typer.Option(
-        None,
-        "--host",
-        help="Address to bind (default 127.0.0.1; 0.0.0.0 needs TLS and tokens, or --insecure).",
-    ),
-    port: int = typer.Option(None, "--port", help="gRPC port (default 50051)."),
-    db: str = typer.Option(None, "--db", help="sqlite:///PATH (default) or mongodb://..."),
-    no_console: bool = typer.Option(False, "--no-console", help="Run headless, as a service."),
-    heartbeat_timeout: float = typer.Option(
-        None, "--heartbeat-timeout", help="Seconds before a silent worker is inactive (15)."
-    ),
-    agent_timeout: float = typer.Option(
-        None,
-        "--agent-timeout",
-        help="Seconds without an agent before the master places tasks itself (3).",
-    ),
+    host: str = HostOpt,
+    port: int = MasterPortOpt,
+    db: str = DbOpt,
+    no_console: bool = NoConsoleOpt,
+    heartbeat_timeout: float = HeartbeatTimeoutOpt,
+    agent_timeout: float = AgentTimeoutOpt,
     tls_ca: str = TlsCaOpt,
     tls_cert: str = TlsCertOpt,
     tls_key: str = TlsKeyOpt,
-    tokens: str = typer.Option(
-        None, "--tokens", help="Tokens file callers are checked against (CLOUDAI_TOKENS)."
-    ),
-    dispatch_token_file: str = typer.Option(
-        None,
-        "--dispatch-token-file",
-        help="Token (role master) the master presents to workers that ask for one.",
-    ),
-    image_allowlist: str = typer.Option(
-        None,
-        "--image-allowlist",
-        help="Allowed registries/prefixes, comma-separated, e.g. 127.0.0.1:5000/,cloudai/.",
-    ),
-    max_worker_cpu: float = typer.Option(
-        None, "--max-worker-cpu", help="Largest CPU capacity a worker may register (4096)."
-    ),
-    max_worker_memory: str = typer.Option(
-        None, "--max-worker-memory", help="Largest memory a worker may register (64t)."
-    ),
-    secrets_key: str = typer.Option(
-        None, "--secrets-key", help="Key file for --secret-env values (beside the DB)."
-    ),
+    tokens: str = MasterTokensOpt,
+    dispatch_token_file: str = DispatchTokenFileOpt,
+    image_allowlist: str = ImageAllowlistOpt,
+    max_worker_cpu: float = MaxWorkerCpuOpt,
+    max_worker_memory: str = MaxWorkerMemoryOpt,
+    secrets_key: str = SecretsKeyOpt,
     insecure: bool = InsecureOpt,
 ) -> None:
     """Run the master: cluster state, task queue and the `master>` console."""
+    raise typer.Exit(_run_master(_MasterOptions(**locals())))  # locals(): just the options
+
+
+@dataclass(frozen=True, kw_only=True)
+class _MasterOptions:
+    """`cloudai master`'s options as given (None: not given; same names as the flags)."""
+
+    host: str | None
+    port: int | None
+    db: str | None
+    no_console: bool
+    heartbeat_timeout: float | None
+    agent_timeout: float | None
+    tls_ca: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    tokens: str | None
+    dispatch_token_file: str | None
+    image_allowlist: str | None
+    max_worker_cpu: float | None
+    max_worker_memory: str | None
+    secrets_key: str | None
+    insecure: bool
+
+
+def _run_master(opts: _MasterOptions) -> int:
+    """Run the master with the settings the options (then CLOUDAI_*, .env) give."""
     from cloudai.config import MasterSettings
     from cloudai.master.main import run_master
 
+    return run_master(_settings(MasterSettings, _master_kwargs(opts)))
+
+
+def _master_kwargs(o: _MasterOptions) -> dict[str, object]:
+    """MasterSettings arguments from the options given; a bad size is one line, exit 1."""
     try:
         kwargs = _given(
-            host=host,
-            port=port,
-            db=db,
-            heartbeat_timeout=heartbeat_timeout,
-            agent_timeout=agent_timeout,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            tokens=tokens,
-            dispatch_token_file=dispatch_token_file,
-            image_allowlist=image_allowlist,
-            max_worker_cpu=max_worker_cpu,
-            max_worker_memory=parse_size(max_worker_memory) if max_worker_memory else None,
-            secrets_key=secrets_key,
+            host=o.host,
+            port=o.port,
+            db=o.db,
+            heartbeat_timeout=o.heartbeat_timeout,
+            agent_timeout=o.agent_timeout,
+            tls_ca=o.tls_ca,
+            tls_cert=o.tls_cert,
+            tls_key=o.tls_key,
+            tokens=o.tokens,
+            dispatch_token_file=o.dispatch_token_file,
+            image_allowlist=o.image_allowlist,
+            max_worker_cpu=o.max_worker_cpu,
+            max_worker_memory=parse_size(o.max_worker_memory) if o.max_worker_memory else None,
+            secrets_key=o.secrets_key,
         )
     except InvalidArgument as err:
         fail(str(err))
-    if no_console:
+    if o.no_console:
         kwargs["console"] = False
-    if insecure:
+    if o.insecure:
         kwargs["insecure"] = True
-    raise typer.Exit(run_master(_settings(MasterSettings, kwargs)))
+    return kwargs
+
+
+# `cloudai worker`: its own options (the TLS and token ones are shared, from security_cmds).
+WorkerIdOpt = typer.Option(None, "--id", help="Worker id (default worker-1).")
+WorkerIpOpt = typer.Option(
+    None, "--ip", help="Address the master uses to reach this worker (localhost)."
+)
+WorkerMasterOpt = typer.Option(None, "--master", help="Master address (localhost:50051).")
+WorkerPortOpt = typer.Option(None, "--port", help="This worker's gRPC port (50052).")
+LabelOpt = typer.Option(None, "--label", help="Label k=v (repeatable).")
+CpuOpt = typer.Option(None, "--cpu", help="Advertise at most this many CPUs.")
+MemoryOpt = typer.Option(None, "--memory", help="Advertise at most this much memory, e.g. 4g.")
+HeartbeatIntervalOpt = typer.Option(
+    None, "--heartbeat-interval", help="Seconds between heartbeats (5)."
+)
+WorkerTokensOpt = typer.Option(
+    None, "--tokens", help="Optional tokens file: the master must present a master token."
+)
+MasterNameOpt = typer.Option(
+    None, "--master-name", help="Certificate name (CN) the master must have (master)."
+)
+AllowedCapOpt = typer.Option(
+    None, "--allowed-cap", help="Capability tasks may add back, e.g. NET_BIND_SERVICE."
+)
+NetworkOpt = typer.Option(
+    None, "--network", help="Docker network for tasks: none, bridge or a name (bridge)."
+)
+UserOpt = typer.Option(None, "--user", help="Default user for tasks, e.g. 65534:65534.")
+ReadOnlyOpt = typer.Option(
+    False, "--read-only", help="Read-only root filesystem for every task (tmpfs /tmp)."
+)
+BindOpt = typer.Option(
+    None, "--bind", help="Address to bind (default: --ip if loopback, else 0.0.0.0)."
+)
 
 
 @app.command()
 def worker(
-    id: str = typer.Option(None, "--id", help="Worker id (default worker-1)."),
-    ip: str = typer.Option(
-        None, "--ip", help="Address the master uses to reach this worker (localhost)."
-    ),
-    master: str = typer.Option(None, "--master", help="Master address (localhost:50051)."),
-    port: int = typer.Option(None, "--port", help="This worker's gRPC port (50052)."),
-    label: list[str] = typer.Option(None, "--label", help="Label k=v (repeatable)."),
-    cpu: float = typer.Option(None, "--cpu", help="Advertise at most this many CPUs."),
-    memory: str = typer.Option(
-        None, "--memory", help="Advertise at most this much memory, e.g. 4g."
-    ),
-    heartbeat_interval: float = typer.Option(
-        None, "--heartbeat-interval", help="Seconds between heartbeats (5)."
-    ),
+    id: str = WorkerIdOpt,
+    ip: str = WorkerIpOpt,
+    master: str = WorkerMasterOpt,
+    port: int = WorkerPortOpt,
+    label: list[str] = LabelOpt,
+    cpu: float = CpuOpt,
+    memory: str = MemoryOpt,
+    heartbeat_interval: float = HeartbeatIntervalOpt,
     tls_ca: str = TlsCaOpt,
     tls_cert: str = TlsCertOpt,
     tls_key: str = TlsKeyOpt,
     tls_server_name: str = TlsNameOpt,
     token_file: str = TokenFileOpt,
-    tokens: str = typer.Option(
-        None, "--tokens", help="Optional tokens file: the master must present a master token."
-    ),
-    master_name: str = typer.Option(
-        None, "--master-name", help="Certificate name (CN) the master must have (master)."
-    ),
-    allowed_cap: list[str] = typer.Option(
-        None, "--allowed-cap", help="Capability tasks may add back, e.g. NET_BIND_SERVICE."
-    ),
-    network: str = typer.Option(
-        None, "--network", help="Docker network for tasks: none, bridge or a name (bridge)."
-    ),
-    user: str = typer.Option(None, "--user", help="Default user for tasks, e.g. 65534:65534."),
-    read_only: bool = typer.Option(
-        False, "--read-only", help="Read-only root filesystem for every task (tmpfs /tmp)."
-    ),
-    bind: str = typer.Option(
-        None, "--bind", help="Address to bind (default: --ip if loopback, else 0.0.0.0)."
-    ),
+    tokens: str = WorkerTokensOpt,
+    master_name: str = MasterNameOpt,
+    allowed_cap: list[str] = AllowedCapOpt,
+    network: str = NetworkOpt,
+    user: str = UserOpt,
+    read_only: bool = ReadOnlyOpt,
+    bind: str = BindOpt,
     insecure: bool = InsecureOpt,
 ) -> None:
     """Run a worker: register, heartbeat, and run assigned tasks in Docker."""
+    raise typer.Exit(_run_worker(_WorkerOptions(**locals())))  # locals(): just the options
+
+
+@dataclass(frozen=True, kw_only=True)
+class _WorkerOptions:
+    """`cloudai worker`'s options as given (None: not given; same names as the flags)."""
+
+    id: str | None
+    ip: str | None
+    master: str | None
+    port: int | None
+    label: list[str] | None
+    cpu: float | None
+    memory: str | None
+    heartbeat_interval: float | None
+    tls_ca: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    tls_server_name: str | None
+    token_file: str | None
+    tokens: str | None
+    master_name: str | None
+    allowed_cap: list[str] | None
+    network: str | None
+    user: str | None
+    read_only: bool
+    bind: str | None
+    insecure: bool
+
+
+def _run_worker(opts: _WorkerOptions) -> int:
+    """Run a worker with the settings the options (then CLOUDAI_*, .env) give."""
     from cloudai.config import WorkerSettings
     from cloudai.worker.main import run_worker
 
+    return run_worker(_settings(WorkerSettings, _worker_kwargs(opts)))
+
+
+def _worker_kwargs(o: _WorkerOptions) -> dict[str, object]:
+    """WorkerSettings arguments from the options given; a bad size or label: exit 1."""
     try:
         kwargs = _given(
-            id=id,
-            ip=ip,
-            master=master,
-            port=port,
-            cpu=cpu,
-            heartbeat_interval=heartbeat_interval,
-            memory=parse_size(memory) if memory else None,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            tls_server_name=tls_server_name,
-            token_file=token_file,
-            tokens=tokens,
-            master_name=master_name,
-            allowed_caps=list(allowed_cap) if allowed_cap else None,
-            network_mode=network,
-            default_user=user,
-            bind=bind,
+            id=o.id,
+            ip=o.ip,
+            master=o.master,
+            port=o.port,
+            cpu=o.cpu,
+            heartbeat_interval=o.heartbeat_interval,
+            memory=parse_size(o.memory) if o.memory else None,
+            tls_ca=o.tls_ca,
+            tls_cert=o.tls_cert,
+            tls_key=o.tls_key,
+            tls_server_name=o.tls_server_name,
+            token_file=o.token_file,
+            tokens=o.tokens,
+            master_name=o.master_name,
+            allowed_caps=list(o.allowed_cap) if o.allowed_cap else None,
+            network_mode=o.network,
+            default_user=o.user,
+            bind=o.bind,
         )
-        if label:
-            kwargs["labels"] = parse_pairs(label, "--label")
+        if o.label:
+            kwargs["labels"] = parse_pairs(o.label, "--label")
     except InvalidArgument as err:
         fail(str(err))
-    if read_only:
+    if o.read_only:
         kwargs["read_only_rootfs"] = True
-    if insecure:
+    if o.insecure:
         kwargs["insecure"] = True
-    raise typer.Exit(run_worker(_settings(WorkerSettings, kwargs)))
+    return kwargs
 
 
 @agent_app.callback()

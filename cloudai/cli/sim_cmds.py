@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import typer
 
@@ -28,6 +29,63 @@ LengthOpt = typer.Option(0, "--length", help="... of L jobs each.")
 SliceOpt = typer.Option("", "--slice", help="Fraction of the trace, e.g. 0.7:1 (last 30%).")
 ModelOpt = typer.Option("", "--model", help="Learned model file (default: the shipped one).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+
+# `sim train` only.
+OutOpt = typer.Option(..., "--out", help="Model file to write.")
+IterationsOpt = typer.Option(14, "--iterations", help="CEM iterations.")
+PopulationOpt = typer.Option(20, "--population", help="Candidates per iteration.")
+WindowsOpt = typer.Option(12, "--windows", help="Training windows.")
+TrainLengthOpt = typer.Option(1024, "--length", help="Jobs per training window.")
+WorkersOpt = typer.Option(1, "--workers", help="Simulation processes (1: in-process).")
+BaseOpt = typer.Option(
+    "", "--base", help="openb: keep its orderer; SWF: its weights for modes not searched."
+)
+SyntheticOpt = typer.Option(
+    0, "--synthetic", help="SWF: also train on N seeded synthetic 256-processor sequences."
+)
+ExcludeOpt = typer.Option(
+    "",
+    "--exclude",
+    help="SWF: K:L:S, leave out the jobs of the K windows of L jobs that "
+    "`compare --sequences K --length L --seed S` evaluates on; train on "
+    "block-bootstrap sequences of the other jobs.",
+)
+BlockOpt = typer.Option(128, "--block", help="With --exclude: jobs per bootstrap block.")
+LoadOpt = typer.Option(
+    "",
+    "--load",
+    help="SWF: LO:HI, stretch each training sequence in time to an offered load in it.",
+)
+SamplerOpt = typer.Option(
+    "bootstrap",
+    "--sampler",
+    help="With --exclude: bootstrap (blocks of held-out jobs) or resample (a workload "
+    "model fitted to them: jobs drawn independently, arrivals by hour of day).",
+)
+ValidationOpt = typer.Option(
+    0, "--validation", help="SWF: N more sequences (another seed) to pick the result on."
+)
+StartFromBaseOpt = typer.Option(
+    False, "--start-from-base", help="SWF: also start the search at --base's weights."
+)
+ObjectiveOpt = typer.Option(
+    "logmean", "--objective", help="SWF: logmean (per-window log bsld) or mean (as evaluated)."
+)
+InitStdOpt = typer.Option(1.0, "--init-std", help="SWF: CEM's initial spread.")
+RecentOpt = typer.Option(
+    0,
+    "--recent-runtimes",
+    min=0,
+    help="SWF: K > 0 orders by run times estimated from each user's last K jobs.",
+)
+FeaturesOpt = typer.Option(
+    "", "--features", help="SWF: comma-separated orderer features to search (default: all)."
+)
+ModesOpt = typer.Option(
+    "backfill,no_backfill",
+    "--modes",
+    help="SWF: weight vectors to search; the other comes from --base (or the shipped model).",
+)
 
 
 def _config(fmt, nodes, node_limit, procs, backfill, seed, limit, sequences, length, slice_):
@@ -170,103 +228,122 @@ def sim_compare(
 def sim_train(
     trace: str = TraceOpt,
     fmt: str = FormatOpt,
-    out: str = typer.Option(..., "--out", help="Model file to write."),
+    out: str = OutOpt,
     nodes: str = NodesOpt,
     node_limit: int = NodeLimitOpt,
     procs: int = ProcsOpt,
     slice_: str = SliceOpt,
     limit: int = LimitOpt,
     seed: int = SeedOpt,
-    iterations: int = typer.Option(14, "--iterations", help="CEM iterations."),
-    population: int = typer.Option(20, "--population", help="Candidates per iteration."),
-    windows: int = typer.Option(12, "--windows", help="Training windows."),
-    length: int = typer.Option(1024, "--length", help="Jobs per training window."),
-    workers: int = typer.Option(1, "--workers", help="Simulation processes (1: in-process)."),
-    base: str = typer.Option(
-        "", "--base", help="openb: keep its orderer; SWF: its weights for modes not searched."
-    ),
-    synthetic: int = typer.Option(
-        0, "--synthetic", help="SWF: also train on N seeded synthetic 256-processor sequences."
-    ),
-    exclude: str = typer.Option(
-        "",
-        "--exclude",
-        help="SWF: K:L:S, leave out the jobs of the K windows of L jobs that "
-        "`compare --sequences K --length L --seed S` evaluates on; train on "
-        "block-bootstrap sequences of the other jobs.",
-    ),
-    block: int = typer.Option(128, "--block", help="With --exclude: jobs per bootstrap block."),
-    load: str = typer.Option(
-        "",
-        "--load",
-        help="SWF: LO:HI, stretch each training sequence in time to an offered load in it.",
-    ),
-    sampler: str = typer.Option(
-        "bootstrap",
-        "--sampler",
-        help="With --exclude: bootstrap (blocks of held-out jobs) or resample (a workload "
-        "model fitted to them: jobs drawn independently, arrivals by hour of day).",
-    ),
-    validation: int = typer.Option(
-        0, "--validation", help="SWF: N more sequences (another seed) to pick the result on."
-    ),
-    start_from_base: bool = typer.Option(
-        False, "--start-from-base", help="SWF: also start the search at --base's weights."
-    ),
-    objective: str = typer.Option(
-        "logmean", "--objective", help="SWF: logmean (per-window log bsld) or mean (as evaluated)."
-    ),
-    init_std: float = typer.Option(1.0, "--init-std", help="SWF: CEM's initial spread."),
-    recent: int = typer.Option(
-        0,
-        "--recent-runtimes",
-        min=0,
-        help="SWF: K > 0 orders by run times estimated from each user's last K jobs.",
-    ),
-    features: str = typer.Option(
-        "", "--features", help="SWF: comma-separated orderer features to search (default: all)."
-    ),
-    modes: str = typer.Option(
-        "backfill,no_backfill",
-        "--modes",
-        help="SWF: weight vectors to search; the other comes from --base (or the shipped model).",
-    ),
+    iterations: int = IterationsOpt,
+    population: int = PopulationOpt,
+    windows: int = WindowsOpt,
+    length: int = TrainLengthOpt,
+    workers: int = WorkersOpt,
+    base: str = BaseOpt,
+    synthetic: int = SyntheticOpt,
+    exclude: str = ExcludeOpt,
+    block: int = BlockOpt,
+    load: str = LoadOpt,
+    sampler: str = SamplerOpt,
+    validation: int = ValidationOpt,
+    start_from_base: bool = StartFromBaseOpt,
+    objective: str = ObjectiveOpt,
+    init_std: float = InitStdOpt,
+    recent: int = RecentOpt,
+    features: str = FeaturesOpt,
+    modes: str = ModesOpt,
 ) -> None:
     """Train the learned policy on (a slice of) a trace; write a model file.
 
     SWF: the orderer's weights, by cross-entropy search in the simulator. openb: the
     placement profile's weights (the orderer is kept from --base or the shipped model)."""
+    _train(_TrainOptions(**locals()))  # locals(): just the options
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TrainOptions:
+    """`cloudai sim train`'s options as given (one field per option, same names)."""
+
+    trace: str
+    fmt: str
+    out: str
+    nodes: str
+    node_limit: int
+    procs: int
+    slice_: str
+    limit: int
+    seed: int
+    iterations: int
+    population: int
+    windows: int
+    length: int
+    workers: int
+    base: str
+    synthetic: int
+    exclude: str
+    block: int
+    load: str
+    sampler: str
+    validation: int
+    start_from_base: bool
+    objective: str
+    init_std: float
+    recent: int
+    features: str
+    modes: str
+
+
+def _train(opts: _TrainOptions) -> None:
+    """Train as the options say, write the model and print where it went."""
     from cloudai.agent.learn.model import load_model
-    from cloudai.agent.learn.priority import FEATURES
-    from cloudai.agent.learn.train import TrainConfig
     from cloudai.agent.learn.tune import train_on_trace
 
-    cfg = _config(fmt, nodes, node_limit, procs, False, seed, limit, 0, 0, slice_)
-    tcfg = TrainConfig(
-        iterations,
-        population,
-        0.25,
-        windows,
-        length,
-        seed,
-        workers,
-        init_std,
-        synthetic=synthetic,
-        exclude=_exclude(exclude),
-        block=block,
-        load=_load(load),
-        features=_names(features, FEATURES, "--features") or FEATURES,
-        modes=_names(modes, ("backfill", "no_backfill"), "--modes"),
-        validation=validation,
-        start_from_base=start_from_base,
-        objective=(_names(objective, ("logmean", "mean"), "--objective") or ("logmean",))[0],
-        recent=recent,
-        sampler=(_names(sampler, ("bootstrap", "resample"), "--sampler") or ("bootstrap",))[0],
-    )
+    cfg = _train_sim_config(opts)
+    tcfg = _train_config(opts)
     say = lambda line: print(line, flush=True)  # noqa: E731
-    model = train_on_trace(trace, cfg, tcfg, say, load_model(base) if base else None)
-    path = model.save(out)
+    base = load_model(opts.base) if opts.base else None
+    model = train_on_trace(opts.trace, cfg, tcfg, say, base)
+    path = model.save(opts.out)
     print(f"✓ model {model.version} written to {path}")
+
+
+def _train_sim_config(o: _TrainOptions):
+    """The simulator settings training runs under (no backfill flag, no windows of its own)."""
+    return _config(o.fmt, o.nodes, o.node_limit, o.procs, False, o.seed, o.limit, 0, 0, o.slice_)
+
+
+def _train_config(o: _TrainOptions):
+    """The search settings, each text option parsed and checked (ConfigError if bad)."""
+    from cloudai.agent.learn.priority import FEATURES
+    from cloudai.agent.learn.train import TrainConfig
+
+    return TrainConfig(
+        o.iterations,
+        o.population,
+        0.25,
+        o.windows,
+        o.length,
+        o.seed,
+        o.workers,
+        o.init_std,
+        synthetic=o.synthetic,
+        exclude=_exclude(o.exclude),
+        block=o.block,
+        load=_load(o.load),
+        features=_names(o.features, FEATURES, "--features") or FEATURES,
+        modes=_names(o.modes, ("backfill", "no_backfill"), "--modes"),
+        validation=o.validation,
+        start_from_base=o.start_from_base,
+        objective=_one(o.objective, ("logmean", "mean"), "--objective"),
+        recent=o.recent,
+        sampler=_one(o.sampler, ("bootstrap", "resample"), "--sampler"),
+    )
+
+
+def _one(text: str, known: tuple[str, ...], flag: str) -> str:
+    """The first name `text` gives (checked against `known`); known[0] if it gives none."""
+    return (_names(text, known, flag) or (known[0],))[0]
 
 
 def agent_train(

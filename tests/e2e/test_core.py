@@ -23,6 +23,16 @@ from .conftest import (
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# Typed into the console: wrong usages first, then the task, then two listings.
+CONSOLE_LINES = (
+    "task",
+    "task nope " + SAMPLE_IMAGE,
+    "task worker-1 'Bad Image!'",
+    "bogus",
+    f"task worker-1 {SAMPLE_IMAGE}",
+    "workers",
+    "status",
+)
 
 
 def start(cluster_factory, n_workers=2, **kw):
@@ -55,8 +65,26 @@ def test_console_task_runs_sample_and_stores_success(tmp_path, docker_client):
     from cloudai.cli.demo import LocalCluster
 
     c = LocalCluster(tmp_path)
-    db = f"sqlite:///{tmp_path / 'console.db'}"
-    master = subprocess.Popen(
+    master = _start_console_master(c.port, f"sqlite:///{tmp_path / 'console.db'}")
+    c.procs["console-master"] = master
+    try:
+        c.start_worker("worker-1")
+        wait_until(lambda: c.active_workers() >= 1, 60, "worker-1")
+        _type_into(master, *CONSOLE_LINES)
+        task_id = _wait_console_task_succeeded(c.address)
+        _type_into(master, f"logs {task_id}", "exit")
+        out, _ = master.communicate(timeout=20)
+        assert master.returncode == 0
+        _check_console_output(out)
+    finally:
+        if master.poll() is None:
+            master.kill()
+        c.stop()
+
+
+def _start_console_master(port: int, db: str) -> subprocess.Popen:
+    """`cloudai master` with its interactive console on a pipe (line-buffered text)."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -65,7 +93,7 @@ def test_console_task_runs_sample_and_stores_success(tmp_path, docker_client):
             "--host",
             "127.0.0.1",
             "--port",
-            str(c.port),
+            str(port),
             "--db",
             db,
         ],
@@ -75,46 +103,37 @@ def test_console_task_runs_sample_and_stores_success(tmp_path, docker_client):
         text=True,
         bufsize=1,
     )
-    c.procs["console-master"] = master
-    try:
-        c.start_worker("worker-1")
-        wait_until(lambda: c.active_workers() >= 1, 60, "worker-1")
-        for line in (
-            "task",
-            "task nope " + SAMPLE_IMAGE,
-            "task worker-1 'Bad Image!'",
-            "bogus",
-            f"task worker-1 {SAMPLE_IMAGE}",
-            "workers",
-            "status",
-        ):
-            master.stdin.write(line + "\n")
-            master.stdin.flush()
-        tasks = wait_until(
-            lambda: [t for t in cli_json(c.address, "tasks") if state(t) == "SUCCEEDED"],
-            90,
-            "the console task to succeed",
-        )
-        task_id = tasks[0]["id"]
-        logs = cli(c.address, "logs", task_id)
-        assert SUCCESS_LINE in logs.stdout
-        master.stdin.write(f"logs {task_id}\n")
-        master.stdin.write("exit\n")
+
+
+def _type_into(master: subprocess.Popen, *lines: str) -> None:
+    for line in lines:
+        master.stdin.write(line + "\n")
         master.stdin.flush()
-        out, _ = master.communicate(timeout=20)
-        assert master.returncode == 0
-        assert "usage: task <worker_id> <docker_image>" in out
-        assert "unknown worker 'nope'" in out
-        assert "invalid image reference 'Bad Image!'" in out
-        assert "unknown command 'bogus'" in out
-        assert f"submitted to worker-1 ({SAMPLE_IMAGE})" in out
-        assert "Workers (1)" in out and "╭" in out
-        assert out.count(SUCCESS_LINE) >= 1  # `logs` in the console printed the task's output
-        assert "Traceback" not in out
-    finally:
-        if master.poll() is None:
-            master.kill()
-        c.stop()
+
+
+def _wait_console_task_succeeded(address: str) -> str:
+    """The id of the task the console submitted, once it succeeded; its logs hold the
+    sample's success line."""
+    tasks = wait_until(
+        lambda: [t for t in cli_json(address, "tasks") if state(t) == "SUCCEEDED"],
+        90,
+        "the console task to succeed",
+    )
+    task_id = tasks[0]["id"]
+    logs = cli(address, "logs", task_id)
+    assert SUCCESS_LINE in logs.stdout
+    return task_id
+
+
+def _check_console_output(out: str) -> None:
+    assert "usage: task <worker_id> <docker_image>" in out
+    assert "unknown worker 'nope'" in out
+    assert "invalid image reference 'Bad Image!'" in out
+    assert "unknown command 'bogus'" in out
+    assert f"submitted to worker-1 ({SAMPLE_IMAGE})" in out
+    assert "Workers (1)" in out and "╭" in out
+    assert out.count(SUCCESS_LINE) >= 1  # `logs` in the console printed the task's output
+    assert "Traceback" not in out
 
 
 def test_nonzero_exit_is_failed_with_code_and_logs(cluster_factory):

@@ -124,48 +124,17 @@ def test_worker_survives_real_dockerd_restarts(make_cluster, dockerd, capsys, re
 
 
 def _restart_while_busy(c, dockerd, wid) -> dict:
-    worker = c.procs[wid]
-    caught = c.submit(["sh", "-c", CAUGHT])
-    stubborn = c.submit(STUBBORN)
-    for tid in (caught, stubborn):
-        wait_until(lambda t=tid: state(c.task(t)) == "RUNNING", 60, "the tasks to run")
-    wait_until(lambda: "started" in c.cli("logs", caught).stdout, 30, "the task's output")
+    caught, stubborn = _start_tasks_to_catch(c)
     stop_s = dockerd.stop()
-    assert worker.poll() is None
+    assert c.procs[wid].poll() is None
     start_s = dockerd.start()
     up_at = time.time()
-
-    def first_attempt_reported(tid):
-        attempts = c.task(tid).attempts
-        return attempts and state(attempts[0]) in {"FAILED", "SUCCEEDED"} and attempts[0]
-
-    firsts = {}
-    for tid in (caught, stubborn):
-        firsts[tid] = wait_until(
-            lambda t=tid: first_attempt_reported(t), 60, "a caught attempt's result", every=0.2
-        )
+    firsts = _first_attempts_reported(c, (caught, stubborn))
     reported_after = time.time() - up_at
-    # The restart stopped both containers (no live-restore) while the engine was away:
-    # the engine's failure, not the tasks'.
-    for tid, code in ((caught, 143), (stubborn, 137)):
-        first = firsts[tid]
-        assert state(first) == "FAILED" and first.reason == "docker_error", first
-        assert first.exit_code == code and first.worker_id == wid
-        assert "Docker engine" in first.message, first.message
-    assert "engine is back: supervising" in c.log(wid)
+    _check_stopped_by_engine_outage(c, wid, firsts, ((caught, 143), (stubborn, 137)))
     assert c.cli("cancel", stubborn).returncode == 0
-
-    fresh = c.submit(["sh", "-c", "echo after the restart"])
-    fresh_done = c.wait_terminal([fresh], 60)[fresh]
-    fresh_s = time.time() - up_at
-    assert state(fresh_done) == "SUCCEEDED" and fresh_done.worker_id == wid
-
-    # docker_error is retried within its own budget: the second attempt runs to the end.
-    t = c.wait_terminal([caught], 60)[caught]
-    assert state(t) == "SUCCEEDED" and t.retries_used == 0
-    assert [a.reason for a in t.attempts] == ["docker_error", "completed"]
-    assert t.attempts[1].worker_id == wid
-    assert "done" in c.cli("logs", caught).stdout
+    fresh_s = _new_task_succeeds_after(c, wid, up_at)
+    t = _check_caught_task_retried_to_the_end(c, wid, caught)
     s = c.wait_terminal([stubborn], 30)[stubborn]
     assert state(s) == "CANCELLED"
     return {
@@ -178,6 +147,61 @@ def _restart_while_busy(c, dockerd, wid) -> dict:
         "caught_task_final": f"{state(t)} on attempt {len(t.attempts)}",
         "new_task_succeeded_after_engine_back_s": fresh_s,
     }
+
+
+def _start_tasks_to_catch(c) -> tuple[str, str]:
+    """Submit CAUGHT and STUBBORN; return once both run and CAUGHT has printed."""
+    caught = c.submit(["sh", "-c", CAUGHT])
+    stubborn = c.submit(STUBBORN)
+    for tid in (caught, stubborn):
+        wait_until(lambda t=tid: state(c.task(t)) == "RUNNING", 60, "the tasks to run")
+    wait_until(lambda: "started" in c.cli("logs", caught).stdout, 30, "the task's output")
+    return caught, stubborn
+
+
+def _first_attempts_reported(c, task_ids) -> dict:
+    """task id -> its first attempt, once that attempt has ended (FAILED or SUCCEEDED)."""
+
+    def first_attempt_reported(tid):
+        attempts = c.task(tid).attempts
+        return attempts and state(attempts[0]) in {"FAILED", "SUCCEEDED"} and attempts[0]
+
+    firsts = {}
+    for tid in task_ids:
+        firsts[tid] = wait_until(
+            lambda t=tid: first_attempt_reported(t), 60, "a caught attempt's result", every=0.2
+        )
+    return firsts
+
+
+def _check_stopped_by_engine_outage(c, wid, firsts: dict, expected_exit_codes) -> None:
+    # The restart stopped both containers (no live-restore) while the engine was away:
+    # the engine's failure, not the tasks'.
+    for tid, code in expected_exit_codes:
+        first = firsts[tid]
+        assert state(first) == "FAILED" and first.reason == "docker_error", first
+        assert first.exit_code == code and first.worker_id == wid
+        assert "Docker engine" in first.message, first.message
+    assert "engine is back: supervising" in c.log(wid)
+
+
+def _new_task_succeeds_after(c, wid, up_at: float) -> float:
+    """A task submitted now succeeds on the worker; returns the seconds since up_at."""
+    fresh = c.submit(["sh", "-c", "echo after the restart"])
+    fresh_done = c.wait_terminal([fresh], 60)[fresh]
+    fresh_s = time.time() - up_at
+    assert state(fresh_done) == "SUCCEEDED" and fresh_done.worker_id == wid
+    return fresh_s
+
+
+def _check_caught_task_retried_to_the_end(c, wid, caught: str):
+    # docker_error is retried within its own budget: the second attempt runs to the end.
+    t = c.wait_terminal([caught], 60)[caught]
+    assert state(t) == "SUCCEEDED" and t.retries_used == 0
+    assert [a.reason for a in t.attempts] == ["docker_error", "completed"]
+    assert t.attempts[1].worker_id == wid
+    assert "done" in c.cli("logs", caught).stdout
+    return t
 
 
 def _restart_while_busy_live_restore(c, dockerd, wid) -> dict:

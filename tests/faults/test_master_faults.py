@@ -78,48 +78,12 @@ def test_master_sigkilled_three_times_loses_no_acknowledged_task(make_cluster):
     sub = Submitter(c.address)
     began = time.time()
     sub.start()
-    restarts: list[dict[str, float]] = []
-    kills: list[float] = []
-    for at in (8, 20, 35):
-        wait_until(lambda at=at: len(sub.acked) >= at, 60, f"{at} acknowledged submissions")
-        mark = len(c.log("master"))
-        c.signal("master", signal.SIGKILL)
-        spawned = time.time()
-        kills.append(spawned)
-        c.start_master()
-        serve = c.wait_serving()
-
-        def reconnected(mark: int = mark) -> bool:
-            log = c.log("master")[mark:]
-            return all(f"worker {c.wid(i)} registered" in log for i in (1, 2, 3))
-
-        wait_until(reconnected, 30, "workers to re-register")
-        workers_back = time.time() - spawned
-        wait_until(
-            lambda mark=mark: "agent agent-1 connected" in c.log("master")[mark:], 30, "the agent"
-        )
-        restarts.append({"serve": serve, "workers": workers_back, "agent": time.time() - spawned})
-        # Past one heartbeat timeout, every PLACED/RUNNING task has a live owner.
-        time.sleep(c.heartbeat_timeout + 1.5)
-        assert _ownerless(c, c.heartbeat_timeout) == []
+    kills, restarts = _kill_master_three_times(c, sub)
     sub.join(60)
     assert len(sub.acked) == TOTAL
     done = c.wait_terminal(sub.acked, 150)
     finished = time.time() - began
-
-    states = {tid: state(t) for tid, t in done.items()}
-    assert set(states.values()) == {"SUCCEEDED"}, states
-    everything = c.tasks()
-    assert {t.id for t in everything} >= set(sub.acked)  # every acknowledged task is there
-    assert [t.id for t in everything if state(t) not in TERMINAL] == []
-    assert _ownerless(c, c.heartbeat_timeout) == []
-    # Tasks that ran across a master kill: their results landed through the outage.
-    spanned = [
-        tid
-        for tid, t in done.items()
-        if any(t.attempts[-1].started_at < k < t.attempts[-1].finished_at for k in kills)
-    ]
-    assert spanned, "no task was running while the master was down"
+    states, everything, spanned = _check_no_acknowledged_task_lost(c, sub.acked, done, kills)
     record(
         "kill_master_3x",
         acknowledged=len(sub.acked),
@@ -134,6 +98,61 @@ def test_master_sigkilled_three_times_loses_no_acknowledged_task(make_cluster):
         agent_back_s=[round(r["agent"], 2) for r in restarts],
         total_s=finished,
     )
+
+
+def _kill_master_three_times(c, sub: Submitter) -> tuple[list[float], list[dict[str, float]]]:
+    """SIGKILL the master after 8, 20 and 35 acknowledged submissions. Returns when
+    each kill happened and how long each restart took."""
+    restarts: list[dict[str, float]] = []
+    kills: list[float] = []
+    for at in (8, 20, 35):
+        wait_until(lambda at=at: len(sub.acked) >= at, 60, f"{at} acknowledged submissions")
+        killed_at, restart = _sigkill_and_restart_master(c)
+        kills.append(killed_at)
+        restarts.append(restart)
+        # Past one heartbeat timeout, every PLACED/RUNNING task has a live owner.
+        time.sleep(c.heartbeat_timeout + 1.5)
+        assert _ownerless(c, c.heartbeat_timeout) == []
+    return kills, restarts
+
+
+def _sigkill_and_restart_master(c) -> tuple[float, dict[str, float]]:
+    """Kill the master and start it again; returns when it died and the seconds until it
+    served, until every worker had registered again, and until the agent was back."""
+    mark = len(c.log("master"))
+    c.signal("master", signal.SIGKILL)
+    spawned = time.time()
+    c.start_master()
+    serve = c.wait_serving()
+
+    def reconnected() -> bool:
+        log = c.log("master")[mark:]
+        return all(f"worker {c.wid(i)} registered" in log for i in (1, 2, 3))
+
+    wait_until(reconnected, 30, "workers to re-register")
+    workers_back = time.time() - spawned
+    wait_until(lambda: "agent agent-1 connected" in c.log("master")[mark:], 30, "the agent")
+    return spawned, {"serve": serve, "workers": workers_back, "agent": time.time() - spawned}
+
+
+def _check_no_acknowledged_task_lost(c, acked, done, kills):
+    """Every acknowledged task succeeded, nothing is left unfinished or ownerless, and
+    some task ran across a kill. Returns the final states, every task the master
+    knows, and the tasks that ran across a kill."""
+    states = {tid: state(t) for tid, t in done.items()}
+    assert set(states.values()) == {"SUCCEEDED"}, states
+    everything = c.tasks()
+    assert {t.id for t in everything} >= set(acked)  # every acknowledged task is there
+    assert [t.id for t in everything if state(t) not in TERMINAL] == []
+    assert _ownerless(c, c.heartbeat_timeout) == []
+    # Tasks that ran across a master kill: their results landed through the outage.
+    spanned = [
+        tid
+        for tid, t in done.items()
+        if any(t.attempts[-1].started_at < k < t.attempts[-1].finished_at for k in kills)
+    ]
+    assert spanned, "no task was running while the master was down"
+    return states, everything, spanned
 
 
 def test_sigterm_stops_every_process_gracefully(make_cluster):

@@ -9,6 +9,7 @@ import json
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 
 import pytest
 
@@ -38,6 +39,50 @@ def _registry_up() -> bool:
 def test_retries_oom_timeout_cancel_and_pull_errors(make_cluster, docker_client):
     c = make_cluster()
     c.start(2)
+    cases = _submit_failure_cases(c)
+    cancel_s = _cancel_while_running(c, docker_client, cases.victim)
+    done = c.wait_terminal(cases.to_finish(), 90)
+
+    f = done[cases.failing]
+    gaps = _check_retried_with_backoff(c, cases.failing, f)
+    overrun = _check_timed_out(done[cases.timed])
+    o = done[cases.oom]
+    assert (state(o), o.reason, o.exit_code) == ("FAILED", "oom_killed", 137)
+    u = done[cases.unreachable]
+    pull_gaps = _check_pull_failed_within_its_bound(u)
+    missing_attempts = _check_image_not_found(done, cases.missing)
+    record(
+        "task_failure_semantics",
+        retry_attempts=len(f.attempts),
+        retry_backoff_gaps_s=[round(g, 2) for g in gaps],
+        timeout_s=2,
+        timed_out_after_s=overrun,
+        cancel_to_container_gone_s=cancel_s,
+        oom_reason=o.reason,
+        pull_failed_attempts=len(u.attempts),
+        pull_backoff_gaps_s=[round(g, 2) for g in pull_gaps],
+        image_not_found_attempts=missing_attempts,
+    )
+
+
+@dataclass(frozen=True)
+class _FailureCases:
+    """Ids of the tasks that test_retries_oom_timeout_cancel_and_pull_errors submits."""
+
+    failing: str  # exits 1, two retries
+    timed: str  # sleeps past its 2 s timeout
+    victim: str  # cancelled while it runs
+    oom: str  # allocates past its memory limit
+    unreachable: str  # image on a registry nothing listens on
+    missing: str  # image absent from the local registry ("" without a registry)
+
+    def to_finish(self) -> list[str]:
+        """Every task but the cancelled one, whose end the test waits for itself."""
+        ids = [self.failing, self.timed, self.oom, self.unreachable]
+        return ids + ([self.missing] if self.missing else [])
+
+
+def _submit_failure_cases(c) -> _FailureCases:
     failing = _submit(
         c, "--memory", "32m", "--retries", "2", BASE_IMAGE, "--", "sh", "-c", "echo out-$$; exit 1"
     )
@@ -47,7 +92,12 @@ def test_retries_oom_timeout_cancel_and_pull_errors(make_cluster, docker_client)
     unreachable = c.submit([], image=f"127.0.0.1:{_closed_port()}/cloudai/nothing:1")
     absent = f"{REGISTRY}/cloudai/missing-{uuid.uuid4().hex[:6]}:never"
     missing = c.submit([], image=absent, max_retries=2) if _registry_up() else ""
+    return _FailureCases(failing, timed, victim, oom, unreachable, missing)
 
+
+def _cancel_while_running(c, docker_client, victim: str) -> float:
+    """Cancel the task once it runs, through the CLI; returns the seconds until its
+    container is gone."""
     wait_until(lambda: state(c.task(victim)) == "RUNNING", 60, "the task to cancel to run")
     out = c.cli("cancel", victim)
     assert out.returncode == 0, out.stderr
@@ -60,50 +110,48 @@ def test_retries_oom_timeout_cancel_and_pull_errors(make_cluster, docker_client)
         10,
         "the cancelled task's container to go",
     )
-    cancel_s = time.time() - cancelled_at
+    return time.time() - cancelled_at
 
-    ids = [failing, timed, oom, unreachable] + ([missing] if missing else [])
-    done = c.wait_terminal(ids, 90)
 
-    f = done[failing]
-    assert (state(f), f.exit_code, f.reason, len(f.attempts)) == ("FAILED", 1, "nonzero_exit", 3)
-    gaps = [
-        f.attempts[i + 1].placed_at - f.attempts[i].finished_at for i in range(len(f.attempts) - 1)
+def _backoff_gaps(t) -> list[float]:
+    """Seconds between each attempt's end and the next one's placement."""
+    return [
+        t.attempts[i + 1].placed_at - t.attempts[i].finished_at for i in range(len(t.attempts) - 1)
     ]
-    assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # 1 s then 2 s, each with jitter in 50..100%
-    logs = c.cli("logs", failing).stdout  # kept in the store after the container is gone
-    assert "out-" in logs
 
-    t = done[timed]
+
+def _check_retried_with_backoff(c, task_id: str, f) -> list[float]:
+    assert (state(f), f.exit_code, f.reason, len(f.attempts)) == ("FAILED", 1, "nonzero_exit", 3)
+    gaps = _backoff_gaps(f)
+    assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # 1 s then 2 s, each with jitter in 50..100%
+    logs = c.cli("logs", task_id).stdout  # kept in the store after the container is gone
+    assert "out-" in logs
+    return gaps
+
+
+def _check_timed_out(t) -> float:
     assert (state(t), t.reason) == ("TIMED_OUT", "timeout")
     overrun = t.attempts[-1].finished_at - t.attempts[-1].started_at
     assert overrun <= 2 + 2
+    return overrun
 
-    o = done[oom]
-    assert (state(o), o.reason, o.exit_code) == ("FAILED", "oom_killed", 137)
 
-    u = done[unreachable]
+def _check_pull_failed_within_its_bound(u) -> list[float]:
     assert (state(u), u.reason, u.retries_used) == ("FAILED", "pull_failed", 0)
     assert [a.reason for a in u.attempts] == ["pull_failed"] * 4  # 1 + its own bound of 3
-    pull_gaps = [
-        u.attempts[i + 1].placed_at - u.attempts[i].finished_at for i in range(len(u.attempts) - 1)
-    ]
+    pull_gaps = _backoff_gaps(u)
     assert min(pull_gaps) >= 0.5
-    if missing:
-        m = done[missing]
-        assert (state(m), m.reason, len(m.attempts)) == ("FAILED", "image_not_found", 1)
-    record(
-        "task_failure_semantics",
-        retry_attempts=len(f.attempts),
-        retry_backoff_gaps_s=[round(g, 2) for g in gaps],
-        timeout_s=2,
-        timed_out_after_s=overrun,
-        cancel_to_container_gone_s=cancel_s,
-        oom_reason=o.reason,
-        pull_failed_attempts=len(u.attempts),
-        pull_backoff_gaps_s=[round(g, 2) for g in pull_gaps],
-        image_not_found_attempts=len(done[missing].attempts) if missing else "no registry",
-    )
+    return pull_gaps
+
+
+def _check_image_not_found(done, missing: str) -> int | str:
+    """The attempts of the task whose image the registry lacks (it fails at once), or
+    "no registry" when there was none to ask."""
+    if not missing:
+        return "no registry"
+    m = done[missing]
+    assert (state(m), m.reason, len(m.attempts)) == ("FAILED", "image_not_found", 1)
+    return len(m.attempts)
 
 
 def test_oom_retry_moves_to_bigger_worker_and_drained_worker_finishes(make_cluster):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -97,6 +98,35 @@ def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docke
     c = make_cluster()
     c.start(3)
     victim = c.wid(3)
+    ids, on_victim = _run_short_and_long_tasks(c, victim)
+    pause = _partition(c, victim, on_victim)
+    cleanup = _wait_orphans_cleaned(c, docker_client, victim, on_victim, pause.resumed_at)
+    ack = _send_stale_report(c, victim, on_victim[0])
+    done = _check_only_second_attempts_stored(c, ids, victim, on_victim)
+    refused = c.log("master")[pause.log_mark :].count(f"refused report from {victim}")
+    record(
+        "partition_worker",
+        paused_s=pause.resumed_at - pause.paused_at,
+        detection_s=pause.detection,
+        tasks_on_victim=len(on_victim),
+        rerun_elsewhere=len(on_victim),
+        late_reports_refused_in_log=refused,
+        stale_report_over_grpc_refused=not ack.accepted,
+        orphan_cleanup_s=cleanup,
+        lost=12 - len(done),
+    )
+
+
+@dataclass(frozen=True)
+class _Pause:
+    paused_at: float
+    detection: float  # seconds until the master marked the paused worker INACTIVE
+    log_mark: int  # length of the master's log just before the worker resumed
+    resumed_at: float
+
+
+def _run_short_and_long_tasks(c, victim: str) -> tuple[list[str], list[str]]:
+    """12 tasks, all running; returns their ids and the (sorted) ids of the victim's."""
     # Short tasks end while the victim is paused (their reports come late); long ones
     # still run when it resumes (their containers are orphans it must stop).
     ids = [c.submit(["sh", "-c", f"sleep {3 if i % 2 else 15}; echo done"]) for i in range(12)]
@@ -108,6 +138,12 @@ def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docke
     )
     on_victim = sorted(t for t, w in running.items() if w == victim)
     assert on_victim, running
+    return ids, on_victim
+
+
+def _partition(c, victim: str, on_victim: list[str]) -> _Pause:
+    """SIGSTOP the victim until the master has fenced it and placed its tasks
+    elsewhere, and for at least 8 s; then SIGCONT it."""
     c.signal(victim, signal.SIGSTOP)
     paused_at = time.time()
     detection = _wait_inactive(c, victim, 20)
@@ -122,7 +158,12 @@ def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docke
     time.sleep(max(0.0, paused_at + 8 - time.time()))  # the short tasks have ended meanwhile
     log_mark = len(c.log("master"))
     c.signal(victim, signal.SIGCONT)
-    resumed_at = time.time()
+    return _Pause(paused_at, detection, log_mark, resumed_at=time.time())
+
+
+def _wait_orphans_cleaned(c, docker_client, victim, on_victim, resumed_at: float) -> float:
+    """Seconds from the resume until the victim stopped its fenced attempts' containers;
+    then waits for it to be ACTIVE again."""
 
     def orphans_gone() -> bool:
         left = [
@@ -136,19 +177,25 @@ def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docke
     wait_until(orphans_gone, 15, "the victim's orphaned containers to go", every=0.2)
     cleanup = time.time() - resumed_at
     wait_until(lambda: health(c.workers()[victim]) == "ACTIVE", 15, "the victim to come back")
+    return cleanup
 
-    # A late report for a superseded attempt, over the real protocol: refused.
+
+def _send_stale_report(c, victim: str, task_id: str) -> mw.TaskStatusAck:
+    """A late report for a superseded attempt, over the real protocol: refused."""
     stub = mw_grpc.MasterWorkerStub(channel(c.address))
     stale = mw.TaskStatusReport(
         worker_id=victim,
-        task_id=on_victim[0],
+        task_id=task_id,
         attempt=1,
         state=state_to_pb(TaskState.SUCCEEDED),
         has_exit_code=True,
     )
     ack = stub.ReportTaskStatus(stale, timeout=5)
     assert not ack.accepted and "superseded" in ack.message
+    return ack
 
+
+def _check_only_second_attempts_stored(c, ids, victim, on_victim) -> dict:
     done = c.wait_terminal(ids, 90)
     assert {state(t) for t in done.values()} == {"SUCCEEDED"}
     for tid in on_victim:
@@ -157,18 +204,7 @@ def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docke
         assert t.attempts[0].reason == "worker_lost"
         # No result of the fenced attempt 1 ever reached the store.
         assert [a for a, _ in c.results(tid)] == [2], c.results(tid)
-    refused = c.log("master")[log_mark:].count(f"refused report from {victim}")
-    record(
-        "partition_worker",
-        paused_s=resumed_at - paused_at,
-        detection_s=detection,
-        tasks_on_victim=len(on_victim),
-        rerun_elsewhere=len(on_victim),
-        late_reports_refused_in_log=refused,
-        stale_report_over_grpc_refused=not ack.accepted,
-        orphan_cleanup_s=cleanup,
-        lost=12 - len(done),
-    )
+    return done
 
 
 def test_worker_killed_ten_times_readopts_one_container(make_cluster, docker_client):
