@@ -57,3 +57,17 @@ def test_lookahead_benchmark_prints_both_policies_and_their_ratio():
     figures = json.loads(out)
     assert figures["f1"] >= 1.0 and figures["planner"] >= 1.0
     assert abs(figures["ratio"] - figures["planner"] / figures["f1"]) < 1e-12
+
+
+def test_lookahead_benchmark_runs_on_heldout_sequences_and_rejects_a_bad_load():
+    trace = ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz"
+    args = ("--trace", str(trace), "--length", "150", "--heldout", "2", "--samples", "0")
+    figures = json.loads(_run("lookahead.py", *args, "--json"))
+    assert figures["f1"] >= 1.0 and figures["planner"] >= 1.0
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "lookahead.py"), *args, "--load", "x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("lookahead: --load 'x'")
