@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,62 @@ def _first_start(delay: np.ndarray) -> float:
     return float(later.min()) if len(later) else np.inf
 
 
+class _Scaled:
+    """What the features are computed from: JobColumns' columns, clipped and scaled
+    (a job's runtime at least 1 s, the machine size 1024 cpus when unknown)."""
+
+    def __init__(self, c: JobColumns, delayed: bool) -> None:
+        self.c = c
+        self.r = np.maximum(c.runtime, 1.0)
+        self.n = np.maximum(c.procs, 1e-3)
+        finite = math.isfinite(c.capacity) and c.capacity > 1
+        self.size = math.log2(c.capacity) if finite else 10.0
+        self.cap = c.capacity if finite else 1024.0
+        self.free = c.free if math.isfinite(c.free) else np.inf
+        self.lr = np.log10(self.r) / 5.0
+        self.fits = c.fits.astype(np.float64)
+        self.free_frac = min(self.free / self.cap, 1.0) if self.free != np.inf else 1.0
+        self.delay = c.start_delay() if delayed else None
+        self.idle = self.free if self.free != np.inf else 0.0
+        self.est = self.r if c.estimate is None else np.maximum(c.estimate, 1.0)
+
+    def procs_over_free(self) -> np.ndarray:
+        if self.free == np.inf:
+            return np.zeros_like(self.n)
+        return np.minimum(self.n / max(self.free, 1e-9), 1.0)
+
+    def bsld_after(self, delay: np.ndarray | float) -> np.ndarray:
+        """log10 of the bounded slowdown if the job started after `delay` more seconds."""
+        c, r = self.c, self.r
+        return np.log10(np.maximum((c.wait + delay + r) / np.maximum(r, 10.0), 1.0))
+
+
+_MAKE: dict[str, Callable[[_Scaled], np.ndarray]] = {
+    "log_runtime": lambda x: x.lr,
+    "log_procs": lambda x: np.log2(np.maximum(x.n, 1.0)) / x.size,
+    "log_wait": lambda x: np.log10(1.0 + x.c.wait) / 5.0,
+    "fits": lambda x: x.fits,
+    "log_area": lambda x: np.log10(1.0 + x.r * x.n) / 8.0,
+    "wait_ratio": lambda x: np.log10(1.0 + x.c.wait / x.r),
+    "procs_over_free": _Scaled.procs_over_free,
+    "f1_term": lambda x: np.log10(x.r) * x.n / x.cap,
+    "procs_frac": lambda x: x.n / x.cap,
+    "fits_short": lambda x: x.fits * (1.0 - x.lr),
+    "fits_procs": lambda x: x.fits * x.n / x.cap,
+    "log_bsld": lambda x: x.bsld_after(0.0),
+    "free_short": lambda x: x.free_frac * (1.0 - x.lr),
+    "runtime_rank": lambda x: _rank(x.r),
+    "procs_rank": lambda x: _rank(x.n),
+    "wait_rank": lambda x: _rank(x.c.wait),
+    "log_delay": lambda x: np.log10(1.0 + x.delay) / 5.0,
+    "start_bsld": lambda x: x.bsld_after(x.delay),
+    "log_idle": lambda x: np.log10(1.0 + x.idle * x.delay) / 8.0,
+    "fills_gap": lambda x: x.fits * (x.r <= _first_start(x.delay)),
+    "log_estimate": lambda x: np.log10(x.est) / 5.0,
+    "estimate_ratio": lambda x: np.log10(x.est / x.r),
+}
+
+
 def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
     """(jobs, len(names)), each roughly in 0..1 for typical HPC and cloud jobs.
 
@@ -95,48 +151,10 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
       user's recent jobs; the requested time when unknown); estimate_ratio: log10 of
       estimate over requested time (<= 0: how much the user over-asks).
     """
-    r = np.maximum(c.runtime, 1.0)
-    n = np.maximum(c.procs, 1e-3)
-    finite = math.isfinite(c.capacity) and c.capacity > 1
-    size = math.log2(c.capacity) if finite else 10.0
-    # Without a known machine size, 1024 cpus stands in: only the scale changes.
-    cap = c.capacity if finite else 1024.0
-    free = c.free if math.isfinite(c.free) else np.inf
-    lr = np.log10(r) / 5.0
-    fits = c.fits.astype(np.float64)
-    free_frac = min(free / cap, 1.0) if free != np.inf else 1.0
-    delay = c.start_delay() if _DELAYED & set(names) else None
-    idle = free if free != np.inf else 0.0
-    est = r if c.estimate is None else np.maximum(c.estimate, 1.0)
-    make = {
-        "log_runtime": lambda: lr,
-        "log_procs": lambda: np.log2(np.maximum(n, 1.0)) / size,
-        "log_wait": lambda: np.log10(1.0 + c.wait) / 5.0,
-        "fits": lambda: fits,
-        "log_area": lambda: np.log10(1.0 + r * n) / 8.0,
-        "wait_ratio": lambda: np.log10(1.0 + c.wait / r),
-        "procs_over_free": lambda: (
-            np.minimum(n / max(free, 1e-9), 1.0) if free != np.inf else np.zeros_like(n)
-        ),
-        "f1_term": lambda: np.log10(r) * n / cap,
-        "procs_frac": lambda: n / cap,
-        "fits_short": lambda: fits * (1.0 - lr),
-        "fits_procs": lambda: fits * n / cap,
-        "log_bsld": lambda: np.log10(np.maximum((c.wait + r) / np.maximum(r, 10.0), 1.0)),
-        "free_short": lambda: free_frac * (1.0 - lr),
-        "runtime_rank": lambda: _rank(r),
-        "procs_rank": lambda: _rank(n),
-        "wait_rank": lambda: _rank(c.wait),
-        "log_delay": lambda: np.log10(1.0 + delay) / 5.0,
-        "start_bsld": lambda: np.log10(np.maximum((c.wait + delay + r) / np.maximum(r, 10.0), 1.0)),
-        "log_idle": lambda: np.log10(1.0 + idle * delay) / 8.0,
-        "fills_gap": lambda: fits * (r <= _first_start(delay)),
-        "log_estimate": lambda: np.log10(est) / 5.0,
-        "estimate_ratio": lambda: np.log10(est / r),
-    }
-    if not len(r):
+    if not len(c.runtime):
         return np.zeros((0, len(names)))
-    return np.stack([make[k]() for k in names], axis=1)
+    x = _Scaled(c, delayed=bool(_DELAYED & set(names)))
+    return np.stack([_MAKE[k](x) for k in names], axis=1)
 
 
 class RecentRuntimes:
