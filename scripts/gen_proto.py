@@ -62,9 +62,7 @@ def stale_files() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = {p.name: p.read_bytes() for p in generate(Path(tmp))}
     committed = {
-        p.name: p.read_bytes()
-        for p in PROTO_DIR.iterdir()
-        if p.name.endswith(GENERATED_SUFFIXES)
+        p.name: p.read_bytes() for p in PROTO_DIR.iterdir() if p.name.endswith(GENERATED_SUFFIXES)
     }
     names = sorted(set(fresh) | set(committed))
     return [n for n in names if fresh.get(n) != committed.get(n)]
