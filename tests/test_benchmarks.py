@@ -71,3 +71,21 @@ def test_lookahead_benchmark_runs_on_heldout_sequences_and_rejects_a_bad_load():
         timeout=300,
     )
     assert bad.returncode == 1 and bad.stderr.strip().startswith("lookahead: --load 'x'")
+
+
+def test_store_owner_index_benchmark_compares_both_variants():
+    out = _run(
+        "store_owner_index.py",
+        *("--prefill", "300", "--write-tasks", "60", "--batch", "20", "--sizes", "600"),
+        *("--owners", "5", "--limits", "50", "--queries", "3", "--reps", "2", "--json"),
+    )
+    figures = json.loads(out)
+    writes = figures["writes"]
+    assert writes["without"]["tasks_per_s"] > 0 and writes["with"]["tasks_per_s"] > 0
+    assert writes["total_ratio"] > 0 and writes["paired_ratio"] > 0
+    (listing,) = figures["listing"]
+    assert listing["same_results"] and listing["rows_per_owner_listing"] == {"50": 50}
+    assert all(ms > 0 for ms in listing["without"].values())
+    # The index serves the exact query list_tasks issues, and only when it exists.
+    assert "USING INDEX idx_tasks_owner" in listing["plans"]["with"]["owner"]
+    assert "idx_tasks_owner" not in listing["plans"]["without"]["owner"]
