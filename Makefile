@@ -32,6 +32,7 @@ demo: setup
 
 test: setup
 	$(RUFF) check .
+	$(RUFF) format --check .
 	$(PY) -m pytest -q
 
 lint: setup-python

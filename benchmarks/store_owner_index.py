@@ -230,6 +230,42 @@ def plan(store: SQLiteStore, sql: str, params: list) -> str:
     return "; ".join(row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1e3
+
+
+def _time_listings(store: SQLiteStore, owners: list[str], limits: list[int], per: dict) -> None:
+    """One repetition's listing figures (medians over `owners`), appended to `per`."""
+    for lim in limits:
+        ms, sql_ms = [], []
+        for owner in owners:
+            sql, params = sqlite_store.list_tasks_query(None, None, lim, owner)
+            ms.append(_timed(lambda o=owner, k=lim: store.list_tasks(owner=o, limit=k)))
+            sql_ms.append(_timed(lambda s=sql, p=params: store._conn.execute(s, p).fetchall()))
+        per[f"list_ms_limit{lim}"].append(statistics.median(ms))
+        per[f"sql_ms_limit{lim}"].append(statistics.median(sql_ms))
+    live = (
+        _timed(lambda o=o: store.list_tasks(states=LIVE, owner=o, limit=limits[0])) for o in owners
+    )
+    per["live_list_ms"].append(statistics.median(live))
+    per["no_such_owner_ms"].append(
+        _timed(lambda: store.list_tasks(owner="nobody", limit=limits[0]))
+    )
+
+
+def _results_and_plans(store: SQLiteStore, owner: str, limits: list[int]) -> tuple[dict, dict]:
+    """The task ids one owner's listings return, and the plans of its queries."""
+    results = {lim: [t.id for t in store.list_tasks(owner=owner, limit=lim)] for lim in limits}
+    plans = {}
+    for name, states in (("owner", None), ("owner+live", LIVE)):
+        q = sqlite_store.list_tasks_query(states, None, limits[0], owner)
+        assert q is not None
+        plans[name] = plan(store, *q)
+    return results, plans
+
+
 def bench_listing(a: argparse.Namespace, tmp: Path, n: int) -> dict:
     path = tmp / f"list-{n}.db"
     fill(path, n, a.owners, live=min(1_000, n // 10))
@@ -240,52 +276,20 @@ def bench_listing(a: argparse.Namespace, tmp: Path, n: int) -> dict:
     keys += ["live_list_ms", "no_such_owner_ms"]
     per: dict[str, dict[str, list[float]]] = {v: {k: [] for k in keys} for v in VARIANTS}
     builds: list[float] = []
-    results: dict[str, dict] = {v: {} for v in VARIANTS}
-    plans: dict[str, dict[str, str]] = {v: {} for v in VARIANTS}
-
-    def timed(fn) -> float:
-        started = time.perf_counter()
-        fn()
-        return (time.perf_counter() - started) * 1e3
-
+    results: dict[str, dict] = {}
+    plans: dict[str, dict[str, str]] = {}
     for rep in range(a.reps):
-        order = VARIANTS if rep % 2 == 0 else VARIANTS[::-1]
-        for variant in order:
+        for variant in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
             seconds = set_owner_index(store, variant == "with")
             if variant == "with":
                 builds.append(seconds)
             owners = [owner_of(rng.randrange(a.owners), a.owners) for _ in range(a.queries)]
             gc.collect()
-            for lim in limits:
-                ms, sql_ms = [], []
-                for owner in owners:
-                    sql, params = sqlite_store.list_tasks_query(None, None, lim, owner)
-                    ms.append(timed(lambda o=owner, k=lim: store.list_tasks(owner=o, limit=k)))
-                    sql_ms.append(
-                        timed(lambda s=sql, p=params: store._conn.execute(s, p).fetchall())
-                    )
-                per[variant][f"list_ms_limit{lim}"].append(statistics.median(ms))
-                per[variant][f"sql_ms_limit{lim}"].append(statistics.median(sql_ms))
-            per[variant]["live_list_ms"].append(
-                statistics.median(
-                    timed(lambda o=o: store.list_tasks(states=LIVE, owner=o, limit=limits[0]))
-                    for o in owners
-                )
-            )
-            per[variant]["no_such_owner_ms"].append(
-                timed(lambda: store.list_tasks(owner="nobody", limit=limits[0]))
-            )
+            _time_listings(store, owners, limits, per[variant])
             if rep == 0:
-                for lim in limits:
-                    ids = [t.id for t in store.list_tasks(owner=owner_of(0, a.owners), limit=lim)]
-                    results[variant][lim] = ids
-                owner = owner_of(0, a.owners)
-                for name, q in (
-                    ("owner", sqlite_store.list_tasks_query(None, None, limits[0], owner)),
-                    ("owner+live", sqlite_store.list_tasks_query(LIVE, None, limits[0], owner)),
-                ):
-                    assert q is not None
-                    plans[variant][name] = plan(store, *q)
+                results[variant], plans[variant] = _results_and_plans(
+                    store, owner_of(0, a.owners), limits
+                )
     store.close()
     out: dict = {"tasks": n, "owners": a.owners, "queries": a.queries, "reps": a.reps}
     for variant in VARIANTS:
