@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,10 +112,27 @@ class LearnedModel:
     def save(self, path: str | Path) -> Path:
         import joblib
 
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.to_dict(), p, compress=3)
+        p = writable(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            joblib.dump(self.to_dict(), p, compress=3)
+        except OSError as err:
+            raise ModelError(f"cannot write model file {str(p)!r}: {err.strerror or err}") from err
         return p
+
+
+def writable(path: str | Path) -> Path:
+    """`path` if a model file can be written there (checked before a long training run);
+    ModelError otherwise: a directory, or a folder that cannot be written."""
+    p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"model file {str(p)!r} is a directory: give a file name in it")
+    folder = next((d for d in p.absolute().parents if d.exists()), Path("/"))
+    if not folder.is_dir():
+        raise ModelError(f"cannot write model file {str(p)!r}: {str(folder)!r} is not a folder")
+    if (p.exists() and not os.access(p, os.W_OK)) or not os.access(folder, os.W_OK | os.X_OK):
+        raise ModelError(f"cannot write model file {str(p)!r}: permission denied")
+    return p
 
 
 def load_model(path: str | Path) -> LearnedModel:
@@ -122,37 +140,73 @@ def load_model(path: str | Path) -> LearnedModel:
     import joblib
 
     p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"model file {str(p)!r} is a directory, not a model file")
     if not p.is_file():
         raise ModelError(f"model file {str(p)!r} does not exist")
+    if p.stat().st_size == 0:
+        raise ModelError(f"model file {str(p)!r} is empty")
     try:
         data = joblib.load(p)
     except Exception as err:  # joblib/pickle raise many types for a damaged file
-        raise ModelError(f"model file {str(p)!r} is corrupt or unreadable: {err}") from err
+        reason = str(err) or type(err).__name__
+        raise ModelError(f"model file {str(p)!r} is corrupt or unreadable: {reason}") from err
     return _from_dict(data, p)
 
 
 def _from_dict(data: Any, p: Path) -> LearnedModel:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelError(f"{str(p)!r} is not a CloudAI model file")
+        raise ModelError(f"model file {str(p)!r} is not a CloudAI model file")
+    reason = ""
     if data.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{str(p)!r}: unsupported model format {data.get('format_version')}")
-    prio = data.get("priority") or {}
-    names = list(prio.get("features", []))
-    if not names or any(f not in FEATURES for f in names):
-        raise ModelError(f"{str(p)!r}: trained on other features than this version's")
-    for key in ("backfill", "no_backfill"):
-        if len(prio.get(key, ())) != len(names):
-            raise ModelError(f"{str(p)!r}: priority weights {key!r} are missing or malformed")
-    recent = prio.get("recent", 0)
-    if not isinstance(recent, int) or isinstance(recent, bool) or recent < 0:
-        raise ModelError(f"{str(p)!r}: 'recent' must be a whole number >= 0, got {recent!r}")
+        reason = f"unsupported model format {data.get('format_version')!r}"
+    reason = reason or _priority_problem(data.get("priority")) or _other_problem(data)
+    if reason:
+        raise ModelError(f"model file {str(p)!r} is invalid: {reason}")
     return LearnedModel(
         version=str(data.get("version") or "unversioned"),
-        priority=prio,
+        priority=data["priority"],
         profile=data.get("profile"),
         predictors=data.get("predictors"),
         meta=dict(data.get("meta") or {}),
     )
+
+
+def _priority_problem(prio: Any) -> str:
+    """What is wrong with a model's `priority` table ("" when nothing)."""
+    if not isinstance(prio, dict):
+        return f"'priority' must be a table, got {type(prio).__name__}"
+    names = prio.get("features")
+    if not isinstance(names, list | tuple) or not names or any(f not in FEATURES for f in names):
+        return "trained on other features than this version's"
+    for key in ("backfill", "no_backfill"):
+        w = prio.get(key)
+        if not isinstance(w, list | tuple) or len(w) != len(names) or not all(map(_finite, w)):
+            return f"priority weights {key!r} must be {len(names)} finite numbers"
+    recent = prio.get("recent", 0)
+    if not isinstance(recent, int) or isinstance(recent, bool) or recent < 0:
+        return f"'recent' must be a whole number >= 0, got {recent!r}"
+    return ""
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float | np.number) and not isinstance(x, bool) and np.isfinite(x)
+
+
+def _other_problem(data: dict[str, Any]) -> str:
+    """What is wrong with a model's profile, predictors or meta ("" when nothing)."""
+    profile = data.get("profile")
+    if profile is not None:
+        if not isinstance(profile, dict):
+            return f"'profile' must be a table or None, got {type(profile).__name__}"
+        try:
+            Profile.from_dict(profile).validate()
+        except (ConfigError, TypeError, ValueError, AttributeError) as err:
+            return f"placement profile: {err}"
+    for key in ("predictors", "meta"):
+        if not isinstance(data.get(key) or {}, dict):
+            return f"{key!r} must be a table or None, got {type(data[key]).__name__}"
+    return ""
 
 
 _default: LearnedModel | None = None

@@ -38,6 +38,7 @@ import numpy as np
 from cloudai.agent.sim.machine import simulate_machine
 from cloudai.agent.sim.metrics import metrics
 from cloudai.agent.sim.trace import Trace
+from cloudai.errors import ConfigError
 
 from .model import LearnedModel
 from .priority import FEATURES, LinearPriority
@@ -72,6 +73,22 @@ class TrainConfig:
     objective: str = "logmean"  # or "mean" (see score)
     recent: int = 0  # the orderer estimates run times from users' last k jobs (0: off)
 
+    def check(self) -> TrainConfig:
+        """Raise ConfigError (one line, named by `cloudai sim train`'s flag) for a
+        setting out of range; return self when every one is usable."""
+        least = {"iterations": 0, "population": 1, "windows": 0, "length": 1}
+        least.update(synthetic=0, validation=0, block=1, recent=0)
+        for key, low in least.items():
+            value = getattr(self, key)
+            if value < low:
+                flag = "--" + {"recent": "recent-runtimes"}.get(key, key)
+                raise ConfigError(f"{flag} {value}: must be {low} or more")
+        if self.windows + self.synthetic < 1:
+            raise ConfigError("--windows 0: nothing to train on (give --windows or --synthetic)")
+        if not (math.isfinite(self.init_std) and self.init_std > 0):
+            raise ConfigError(f"--init-std {self.init_std}: must be a positive number")
+        return self
+
 
 @dataclass
 class Part:
@@ -100,9 +117,10 @@ def draw_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Pa
     parts = []
     for k in range(cfg.windows):
         trace, procs = traces[k % len(traces)]
-        length = min(cfg.length, len(trace))
-        start = int(rng.integers(0, len(trace) - length + 1))
-        window = trace.window(start, length)
+        if cfg.length > len(trace):
+            raise ConfigError(f"--length {cfg.length} is longer than the trace ({len(trace)} jobs)")
+        start = int(rng.integers(0, len(trace) - cfg.length + 1))
+        window = trace.window(start, cfg.length)
         if cfg.load is not None:
             stretch(window, float(loads.uniform(*cfg.load)), procs)
         parts.append(Part(window, procs))

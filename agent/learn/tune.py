@@ -90,37 +90,52 @@ def train_on_trace(
     """`cloudai sim train`: a model trained on (a slice of) the trace at `path`. For
     openb the profile is tuned on two seeded node subsets (seeds S and S+1, each also
     seeding its run's inflation) and the orderer weights are kept from `base`."""
-    from cloudai.agent.sim.runner import guess_format, load_nodes, load_trace, machine_size
+    from cloudai.agent.sim.runner import check_format, load_trace, machine_size
 
     say = progress or (lambda line: None)
+    fmt = check_format(path, cfg)
     trace = load_trace(path, cfg)
-    if (cfg.format or guess_format(path)) == "openb":
-        seeds = (cfg.seed, cfg.seed + 1)
-        runs = [(trace, load_nodes(dataclasses.replace(cfg, seed=s)), s) for s in seeds]
-        profile, hist = tune_profile(
-            runs,
-            tcfg.iterations,
-            tcfg.population,
-            tcfg.seed,
-            lambda it, s, p: say(f"tune {it}: unallocated {s:.4f} {p.scorers}"),
-        )
-        base = base or load_default_model()
-        meta = {**base.meta, "profile_tuned_on": f"{trace.name}, node subsets {seeds}"}
-        meta.update(tune_start_fgd=hist.start, tune_best=hist.best[-1] if hist.best else None)
-        return LearnedModel.new(
-            base.weights(True),
-            base.weights(False),
-            profile=profile,
-            meta=meta,
-            name="tuned",
-            features=base.features,
-        )
+    if fmt == "openb":
+        return _tune_openb(trace, cfg, tcfg, say, base or load_default_model())
     procs = machine_size(trace, cfg)
     model, _ = train_model(
         [(trace, procs)],
         tcfg,
-        lambda mode, it, s, v: say(f"{mode} {it}: train log-bsld {s:.4f}, validation {v:.4f}"),
+        lambda mode, it, s, v: say(_progress(mode, it, s, v if tcfg.validation else None)),
         base=base
         or (load_default_model() if len(tcfg.modes) < 2 or tcfg.start_from_base else None),
     )
     return model
+
+
+def _tune_openb(
+    trace: Trace, cfg, tcfg: TrainConfig, say: Callable[[str], None], base: LearnedModel
+) -> LearnedModel:
+    """The profile tuned on two seeded node subsets; the orderer weights from `base`."""
+    from cloudai.agent.sim.runner import load_nodes
+
+    seeds = (cfg.seed, cfg.seed + 1)
+    runs = [(trace, load_nodes(dataclasses.replace(cfg, seed=s)), s) for s in seeds]
+    profile, hist = tune_profile(
+        runs,
+        tcfg.iterations,
+        tcfg.population,
+        tcfg.seed,
+        lambda it, s, p: say(f"tune {it}: unallocated {s:.4f} {p.scorers}"),
+    )
+    meta = {**base.meta, "profile_tuned_on": f"{trace.name}, node subsets {seeds}"}
+    meta.update(tune_start_fgd=hist.start, tune_best=hist.best[-1] if hist.best else None)
+    return LearnedModel.new(
+        base.weights(True),
+        base.weights(False),
+        profile=profile,
+        meta=meta,
+        name="tuned",
+        features=base.features,
+    )
+
+
+def _progress(mode: str, it: int, train: float, val: float | None) -> str:
+    """One line per CEM iteration; the validation score only when there is one."""
+    line = f"{mode} {it}: train log-bsld {train:.4f}"
+    return line if val is None else f"{line}, validation {val:.4f}"

@@ -41,6 +41,36 @@ class SimConfig:
     nodes: str = ""  # openb node CSV
     node_limit: int = 0  # a seeded random subset of this many nodes (contention)
 
+    def __post_init__(self) -> None:
+        _check_counts(self)
+
+
+# The whole-number settings: each >= 0; what 0 means.
+_COUNTS = {
+    "seed": "",
+    "limit": "the whole trace",
+    "procs": "the header's MaxProcs",
+    "node_limit": "all the nodes",
+    "sequences": "the whole trace",
+    "length": "the whole trace",
+}
+
+
+def _check_counts(cfg: SimConfig) -> None:
+    """ConfigError (one line, named by the CLI flag) for a setting out of range."""
+    for key, zero in _COUNTS.items():
+        value = getattr(cfg, key)
+        if value < 0:
+            flag = "--" + key.replace("_", "-")
+            meaning = f" (0: {zero})" if zero else ""
+            raise ConfigError(f"{flag} {value}: must be 0 or more{meaning}")
+    if cfg.sequences and not cfg.length:
+        raise ConfigError("--sequences needs --length: K windows of L jobs each")
+    if cfg.length and not cfg.sequences:
+        raise ConfigError("--length needs --sequences: K windows of L jobs each")
+    if cfg.node_limit and not cfg.nodes:
+        raise ConfigError("--node-limit needs --nodes (an openb trace)")
+
 
 def guess_format(path: str | Path) -> str:
     name = Path(path).name.lower()
@@ -49,6 +79,20 @@ def guess_format(path: str | Path) -> str:
     if name.endswith((".csv", ".csv.gz")):
         return "openb"
     raise ConfigError(f"cannot tell the format of {name!r}: pass --format swf|openb")
+
+
+def check_format(path: str | Path, cfg: SimConfig) -> str:
+    """The trace's format (as given, or from the file name), checked against --nodes:
+    an openb trace runs on the nodes of --nodes, an SWF trace on one machine."""
+    fmt = cfg.format or guess_format(path)
+    name = Path(path).name
+    if fmt == "openb" and not cfg.nodes:
+        raise ConfigError(f"{name} is an openb trace: it needs its nodes, pass --nodes PATH")
+    if fmt == "swf" and cfg.nodes:
+        raise ConfigError(
+            f"{name} is an SWF trace (one machine, --procs): --nodes is for openb traces"
+        )
+    return fmt
 
 
 def load_trace(path: str | Path, cfg: SimConfig | None = None) -> Trace:
@@ -118,11 +162,15 @@ def run_policy(
 def compare(
     trace: Trace, names: Sequence[str], cfg: SimConfig, model: Any = None
 ) -> dict[str, Any]:
-    """{"policies": {name: metrics}, "trace": ..., "config": ...}."""
+    """{"policies": {name: metrics}, "trace": ..., "jobs": ..., "config": ...}; "skipped":
+    the trace lines the loader skipped (SWF jobs with no run time or processors)."""
+    if cfg.format == "swf" and cfg.nodes:
+        raise ConfigError("--nodes is for openb traces, not SWF")
     nodes = load_nodes(cfg) if (cfg.format or "") == "openb" or cfg.nodes else None
     return {
         "trace": trace.name,
         "jobs": len(trace),
+        "skipped": trace.skipped,
         "config": {**asdict(cfg), "slice": list(cfg.slice)},
         "policies": {n: run_policy(trace, n, cfg, model, nodes) for n in names},
     }

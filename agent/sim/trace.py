@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -20,6 +23,9 @@ import numpy as np
 from cloudai.errors import ConfigError
 
 MIB = 1024**2
+# Beyond this a float no longer holds every whole number: no real count or time
+# comes near it, and a larger value would wrap or overflow where it becomes an integer.
+MAX_VALUE = 2.0**53
 
 
 class TraceError(ConfigError):
@@ -94,21 +100,37 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with _open_text(path) as f:
-        try:
-            yield from enumerate(f, start=1)
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise TraceError(f"{path}: cannot decompress: {err}") from err
+    with _open_text(path) as f, _decompressing(path):
+        yield from enumerate(f, start=1)
+
+
+@contextmanager
+def _decompressing(path: Path) -> Iterator[None]:
+    """Damaged data (bad gzip header, corrupt deflate stream, truncated file): one line."""
+    try:
+        yield
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        what = "decompress" if path.suffix == ".gz" else "read"
+        raise TraceError(f"{path}: cannot {what}: {err}") from err
 
 
 # --- SWF ------------------------------------------------------------------------------
 SWF_FIELDS = 18
+SWF_NAMES = (
+    "job id", "submit time", "wait time", "run time", "allocated processors",
+    "average cpu time", "used memory", "requested processors", "requested time",
+    "requested memory", "status", "user id", "group id", "executable", "queue",
+    "partition", "preceding job", "think time",
+)  # fmt: skip
 
 
 def load_swf(path: str | Path, limit: int = 0) -> Trace:
-    """A Parallel Workloads Archive log (.swf or .swf.gz). Jobs without a run time or
-    processors (cancelled before they ran) are skipped and counted in `skipped`.
-    Unknown requested time is the run time; processors are max(allocated, requested)."""
+    """A Parallel Workloads Archive log (.swf or .swf.gz). Every field is a number >= 0,
+    or -1 for "unknown" (the archive's definition); anything else (below -1, NaN,
+    infinite, or beyond MAX_VALUE) is an error naming the line. Jobs with an unknown
+    run time or no processors (cancelled before they ran) are skipped and counted in
+    `skipped`. Unknown requested time is the run time; processors are
+    max(allocated, requested)."""
     p = Path(path)
     rows: dict[str, list] = {k: [] for k in _COLUMNS}
     header: dict[str, str] = {}
@@ -143,20 +165,28 @@ def _swf_values(path: Path, no: int, text: str) -> list[float]:
     try:
         v = [float(x) for x in parts]
     except ValueError:
-        bad = next(x for x in parts if not _is_number(x))
-        field_no = parts.index(bad) + 1
-        raise TraceError(f"{path}:{no}: SWF field {field_no} is not a number: {bad!r}") from None
+        v = []
+    if len(v) != SWF_FIELDS or not all(-1 <= x <= MAX_VALUE for x in v):  # NaN fails too
+        v = [_swf_number(path, no, k, x) for k, x in enumerate(parts)]
     if v[1] < 0:
         raise TraceError(f"{path}:{no}: negative submit time {parts[1]}")
     return v
 
 
-def _is_number(x: str) -> bool:
+def _swf_number(path: Path, no: int, k: int, text: str) -> float:
+    """Field k (0-based) of line `no`, checked: a finite number, -1 or from 0 to MAX_VALUE."""
+    where = f"{path}:{no}: SWF field {k + 1} ({SWF_NAMES[k]})"
     try:
-        float(x)
+        value = float(text)
     except ValueError:
-        return False
-    return True
+        raise TraceError(f"{where} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise TraceError(f"{where} is not a finite number: {text!r}")
+    if value < -1:
+        raise TraceError(f"{where} is {text}: the only negative value SWF allows is -1 (unknown)")
+    if value > MAX_VALUE:
+        raise TraceError(f"{where} is too large: {text}")
+    return value
 
 
 def _max_procs(path: Path, header: dict[str, str]) -> int:
@@ -184,7 +214,7 @@ NODE_FIELDS = ("sn", "cpu_milli", "memory_mib", "gpu")
 
 
 def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    with _open_text(path) as f:
+    with _open_text(path) as f, _decompressing(path):
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -203,8 +233,12 @@ def _num(path: Path, no: int, row: dict[str, str], key: str, default: float | No
         value = float(text)
     except ValueError:
         raise TraceError(f"{path}:{no}: column {key} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise TraceError(f"{path}:{no}: column {key} is not a finite number: {text!r}")
     if value < 0:
         raise TraceError(f"{path}:{no}: column {key} is negative: {text!r}")
+    if value > MAX_VALUE:
+        raise TraceError(f"{path}:{no}: column {key} is too large: {text!r}")
     return value
 
 
@@ -260,13 +294,20 @@ class Nodes:
         )
 
 
+# The cluster model keeps one column per GPU device of the largest node.
+MAX_NODE_GPUS = 1024
+
+
 def load_openb_nodes(path: str | Path) -> Nodes:
     p = Path(path)
     ids, cpu, mem, gpus, model = [], [], [], [], []
     for no, row in _csv_rows(p, NODE_FIELDS):
         g = _num(p, no, row, "gpu")
-        if g != int(g):
-            raise TraceError(f"{p}:{no}: column gpu must be a whole number of devices: {g}")
+        if g != int(g) or g > MAX_NODE_GPUS:
+            raise TraceError(
+                f"{p}:{no}: column gpu must be a whole number of devices, "
+                f"0 to {MAX_NODE_GPUS}: {row['gpu'].strip()!r}"
+            )
         ids.append(row["sn"])
         cpu.append(_num(p, no, row, "cpu_milli") / 1000.0)
         mem.append(_num(p, no, row, "memory_mib") * MIB)

@@ -11,21 +11,32 @@ from cloudai.errors import ConfigError
 
 from .client import fail
 
+SAME_AS = (
+    "On an SWF trace (one machine) placement is trivial, so the placement policies "
+    "(random, roundrobin, firstfit, bestfit, spread, binpack, tetris, fgd) all give "
+    "FCFS's results; on an openb trace pods are placed in arrival order, so the queue "
+    "orderers (fcfs, sjf, wfp3, unicep, f1) all give firstfit's."
+)
 sim_app = typer.Typer(
     no_args_is_help=True,
-    help="Replay workload traces through the placement policies (deterministic, offline).",
+    help="Replay workload traces through the placement policies (deterministic, offline). "
+    + SAME_AS,
 )
 
 TraceOpt = typer.Option(..., "--trace", help="SWF (.swf, .swf.gz) or openb pod CSV.")
 FormatOpt = typer.Option("", "--format", help="swf or openb (default: from the file name).")
 NodesOpt = typer.Option("", "--nodes", help="openb node CSV (needed for openb traces).")
-NodeLimitOpt = typer.Option(0, "--node-limit", help="Seeded subset of N nodes (contention).")
-ProcsOpt = typer.Option(0, "--procs", help="Machine size for SWF (default: header MaxProcs).")
+NodeLimitOpt = typer.Option(
+    0, "--node-limit", help="Seeded subset of N nodes (contention); 0: all the nodes."
+)
+ProcsOpt = typer.Option(0, "--procs", help="Machine size for SWF; 0: the header's MaxProcs.")
 BackfillOpt = typer.Option(False, "--backfill", help="EASY backfilling (single machine).")
-SeedOpt = typer.Option(0, "--seed", help="Seed: windows, random picks, inflation.")
-LimitOpt = typer.Option(0, "--limit", help="Only the first N jobs of the trace.")
-SequencesOpt = typer.Option(0, "--sequences", help="K random windows (RLScheduler).")
-LengthOpt = typer.Option(0, "--length", help="... of L jobs each.")
+SeedOpt = typer.Option(0, "--seed", help="Seed (>= 0): windows, random picks, inflation.")
+LimitOpt = typer.Option(0, "--limit", help="Only the first N jobs of the trace; 0: all.")
+SequencesOpt = typer.Option(
+    0, "--sequences", help="K random windows (RLScheduler), with --length; 0: the whole trace."
+)
+LengthOpt = typer.Option(0, "--length", help="... of L jobs each (with --sequences).")
 SliceOpt = typer.Option("", "--slice", help="Fraction of the trace, e.g. 0.7:1 (last 30%).")
 ModelOpt = typer.Option("", "--model", help="Learned model file (default: the shipped one).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
@@ -33,8 +44,8 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 # `sim train` only.
 OutOpt = typer.Option(..., "--out", help="Model file to write.")
 IterationsOpt = typer.Option(14, "--iterations", help="CEM iterations.")
-PopulationOpt = typer.Option(20, "--population", help="Candidates per iteration.")
-WindowsOpt = typer.Option(12, "--windows", help="Training windows.")
+PopulationOpt = typer.Option(20, "--population", help="Candidates per iteration (>= 1).")
+WindowsOpt = typer.Option(12, "--windows", help="Training windows (SWF).")
 TrainLengthOpt = typer.Option(1024, "--length", help="Jobs per training window.")
 WorkersOpt = typer.Option(1, "--workers", help="Simulation processes (1: in-process).")
 BaseOpt = typer.Option(
@@ -152,23 +163,34 @@ def _names(text: str, known: tuple[str, ...], flag: str) -> tuple[str, ...]:
 def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -> None:
     from cloudai.agent.learn.model import load_model
     from cloudai.agent.sim.policies import POLICY_NAMES
-    from cloudai.agent.sim.runner import compare, load_trace
+    from cloudai.agent.sim.runner import check_format, compare, load_trace
 
+    if not names:
+        fail(f"no policies given (known: {', '.join(POLICY_NAMES)})")
     unknown = [n for n in names if n not in POLICY_NAMES]
     if unknown:
         fail(f"unknown policy {unknown[0]!r} (known: {', '.join(POLICY_NAMES)})")
+    check_format(trace_path, cfg)
     m = load_model(model) if model else None
     report = compare(load_trace(trace_path, cfg), names, cfg, m)
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['trace']}: {report['jobs']} jobs")
+    _print_table(report)
+
+
+def _print_table(report: dict) -> None:
+    skipped = f" ({report['skipped']} skipped: no run time or processors)"
+    print(f"{report['trace']}: {report['jobs']} jobs{skipped if report['skipped'] else ''}")
     cols = ("bsld", "mean_wait", "mean_jct", "p95_jct", "utilization", "unplaced")
     cols += ("unallocated_gpu_frac",)
     print(f"{'policy':<12}" + "".join(f"{c:>22}" for c in cols))
     for name, row in report["policies"].items():
         cells = "".join(f"{_fmt(row[c]):>22}" for c in cols)
         print(f"{name:<12}{cells}")
+    for name, row in report["policies"].items():
+        if row.get("model_version"):
+            print(f"{name}: model {row['model_version']}")
 
 
 def _fmt(v: object) -> str:
@@ -218,7 +240,10 @@ def sim_compare(
     model: str = ModelOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run several policies on identical inputs."""
+    """Run several policies on identical inputs.
+
+    SWF trace (one machine): the placement policies all give FCFS's results.
+    openb trace (pods placed in arrival order): the queue orderers all give firstfit's."""
     cfg = _config(fmt, nodes, node_limit, procs, backfill, seed, limit, sequences, length, slice_)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     _report(names, trace, cfg, model, as_json)
@@ -296,11 +321,12 @@ class _TrainOptions:
 
 def _train(opts: _TrainOptions) -> None:
     """Train as the options say, write the model and print where it went."""
-    from cloudai.agent.learn.model import load_model
+    from cloudai.agent.learn.model import load_model, writable
     from cloudai.agent.learn.tune import train_on_trace
 
+    writable(opts.out)  # before training, not after
     cfg = _train_sim_config(opts)
-    tcfg = _train_config(opts)
+    tcfg = _train_config(opts).check()
     say = lambda line: print(line, flush=True)  # noqa: E731
     base = load_model(opts.base) if opts.base else None
     model = train_on_trace(opts.trace, cfg, tcfg, say, base)
@@ -354,10 +380,11 @@ def agent_train(
     """Retrain the runtime and memory predictors on the master's task history."""
     import os
 
-    from cloudai.agent.learn.model import load_model
+    from cloudai.agent.learn.model import load_model, writable
     from cloudai.agent.learn.predictors import train_from_store
     from cloudai.config import MasterSettings
 
+    writable(out)
     url = db or os.environ.get("CLOUDAI_DB") or MasterSettings().db_url()
     try:
         model = train_from_store(url, load_model(base) if base else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import joblib
 import numpy as np
 import pytest
 
@@ -83,7 +84,11 @@ def test_learned_policy_decides_the_same_live_and_simulated():
 def test_missing_or_corrupt_model_falls_back_to_default_with_a_warning(tmp_path, caplog):
     bad = tmp_path / "bad.joblib"
     bad.write_bytes(b"not a model at all")
-    for path in (str(bad), str(tmp_path / "missing.joblib")):
+    # A file that unpickles but has the wrong shape: its profile is a number.
+    shape = tmp_path / "shape.joblib"
+    joblib.dump({**LearnedModel.new([0.0] * len(FEATURES), [0.0] * len(FEATURES)).to_dict(),
+                 "profile": 42}, shape)  # fmt: skip
+    for path in (str(bad), str(shape), str(tmp_path / "missing.joblib")):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="cloudai.agent"):
             agent = Agent(agent_settings(policy="learned", model=path))
