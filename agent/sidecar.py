@@ -23,16 +23,18 @@ from types import FrameType
 import grpc
 
 from cloudai.config import AgentSettings
-from cloudai.errors import CloudAIError
+from cloudai.errors import CloudAIError, ConfigError
 from cloudai.proto import master_agent_pb2, master_agent_pb2_grpc
 from cloudai.security.tls import transport_for
 
-from .learn.live import LearnedPolicy, Shadow, disagreement_line, learned_or_none
+from .learn.live import LearnedPolicy, disagreement_line, learned_or_none, shadow_or_none
+from .policy.baselines import BASELINE_PROFILES
 from .policy.core import place_batch
-from .policy.profiles import Profile, resolve_profile
+from .policy.profiles import BUILTIN_PROFILES, Profile, resolve_profile
 from .wire import batch_from_pb, placements_to_pb
 
 log = logging.getLogger("cloudai.agent")
+LEARNED = "learned"
 
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
@@ -43,7 +45,26 @@ _HEALTHY_STREAM_S = 2.0
 
 def choose_profile(settings: AgentSettings) -> Profile:
     """A profile file (--profile PATH) wins; else --policy names a built-in profile."""
+    if not settings.profile:
+        check_policy_name(settings.policy, "policy")
     return resolve_profile(settings.profile or settings.policy)
+
+
+def policy_names(flag: str = "policy") -> tuple[str, ...]:
+    """The names --policy accepts; --shadow also takes the simulator's baselines."""
+    names = (*BUILTIN_PROFILES, LEARNED)
+    return (*names, *BASELINE_PROFILES) if flag == "shadow" else names
+
+
+def check_policy_name(name: str, flag: str) -> None:
+    """ConfigError naming every accepted name unless `name` is one or a profile file."""
+    path = Path(name)
+    is_file = bool(name) and (path.suffix.lower() in (".json", ".toml") or path.exists())
+    if name in policy_names(flag) or is_file:
+        return
+    names = ", ".join(policy_names(flag))
+    what = "shadow policy" if flag == "shadow" else "policy"
+    raise ConfigError(f"unknown {what} {name!r}: use one of {names}, or a profile file path")
 
 
 class Backoff:
@@ -74,25 +95,35 @@ class Agent:
         self.transport = transport_for(settings)
         self.policy_name = settings.policy
         self.learned: LearnedPolicy | None = None
-        if settings.policy == "learned":
-            # A missing or corrupt model must not stop placement: warn, use default.
-            self.learned = learned_or_none(
-                settings.model,
-                pack_memory=settings.pack_predicted_memory,
-                memory_margin=settings.memory_margin,
-            )
-            self.policy_name = "learned" if self.learned else "default"
-            self.profile = self.learned.base if self.learned else resolve_profile("default")
-            self.model_version = self.learned.version if self.learned else ""
+        self.model_version = ""
+        if settings.shadow:
+            check_policy_name(settings.shadow, "shadow")
+        if settings.policy == LEARNED:
+            self._use_learned(settings)
         else:
             self.profile = choose_profile(settings)
-            self.model_version = Path(settings.model).name if settings.model else ""
-        self.shadow = Shadow(settings.shadow, settings.model) if settings.shadow else None
+            if settings.model and settings.shadow != LEARNED:
+                log.warning(
+                    "--model %s ignored: it is used only by --policy learned or --shadow learned",
+                    settings.model,
+                )
+        self.shadow = shadow_or_none(settings.shadow, settings.model) if settings.shadow else None
         self.backoff = backoff or Backoff()
         self.batches = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
+
+    def _use_learned(self, settings: AgentSettings) -> None:
+        # A missing or corrupt model must not stop placement: warn, use default.
+        self.learned = learned_or_none(
+            settings.model,
+            pack_memory=settings.pack_predicted_memory,
+            memory_margin=settings.memory_margin,
+        )
+        self.policy_name = LEARNED if self.learned else "default"
+        self.profile = self.learned.base if self.learned else resolve_profile("default")
+        self.model_version = self.learned.version if self.learned else ""
 
     def run(self) -> None:
         """Watch, place and submit until `stop()`; reconnect on failure."""
@@ -144,11 +175,11 @@ class Agent:
         shadow = self.shadow
         assert shadow is not None
         try:
-            diff = shadow.compare(batch, tasks, state, placements)
+            outcome = shadow.compare(batch, tasks, state, placements)
         except Exception:  # the candidate's bug must never disturb the active policy
             log.exception("batch %d: shadow policy %s failed", batch.sequence, shadow.name)
             return
-        log.info("batch %d: %s", batch.sequence, disagreement_line(shadow, diff, len(placements)))
+        log.info("batch %d: %s", batch.sequence, disagreement_line(shadow, outcome))
 
     def _answer(
         self, stub: master_agent_pb2_grpc.MasterAgentStub, batch: master_agent_pb2.SchedulingBatch
@@ -200,7 +231,8 @@ def _describe(err: grpc.RpcError) -> str:
 
 
 def run_agent(settings: AgentSettings) -> int:
-    """Run the sidecar until SIGTERM/SIGINT. Exit status 0, or 2 for a bad setting."""
+    """Run the sidecar until SIGTERM/SIGINT. Exit status 0, or 1 for a bad setting
+    (bad input; 2 is kept for a master that cannot be reached)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
@@ -208,7 +240,7 @@ def run_agent(settings: AgentSettings) -> int:
         agent = Agent(settings)
     except CloudAIError as err:
         print(f"cloudai agent: {err}", file=sys.stderr)
-        return 2
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -57,6 +57,9 @@ class Reason(StrEnum):
     INVALID_SPEC = "invalid_spec"
     DOCKER_ERROR = "docker_error"
     WORKER_REJECTED = "worker_rejected"
+    # A task pinned to a worker that refused it, or could not be reached, too many
+    # times in a row (the worker heartbeats, but its advertised address is dead).
+    WORKER_UNREACHABLE = "worker_unreachable"
     POISON = "poison"
 
 

@@ -9,6 +9,9 @@ and a channel given a token sends it on every call as `authorization: Bearer ...
 from __future__ import annotations
 
 import collections
+import errno
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -18,30 +21,60 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cloudai.errors import CloudAIError
+from cloudai.errors import CloudAIError, ConfigError
 
 # Messages are bounded: a log tail is 64 KiB, a scheduling batch can be large.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    # gRPC's default reconnect backoff grows to 120 s; a worker or agent must find a
-    # restarted master within seconds.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
 # What a server accepts in one request: the largest legitimate one (an agent's
 # placement batch) is a few MiB. A bigger one ends RESOURCE_EXHAUSTED unread.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
-_SERVER_OPTIONS = [
-    *(o for o in _OPTIONS if o[0] != "grpc.max_receive_message_length"),
-    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-]
+# Both ends ping an idle connection this often, so that a dead peer (or a NAT that
+# forgot the connection) is noticed on long silent streams: `logs --follow`, the
+# agent's watch, a worker's log stream.
+KEEPALIVE_MS = 20_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+
+
+def channel_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, int]]:
+    """Options of every channel: message bounds, keepalive pings, quick reconnects."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        *_keepalive(keepalive_ms),
+        # gRPC's default reconnect backoff grows to 120 s; a worker or agent must find a
+        # restarted master within seconds.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
+def server_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, int]]:
+    """Options of every server, for channels built with the same `keepalive_ms`.
+
+    The server accepts their keepalive pings: by default gRPC allows one ping per
+    5 minutes on a connection that carries no data and answers the third early one
+    with GOAWAY too_many_pings, which cut every stream silent for about a minute.
+    A client that pings more than twice as often still gets that GOAWAY."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+        *_keepalive(keepalive_ms),
+        ("grpc.http2.min_ping_interval_without_data_ms", keepalive_ms // 2),
+        ("grpc.http2.max_ping_strikes", 2),
+        # One listener per port. With gRPC's default SO_REUSEPORT a second master or
+        # worker on a port in use would "listen" too and take half the connections.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _keepalive(keepalive_ms: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, keepalive_ms)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +111,16 @@ def build_server(
     max_workers: int = 32,
     tls: Tls | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    keepalive_ms: int = KEEPALIVE_MS,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create a server with our services, health checking and reflection; return
     (server, bound_port, health_servicer). The server is not started. With `tls`
     it serves mutual TLS only: a client without a certificate from the CA fails
-    the handshake."""
+    the handshake. An address that cannot be listened on is one ConfigError line."""
+    check_listen(address)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        options=_SERVER_OPTIONS,
+        options=server_options(keepalive_ms),
         interceptors=list(interceptors),
     )
     for add in register:
@@ -99,28 +134,88 @@ def build_server(
     reflection.enable_server_reflection(
         [*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server
     )
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        creds = grpc.ssl_server_credentials(
-            [(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True
-        )
-        port = server.add_secure_port(address, creds)
+    return server, _add_port(server, address, tls), health_servicer
+
+
+def _add_port(server: grpc.Server, address: str, tls: Tls | None) -> int:
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True
+            )
+            port = server.add_secure_port(address, creds)
+    except RuntimeError:  # taken since check_listen (gRPC has logged its own line)
+        port = 0
     if port == 0:
-        raise CloudAIError(f"cannot bind {address}: address in use or not available")
-    return server, port, health_servicer
+        raise ConfigError(f"cannot listen on {address}: address in use or not available")
+    return port
 
 
-def channel(target: str, *, tls: Tls | None = None, token: str = "") -> grpc.Channel:
+def check_port(port: int, what: str = "--port") -> None:
+    """A port is 1-65535; 0 asks the system for a free one."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"invalid {what} {port}: use 1-65535 (0 picks a free port)")
+
+
+def check_listen(address: str) -> None:
+    """Raise one ConfigError line unless every address that `address` resolves to can
+    be listened on. gRPC would log a C-core error and raise a bare RuntimeError, or,
+    for a name with several addresses (localhost: ::1 and 127.0.0.1), quietly listen
+    on the free ones only."""
+    host, _, port_text = address.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"cannot listen on {address}: expected HOST:PORT") from None
+    check_port(port)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise ConfigError(f"cannot listen on {address}: unknown host") from None
+    failures = [_bind_errno(family, sockaddr) for family, _, _, _, sockaddr in infos]
+    if errno.EADDRINUSE in failures:
+        raise ConfigError(f"cannot listen on {address}: address in use")
+    if failures and all(failures):
+        raise ConfigError(f"cannot listen on {address}: {_bind_problem(failures[0])}")
+
+
+def _bind_errno(family: int, sockaddr: Any) -> int:
+    """0 if a listener could bind `sockaddr` now, else the errno. Like gRPC's own
+    listeners the probe sets SO_REUSEADDR: connections left by a process that just
+    ended (TIME_WAIT) do not count, only a live listener does."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as err:
+        return err.errno or -1
+    return 0
+
+
+def _bind_problem(err: int) -> str:
+    known = {
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+        errno.EACCES: "permission denied",
+    }
+    return known.get(err) or os.strerror(err).lower()
+
+
+def channel(
+    target: str, *, tls: Tls | None = None, token: str = "", keepalive_ms: int = KEEPALIVE_MS
+) -> grpc.Channel:
     """A channel to `target`; TLS checks the server's certificate against the CA and
     its name against the target's host (or `tls.server_name`)."""
     if tls is None:
-        ch = grpc.insecure_channel(target, options=_OPTIONS)
+        ch = grpc.insecure_channel(target, options=channel_options(keepalive_ms))
     else:
         creds = grpc.ssl_channel_credentials(
             root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
         )
-        options = list(_OPTIONS)
+        options = channel_options(keepalive_ms)
         if tls.server_name:
             options.append(("grpc.ssl_target_name_override", tls.server_name))
         ch = grpc.secure_channel(target, creds, options=options)

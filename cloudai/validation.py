@@ -6,6 +6,7 @@ wrong and what a right value looks like.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from cloudai.errors import InvalidArgument
@@ -31,6 +32,9 @@ LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)
 MAX_CPU = 1024.0
 MAX_GPU = 64.0
 MAX_MEMORY = 16 * 1024**4  # 16 TiB
+# Docker refuses a memory limit below 6 MiB ("Minimum memory limit allowed is 6MB");
+# 0 means no request (the worker's default).
+MIN_MEMORY = 6 * 1024**2
 MAX_ENV_VALUE = 32 * 1024
 MAX_ENV_VARS = 256
 MAX_COMMAND_ARGS = 1024
@@ -174,6 +178,11 @@ def validate_resources(res: Resources) -> None:
             raise InvalidArgument(f"{name} request {value} is absurd (limit {limit})")
     if res.gpu > 1 and res.gpu != int(res.gpu):
         raise InvalidArgument(f"gpu request {res.gpu}: fractions are allowed only below 1")
+    if 0 < res.memory_bytes < MIN_MEMORY:
+        raise InvalidArgument(
+            f"memory request {format_size(res.memory_bytes)} is below Docker's minimum of "
+            "6 MiB: ask for e.g. 64m, or 0 for the worker's default"
+        )
 
 
 def normalize_caps(caps: list[str], what: str = "cap_add") -> list[str]:
@@ -243,6 +252,55 @@ def validate_spec(spec: TaskSpec) -> TaskSpec:
     spec.cap_add = normalize_caps(spec.cap_add)
     validate_user(spec.user)
     return spec
+
+
+DEFAULT_MASTER_PORT = 50051
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+HOST_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+
+
+def parse_address(
+    text: str, what: str = "--master", *, source: str = "", default_port: int = DEFAULT_MASTER_PORT
+) -> str:
+    """'host:port' -> itself, 'host' -> 'host:50051', '[::1]:port' (IPv6 in brackets).
+    Anything else raises InvalidArgument: 'bad --master address ...' (source: where from)."""
+    try:
+        host, port = _split_address((text or "").strip(), default_port)
+    except ValueError as err:
+        raise InvalidArgument(
+            f"bad {what} address {text[:100]!r}{source}: {err}; "
+            "use HOST:PORT, e.g. localhost:50051 or [::1]:50051"
+        ) from None
+    return f"{host}:{port}"
+
+
+def _split_address(value: str, default_port: int) -> tuple[str, int]:
+    """(host, port) of HOST[:PORT] or [IPV6][:PORT]; ValueError says what is wrong."""
+    if not value:
+        raise ValueError("it is empty")
+    if value.startswith("["):
+        inside, closed, rest = value[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            raise ValueError(f"{inside!r} in brackets is not an IPv6 address") from None
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError("expected [IPV6]:PORT")
+        host, port = f"[{inside}]", rest[1:] if rest else None
+    elif value.count(":") > 1:
+        raise ValueError("an IPv6 address goes in brackets")
+    else:
+        host, sep, port = value.partition(":")
+        port = port if sep else None
+        if not host:
+            raise ValueError("the host is missing")
+        if len(host) > 253 or not HOST_RE.match(host):
+            raise ValueError(f"{host[:60]!r} is not a host name or IP address")
+    if port is None:
+        return host, default_port
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port[:20]!r} is not a number from 1 to 65535")
+    return host, int(port)
 
 
 def format_size(n: int | float) -> str:

@@ -54,17 +54,25 @@ class Console:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def run(self, inp: TextIO = sys.stdin, prompt: bool = True) -> None:
-        """Read commands until `exit` or end of input."""
+    EXIT = "exit"
+    EOF = "eof"
+
+    def run(self, inp: TextIO = sys.stdin, prompt: bool = True) -> str:
+        """Read commands until `exit` (returns EXIT), the end of input (EOF: Ctrl-D on a
+        terminal) or a read error (returns what went wrong)."""
         while True:
             if prompt:
                 print("master> ", end="", file=self.out, flush=True)
-            line = inp.readline()
-            if not line:  # Ctrl-D
+            try:
+                line = inp.readline()
+            except (OSError, ValueError) as err:  # e.g. nohup's unreadable stdin
                 self.say("")
-                return
+                return f"cannot read stdin: {err}"
+            if not line:
+                self.say("")
+                return self.EOF
             if self.execute(line) is False:
-                return
+                return self.EXIT
 
     def execute(self, line: str) -> bool:
         """Run one command line. Returns False on `exit`."""
@@ -102,7 +110,9 @@ class Console:
         self.say(f"✓ task {task.id} submitted to {spec.pinned_worker} ({spec.image})")
 
     def tasks(self, args: list[str]) -> None:
-        states = [TaskState(args[0].upper())] if args else None
+        if len(args) > 1:
+            raise CloudAIError("usage: tasks [STATE]")
+        states = [_state(args[0])] if args else None
         tasks = self.m.store.list_tasks(states=states, limit=50)
         self.say(views.tasks_table([task_to_pb(t) for t in tasks]))
 
@@ -123,6 +133,14 @@ class Console:
         for chunk in self.m.stream_logs(task_id, False, 0, lambda: True):
             if chunk.data:
                 self.say(chunk.data.rstrip("\n"))
+
+
+def _state(name: str) -> TaskState:
+    try:
+        return TaskState(name.upper())
+    except ValueError:
+        valid = ", ".join(s.value for s in TaskState)
+        raise CloudAIError(f"unknown state {name!r}; use one of {valid}") from None
 
 
 def _one(args: list[str], usage: str) -> str:

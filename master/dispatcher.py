@@ -140,7 +140,9 @@ class Dispatcher:
         stub = self._stub(worker_id)
         if stub is None:
             for task in tasks:
-                self._tasks.dispatch_failed(task.id, task.attempt, "worker vanished")
+                self._tasks.dispatch_failed(
+                    task.id, task.attempt, "worker vanished", unreachable=True
+                )
             return
         reqs = [
             # Sealed secret env values are decrypted only here, on their way to the worker.
@@ -162,13 +164,20 @@ class Dispatcher:
             resp = fut.result()
             answers = [resp] if len(tasks) == 1 else list(resp.results)
         except grpc.RpcError as err:
-            msg = f"worker {worker_id} unreachable: {err.code().name}"
+            address = self._address(worker_id)
+            msg = f"worker {worker_id} unreachable at {address}: {err.code().name}"
             log.warning("dispatch of %d task(s) failed: %s", len(tasks), msg)
-            answers = [mw.AssignTaskResponse(accepted=False, message=msg)] * len(tasks)
+            for task in tasks:
+                self._tasks.dispatch_failed(task.id, task.attempt, msg, unreachable=True)
+            return
         for task, resp in zip(tasks, answers, strict=False):
             if not resp.accepted:
                 reason = f"worker refused: {resp.message}"
                 self._tasks.dispatch_failed(task.id, task.attempt, reason)
+
+    def _address(self, worker_id: str) -> str:
+        entry = self._registry.get(worker_id)
+        return entry.record.address if entry else "?"
 
     def cancel(self, worker_id: str, task_id: str, attempt: int, reason: str = "cancelled") -> None:
         self._pool.submit(self._cancel, worker_id, task_id, attempt, reason)

@@ -12,14 +12,26 @@ latest state in turn, so the store ends with the last health whatever the order.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
+import grpc
+
+from cloudai.errors import CloudAIError
 from cloudai.model import Resources, WorkerHealth, WorkerRecord
 from cloudai.proto import common_pb2 as pb
 
 from .store.base import Store
+
+log = logging.getLogger("cloudai.master")
+
+
+class WorkerIdInUse(CloudAIError):
+    """A registration for an id that another live worker holds."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 @dataclass(slots=True)
@@ -62,15 +74,29 @@ class WorkerRegistry:
         images: list[str],
         telemetry: pb.Telemetry | None,
     ) -> bool:
-        """Insert or refresh a worker. Returns True if its health changed (cluster changed)."""
-        with self._lock:
-            old = self._workers.get(rec.id)
-            draining = bool(old and old.drain_requested)
-            rec.health = WorkerHealth.DRAINING if draining else WorkerHealth.ACTIVE
-            if old is not None:
-                rec.registered_at = old.record.registered_at
-        with self._persist:
+        """Insert or refresh a worker. Returns True if its health changed (cluster changed).
+        Raises WorkerIdInUse while another live worker holds the id (see _holder_problem)."""
+        with self._persist:  # one registration at a time: check, persist, publish
+            with self._lock:
+                old = self._workers.get(rec.id)
+                problem = _holder_problem(old, rec, self._timeout)
+                draining = bool(old and old.drain_requested)
+                rec.health = WorkerHealth.DRAINING if draining else WorkerHealth.ACTIVE
+                if old is not None:
+                    rec.registered_at = old.record.registered_at
+            if problem:
+                raise WorkerIdInUse(problem)
             self._store.upsert_worker(rec)  # persisted before the worker is told
+            return self._publish(rec, running, images, telemetry, draining)
+
+    def _publish(
+        self,
+        rec: WorkerRecord,
+        running: list[tuple[str, int]],
+        images: list[str],
+        telemetry: pb.Telemetry | None,
+        draining: bool,
+    ) -> bool:
         with self._lock:
             old = self._workers.get(rec.id)
             entry = WorkerEntry(
@@ -91,12 +117,18 @@ class WorkerRegistry:
         telemetry: pb.Telemetry,
         running: list[tuple[str, int]],
         images: list[str],
+        address: str = "",
     ) -> tuple[WorkerEntry | None, bool]:
-        """Record a heartbeat. Returns (entry or None if unknown/unregistered, revived)."""
+        """Record a heartbeat. Returns (entry, revived); entry is None if the worker is
+        unknown, unregistered, or registered at another address than the one this
+        heartbeat names (a superseded process: it must register again)."""
         now = time.time()
         with self._lock:
             entry = self._workers.get(worker_id)
             if entry is None or not entry.registered:
+                return None, False
+            if address and address != entry.record.address:
+                _log_superseded(worker_id, address, entry.record.address)
                 return None, False
             entry.record.last_heartbeat = now
             entry.telemetry = telemetry
@@ -165,6 +197,36 @@ class WorkerRegistry:
     def capacity(self, worker_id: str) -> Resources | None:
         entry = self.get(worker_id)
         return entry.record.capacity if entry else None
+
+
+def _log_superseded(worker_id: str, address: str, registered: str) -> None:
+    log.warning(
+        "heartbeat from worker %s at %s, but that id is registered at %s: "
+        "asking it to register again",
+        worker_id,
+        address,
+        registered,
+    )
+
+
+def _holder_problem(old: WorkerEntry | None, rec: WorkerRecord, timeout_s: float) -> str:
+    """Why `rec` may not take its id: another live worker holds it. Live means heard
+    from within the heartbeat timeout by this master process; another address or host
+    means another process. A restart at the same address on the same host (the old
+    process is gone: the port is free again) and a worker that went silent are fine."""
+    if old is None or not old.registered:
+        return ""
+    held = old.record
+    silent_s = time.time() - held.last_heartbeat
+    same_host = not held.hostname or not rec.hostname or held.hostname == rec.hostname
+    if silent_s > timeout_s or (held.address == rec.address and same_host):
+        return ""
+    where = held.address if same_host else f"{held.address} on host {held.hostname}"
+    return (
+        f"worker id {rec.id} is in use by a live worker at {where} (last heartbeat "
+        f"{silent_s:.0f}s ago); stop it or pick another --id (the id of a worker that "
+        f"stopped is free {timeout_s:g}s after its last heartbeat)"
+    )
 
 
 def _telemetry_dict(t: pb.Telemetry) -> dict:

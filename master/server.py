@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 
@@ -58,11 +59,46 @@ class Master:
         store: Store | None = None,
         warn: Callable[[str], None] = print,
         decide: Decider | None = None,
+        keepalive_ms: int = rpc.KEEPALIVE_MS,
     ) -> None:
         self.settings = settings
         self.started_at = time.time()
         # Security first: a refused configuration must not even create a database.
         self.security = for_master(settings, warn)
+        # Then the port: a second master on a port in use must not open the store.
+        self.server, self.port, self._health = self._build_server(keepalive_ms)
+        try:
+            self._build(store, warn, decide)
+        except BaseException:
+            self.server.stop(None)
+            raise
+        log.info("security: %s", self.security.summary)
+
+    def _build_server(self, keepalive_ms: int) -> tuple[grpc.Server, int, Any]:
+        s = self.settings
+        rpc.check_port(s.port)
+        return rpc.build_server(
+            f"[{s.host}]:{s.port}" if ":" in s.host.strip("[]") else f"{s.host}:{s.port}",
+            [
+                lambda srv: mw_grpc.add_MasterWorkerServicer_to_server(
+                    MasterWorkerServicer(self), srv
+                ),
+                lambda srv: cpb_grpc.add_ClusterServicer_to_server(ClusterServicer(self), srv),
+                lambda srv: apb_grpc.add_MasterAgentServicer_to_server(
+                    MasterAgentServicer(self), srv
+                ),
+            ],
+            SERVICES,
+            max_workers=64,
+            tls=self.security.transport.tls,
+            interceptors=self.security.interceptors,
+            keepalive_ms=keepalive_ms,
+        )
+
+    def _build(
+        self, store: Store | None, warn: Callable[[str], None], decide: Decider | None
+    ) -> None:
+        settings = self.settings
         self.store = store or self._open_store(warn)
         self.secrets = secret_box(self.store.url, settings, data_dir())
         self.registry = WorkerRegistry(
@@ -90,19 +126,6 @@ class Master:
         )
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
-        self.server, self.port, self._health = rpc.build_server(
-            f"{settings.host}:{settings.port}",
-            [
-                lambda s: mw_grpc.add_MasterWorkerServicer_to_server(MasterWorkerServicer(self), s),
-                lambda s: cpb_grpc.add_ClusterServicer_to_server(ClusterServicer(self), s),
-                lambda s: apb_grpc.add_MasterAgentServicer_to_server(MasterAgentServicer(self), s),
-            ],
-            SERVICES,
-            max_workers=64,
-            tls=self.security.transport.tls,
-            interceptors=self.security.interceptors,
-        )
-        log.info("security: %s", self.security.summary)
 
     def _open_store(self, warn: Callable[[str], None]) -> Store:
         s = self.settings

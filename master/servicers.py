@@ -36,6 +36,7 @@ from cloudai.security.interceptor import current_identity
 from cloudai.validation import validate_id, validate_labels, validate_spec
 
 from .explain import explain_text
+from .registry import WorkerIdInUse
 from .tasks import Report
 
 if TYPE_CHECKING:
@@ -80,12 +81,16 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
         inputs.check_register(request)
         rec = _worker_record(request, self.m.settings)
         running = [(r.task_id, r.attempt) for r in request.running]
-        changed = self.m.registry.register(
-            rec,
-            running,
-            list(request.cached_images),
-            request.telemetry if request.HasField("telemetry") else None,
-        )
+        try:
+            changed = self.m.registry.register(
+                rec,
+                running,
+                list(request.cached_images),
+                request.telemetry if request.HasField("telemetry") else None,
+            )
+        except WorkerIdInUse as err:
+            log.warning("refused registration of worker %s from %s: %s", rec.id, rec.address, err)
+            raise
         log.info("worker %s registered from %s (%s)", rec.id, rec.address, _fmt_res(rec.capacity))
         if changed:
             self.m.scheduler.notify()
@@ -99,9 +104,15 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
     @_guard
     def SendHeartbeat(self, request: mw.HeartbeatRequest, context: Any) -> mw.HeartbeatResponse:
         inputs.check_heartbeat(request)
+        if request.address:
+            inputs.check_address("address", request.address)
         running = [(r.task_id, r.attempt) for r in request.running]
         entry, revived = self.m.registry.heartbeat(
-            request.worker_id, request.telemetry, running, list(request.cached_images)
+            request.worker_id,
+            request.telemetry,
+            running,
+            list(request.cached_images),
+            address=request.address,
         )
         if entry is None:
             return mw.HeartbeatResponse(known=False)

@@ -11,7 +11,6 @@ tasks, so a restart on a store with 100,000 finished tasks loads just the live o
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,14 +32,15 @@ from cloudai.model import (
 
 from .live import LiveIndex
 from .registry import WorkerRegistry
+from .retry import (
+    HOPELESS,
+    MAX_DISPATCH_FAILURES,
+    TRANSIENT,
+    backoff,
+    dispatch_backoff,
+    dispatch_failures,
+)
 from .store.base import Store, cut_log_tail
-
-# Failures that no retry can fix: fail at once.
-HOPELESS = frozenset({Reason.IMAGE_NOT_FOUND, Reason.INVALID_SPEC})
-# The engine's trouble, not the task's: retried within their own bound first.
-TRANSIENT = frozenset({Reason.PULL_FAILED, Reason.DOCKER_ERROR})
-RETRY_BASE_S = 1.0
-RETRY_CAP_S = 60.0
 
 
 @dataclass(slots=True)
@@ -70,12 +70,14 @@ class TaskManager:
         *,
         max_worker_losses: int = 3,
         max_transient_retries: int = 3,
+        max_dispatch_failures: int = MAX_DISPATCH_FAILURES,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._max_losses = max_worker_losses
         self._max_transient = max_transient_retries
+        self._max_dispatch_failures = max_dispatch_failures
         self._on_change = on_change
         self._lock = threading.RLock()
         self._live = LiveIndex()
@@ -209,17 +211,39 @@ class TaskManager:
             if decision.task_id in self._live:
                 self._record(decision, committed=False, reject_reason="unplaced")
 
-    def dispatch_failed(self, task_id: str, attempt: int, message: str) -> None:
-        """The worker refused or could not be reached: back to the queue (no retry spent)."""
+    def dispatch_failed(
+        self, task_id: str, attempt: int, message: str, *, unreachable: bool = False
+    ) -> None:
+        """The worker refused the task or could not be reached. Like a worker loss this
+        spends no retry, and it has its own bound: the task goes back to the queue with
+        a backoff that doubles with each dispatch failure in a row (avoiding that worker
+        for a while), except that a task pinned to the worker fails once it has failed
+        `max_dispatch_failures` times in a row: it could wait for ever otherwise."""
         with self._lock:
             task = self._live.get(task_id)
             if task is None or task.attempt != attempt or task.state != TaskState.PLACED:
                 return
             new = task.evolve()
             self._end_attempt(new, TaskState.FAILED, None, Reason.WORKER_REJECTED, message)
-            self._requeue(new, delay=0.5, avoid=task.worker_id)
+            failures = dispatch_failures(new)
+            if new.spec.pinned_worker and failures >= self._max_dispatch_failures:
+                self._give_up_dispatch(new, failures, message, unreachable)
+            else:
+                self._requeue(new, delay=dispatch_backoff(failures), avoid=task.worker_id)
             self._write(new, task)
         self._on_change()
+
+    def _give_up_dispatch(self, task: Task, failures: int, error: str, unreachable: bool) -> None:
+        reason = Reason.WORKER_UNREACHABLE if unreachable else Reason.WORKER_REJECTED
+        task.state, task.reason = TaskState.FAILED, reason
+        task.message = (
+            f"pinned worker {task.worker_id} could not take the task "
+            f"{failures} times in a row; last error: {error}"
+        )
+        result = Result(task.id, task.attempt, TaskState.FAILED, reason=reason)
+        result.message, result.worker_id = task.message, task.worker_id
+        result.finished_at = time.time()
+        self._store.put_result(result)
 
     # -- worker reports ------------------------------------------------------------
     def report(self, r: Report) -> tuple[bool, str]:
@@ -284,13 +308,13 @@ class TaskManager:
             return None
         if r.reason in TRANSIENT and task.transient_failures < self._max_transient:
             task.transient_failures += 1
-            return _backoff(task.transient_failures)
+            return backoff(task.transient_failures)
         if task.retries_used >= task.spec.max_retries:
             return None
         task.retries_used += 1
         if r.reason == Reason.OOM_KILLED:
             self._grow_memory(task, r.peak_memory_bytes)
-        return _backoff(task.retries_used)
+        return backoff(task.retries_used)
 
     def _grow_memory(self, task: Task, peak: int = 0) -> None:
         """After an OOM kill, ask for twice the memory, up to the largest worker. A task
@@ -428,12 +452,6 @@ class TaskManager:
             peak_memory_bytes=r.peak_memory_bytes,
             worker_id=r.worker_id,
         )
-
-
-def _backoff(retries_used: int) -> float:
-    """Exponential backoff with full jitter in its upper half."""
-    base = min(RETRY_BASE_S * 2 ** (retries_used - 1), RETRY_CAP_S)
-    return base * (0.5 + random.random() / 2)
 
 
 def _fmt(r: Resources) -> str:

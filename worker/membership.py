@@ -48,6 +48,9 @@ class MemberHooks:
     # The master names attempts that are no longer current: stop them.
     stop_attempts: Callable[[Sequence[common_pb2.TaskRef]], None]
     say: Callable[[str], None]
+    # The master refused this worker for good (its id is held by another live worker):
+    # the node stops and the process exits non-zero with this one line.
+    fail: Callable[[str], None] = lambda message: None
 
 
 class Membership:
@@ -111,6 +114,10 @@ class Membership:
             try:
                 resp = self._stub.RegisterWorker(self._register_request(), timeout=RPC_TIMEOUT_S)
             except grpc.RpcError as err:
+                if _code(err) == grpc.StatusCode.ALREADY_EXISTS:
+                    self._stop.set()  # another live worker holds our id: no retry
+                    self._hooks.fail(err.details() or "worker id in use")
+                    return False
                 delay = next(delays)
                 self._hooks.say(f"master at {master} {_why(err)}, retrying in {delay:.1f}s")
                 self._stop.wait(delay)
@@ -150,6 +157,7 @@ class Membership:
                 telemetry=telemetry.sample(),
                 running=self._refs(),
                 cached_images=self._hooks.cached_images(),
+                address=self.address,  # who we are: the registration's address
             )
             try:
                 resp = self._stub.SendHeartbeat(request, timeout=RPC_TIMEOUT_S)
@@ -157,7 +165,11 @@ class Membership:
                 self._hooks.say(f"heartbeat failed: master at {self._settings.master} {_why(err)}")
                 return
             if not resp.known:
-                self._hooks.say("master does not know this worker (restarted?): registering again")
+                self._hooks.say(
+                    "master does not know this worker as "
+                    f"{self.address} (restarted, or the id was registered elsewhere): "
+                    "registering again"
+                )
                 return
             if resp.drain != self.master_drain:
                 self._hooks.say("draining: no new tasks" if resp.drain else "drain lifted")
@@ -166,8 +178,12 @@ class Membership:
                 self._hooks.stop_attempts(list(resp.stop))
 
 
+def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    return err.code() if hasattr(err, "code") else None
+
+
 def _why(err: grpc.RpcError) -> str:
-    code = err.code() if hasattr(err, "code") else None
+    code = _code(err)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
         return "unreachable"
     detail = err.details() if hasattr(err, "details") else ""

@@ -61,8 +61,11 @@ class WorkerNode:
             on_answered=self._on_answered,
         )
         hooks = MemberHooks(
-            self.running, self.executor.cached_images, self._stop_attempts, self.say
+            self.running, self.executor.cached_images, self._stop_attempts, self.say, self._fail
         )
+        # Set when the master refused this worker for good (see `failed`).
+        self.error = ""
+        self._failed = threading.Event()
         self.membership = Membership(settings, self._channel, self.capacity, hooks)
         self._lock = threading.Lock()
         self._attempts: dict[Key, threading.Thread] = {}
@@ -134,6 +137,15 @@ class WorkerNode:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stop() finished; False on timeout."""
         return self._stopped.wait(timeout)
+
+    def failed(self) -> bool:
+        """The master refused this worker for good (`error` says why): the process
+        should stop and exit non-zero."""
+        return self._failed.is_set()
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self._failed.set()
 
     # ---- called by the servicer ---------------------------------------------
 

@@ -9,6 +9,12 @@ other policy; the simulator resolves the same orderer from the same model file.
 `Shadow` places each batch a second time with a candidate policy, on a copy of the
 snapshot, and counts the tasks where the two choices differ. Nothing it decides is
 sent: it only logs, so a policy can be judged on live traffic before it is switched on.
+
+The disagreement rate is over *decisions*: a task in a batch that at least one of the
+two policies placed. A task neither placed (it fits nowhere, and stays pending) is no
+decision, so a queue of unplaceable tasks, pushed again with every batch, does not
+dilute the rate. A task is counted once per batch that decides it (again only if the
+master sends it again, e.g. after refusing the placement).
 """
 
 from __future__ import annotations
@@ -95,13 +101,27 @@ def learned_or_none(path: str, **kw: object) -> LearnedPolicy | None:
     return LearnedPolicy(model, **kw)  # type: ignore[arg-type]
 
 
-class Shadow:
-    """Counts how often a candidate policy would have decided differently."""
+@dataclasses.dataclass
+class ShadowBatch:
+    """One batch compared: how many decisions it held (tasks at least one policy
+    placed), and (task, active worker, shadow worker) for each that differs."""
 
-    def __init__(self, policy: str, model_path: str = "") -> None:
+    decisions: int
+    diff: list[tuple[str, str, str]]
+
+
+class Shadow:
+    """Counts how often a candidate policy would have decided differently. The rate
+    is disagreements / decisions, where a decision is a task in a batch that the
+    active or the shadow policy placed (see the module docstring)."""
+
+    def __init__(self, policy: str, learned: LearnedPolicy | None = None) -> None:
+        """`learned`: the candidate when `policy` is "learned" (see shadow_or_none)."""
         self.name = policy
-        self.learned = learned_or_none(model_path) if policy == "learned" else None
+        self.learned = learned
         self.profile = None if policy == "learned" else baseline_profile(policy)
+        if self.learned is None and self.profile is None:
+            raise ValueError("a learned shadow needs its LearnedPolicy")
         self.decisions = 0
         self.disagreements = 0
 
@@ -115,27 +135,38 @@ class Shadow:
         tasks: list[TaskRequest],
         state: ClusterState,
         active: Sequence[Placement],
-    ) -> list[tuple[str, str, str]]:
-        """(task, active worker, shadow worker) for each disagreement in this batch."""
+    ) -> ShadowBatch:
+        """Place the batch with the shadow policy and count where it differs."""
+        profile = self.profile
         if self.learned is not None:
             tasks, profile = self.learned.prepare(batch, tasks, state)
-        elif self.profile is not None:
-            profile = self.profile
-        else:
-            return []  # a learned shadow whose model failed to load: nothing to compare
+        assert profile is not None
         now = batch.timestamp or None
         theirs = {p.task_id: p.worker_id for p in place_batch(tasks, state, profile, now=now)}
-        diff = [
-            (p.task_id, p.worker_id or "-", theirs.get(p.task_id) or "-")
-            for p in active
-            if theirs.get(p.task_id, "") != p.worker_id
-        ]
-        self.decisions += len(active)
+        decided = [(p.task_id, p.worker_id, theirs.get(p.task_id, "")) for p in active]
+        decided = [(t, a, b) for t, a, b in decided if a or b]
+        diff = [(t, a or "-", b or "-") for t, a, b in decided if a != b]
+        self.decisions += len(decided)
         self.disagreements += len(diff)
-        return diff
+        return ShadowBatch(len(decided), diff)
 
 
-def disagreement_line(shadow: Shadow, diff: list[tuple[str, str, str]], n: int) -> str:
+def shadow_or_none(policy: str, model_path: str = "") -> Shadow | None:
+    """The shadow for `policy`; None, with one warning line, for a learned shadow
+    whose model file is missing or corrupt (the shadow is then disabled: comparing
+    the default profile instead would report on a policy nobody asked about)."""
+    if policy != "learned":
+        return Shadow(policy)
+    try:
+        model = load_model(model_path) if model_path else load_default_model()
+    except ModelError as err:
+        log.warning("shadow policy learned disabled (%s); no disagreement will be logged", err)
+        return None
+    return Shadow(policy, LearnedPolicy(model))
+
+
+def disagreement_line(shadow: Shadow, outcome: ShadowBatch) -> str:
+    diff, n = outcome.diff, outcome.decisions
     shown = ", ".join(f"{t}: {a}->{b}" for t, a, b in diff[:5])
     more = f" (+{len(diff) - 5} more)" if len(diff) > 5 else ""
     return (

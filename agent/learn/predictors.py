@@ -7,7 +7,11 @@ features are the mean log outcome of earlier runs with the same image+command, i
 name and owner (NaN when there is none), and how many there were. Training computes
 these from strictly earlier runs only, as inference would see them, so there is no
 leak. Targets are log1p(seconds) and log1p(bytes); scikit-learn's
-HistGradientBoostingRegressor handles the missing statistics natively.
+HistGradientBoostingRegressor handles the missing statistics natively. A feature
+that is missing in *every* training example (no task has an owner or a name, or every
+command ran only once) carries nothing to learn from and makes scikit-learn's fit fail,
+so training drops it; the predictor remembers the columns it kept (`columns`) and
+prediction reads the same ones.
 
 At inference the predictor keeps the per-key statistics of its whole training
 history. `cloudai agent train` retrains from the store on demand.
@@ -110,9 +114,34 @@ def _request(spec: TaskSpec) -> list[float]:
 class Predictors:
     """Runtime (seconds) and peak memory (bytes) predictors for task specs."""
 
-    def __init__(self, runtime, memory, stats: _Stats, n_examples: int) -> None:
+    def __init__(
+        self,
+        runtime,
+        memory,
+        stats: _Stats,
+        n_examples: int,
+        columns: Sequence[int] | None = None,
+    ) -> None:
         self.runtime_model, self.memory_model = runtime, memory
         self.stats, self.n_examples = stats, n_examples
+        # Indices into FEATURES the models were fitted on (None: all of them).
+        self.columns = None if columns is None else [int(c) for c in columns]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The names of the features the models read."""
+        cols = getattr(self, "columns", None)  # files from before `columns` existed
+        return FEATURES if cols is None else tuple(FEATURES[c] for c in cols)
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """Features left out because no training example had a value for them."""
+        return tuple(f for f in FEATURES if f not in self.features)
+
+    def _x(self, specs: Sequence[TaskSpec], which: int) -> np.ndarray:
+        x = np.array([_request(s) + self.stats.features(s, which) for s in specs], np.float64)
+        cols = getattr(self, "columns", None)
+        return x if cols is None else x[:, cols]
 
     @classmethod
     def fit(cls, examples: Sequence[Example], seed: int = 0) -> Predictors:
@@ -127,6 +156,8 @@ class Predictors:
             stats.add(e)
         y_run = np.log1p([e.runtime_s for e in examples])
         y_mem = np.log1p([e.peak_memory for e in examples])
+        cols = _informative(np.array(x_run), np.array(x_mem))
+        x_run, x_mem = np.array(x_run)[:, cols], np.array(x_mem)[:, cols]
         # Small histories (a new cluster) still need leaves: the default of 20 examples
         # per leaf would leave a few dozen runs unsplit.
         leaf = max(2, min(20, len(examples) // 10))
@@ -134,26 +165,25 @@ class Predictors:
         # One thread: task histories are small, and OpenMP threads spin badly when the
         # machine is busy (an agent shares it with workers).
         with threadpool_limits(1):
-            runtime = HistGradientBoostingRegressor(**params).fit(np.array(x_run), y_run)
-            memory = HistGradientBoostingRegressor(**params).fit(np.array(x_mem), y_mem)
-        return cls(runtime, memory, stats, len(examples))
+            runtime = HistGradientBoostingRegressor(**params).fit(x_run, y_run)
+            memory = HistGradientBoostingRegressor(**params).fit(x_mem, y_mem)
+        return cls(runtime, memory, stats, len(examples), cols)
 
     def predict_runtime(self, specs: Sequence[TaskSpec]) -> np.ndarray:
         if not specs:
             return np.zeros(0)
-        x = np.array([_request(s) + self.stats.features(s, 0) for s in specs])
         with threadpool_limits(1):
-            return np.expm1(self.runtime_model.predict(x))
+            return np.expm1(self.runtime_model.predict(self._x(specs, 0)))
 
     def predict_memory(self, specs: Sequence[TaskSpec]) -> np.ndarray:
         if not specs:
             return np.zeros(0)
-        x = np.array([_request(s) + self.stats.features(s, 1) for s in specs])
         with threadpool_limits(1):
-            return np.expm1(self.memory_model.predict(x))
+            return np.expm1(self.memory_model.predict(self._x(specs, 1)))
 
     def importances(self, examples: Sequence[Example], seed: int = 0) -> dict[str, float]:
-        """Permutation importance of each feature for the runtime model."""
+        """Permutation importance of each feature for the runtime model (0.0 for the
+        features training dropped)."""
         from sklearn.inspection import permutation_importance
 
         stats, x = _Stats(), []
@@ -161,11 +191,20 @@ class Predictors:
             x.append(_request(e.spec) + stats.features(e.spec, 0))
             stats.add(e)
         y = np.log1p([e.runtime_s for e in examples])
+        cols = [FEATURES.index(f) for f in self.features]
         with threadpool_limits(1):
             res = permutation_importance(
-                self.runtime_model, np.array(x), y, n_repeats=5, random_state=seed
+                self.runtime_model, np.array(x)[:, cols], y, n_repeats=5, random_state=seed
             )
-        return dict(zip(FEATURES, res.importances_mean.tolist(), strict=True))
+        got = dict(zip(self.features, res.importances_mean.tolist(), strict=True))
+        return {f: got.get(f, 0.0) for f in FEATURES}
+
+
+def _informative(*xs: np.ndarray) -> list[int]:
+    """The columns with a value in at least one row of every matrix: a column that is
+    all NaN (every example missing the statistic) is dropped. `log_runs` is never NaN,
+    so at least one column is always kept."""
+    return [c for c in range(len(FEATURES)) if all(np.isfinite(x[:, c]).any() for x in xs)]
 
 
 def packed_memory(requested: int, predicted: float, margin: float) -> int:
@@ -181,6 +220,7 @@ def train_from_store(url: str, base: LearnedModel | None = None, seed: int = 0) 
     priority weights and profile of `base` (default: the shipped model)."""
     from cloudai.master.store import open_store
 
+    _existing_store(url)
     store = open_store(url)
     try:
         examples = examples_from_tasks(store.list_tasks())
@@ -189,11 +229,39 @@ def train_from_store(url: str, base: LearnedModel | None = None, seed: int = 0) 
     return with_predictors(base or load_default_model(), examples, seed, source=url)
 
 
+def _existing_store(url: str) -> None:
+    """ConfigError unless a SQLite `url` names an existing store file: opening a store
+    creates a missing one, and training must not leave an empty database behind."""
+    from pathlib import Path
+
+    from cloudai.errors import ConfigError
+    from cloudai.master.store import sqlite_path
+    from cloudai.master.store.sqlite import MEMORY
+
+    if url.strip().startswith(("mongodb://", "mongodb+srv://")):
+        return
+    path = sqlite_path(url.strip())
+    if path == MEMORY:
+        return
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"no store at {str(p)!r}: it is a directory")
+    if not p.exists():
+        raise ConfigError(f"no store at {str(p)!r}")
+    if p.stat().st_size == 0:
+        raise ConfigError(f"no store at {str(p)!r}: the file is empty")
+
+
 def with_predictors(
     base: LearnedModel, examples: Sequence[Example], seed: int = 0, source: str = ""
 ) -> LearnedModel:
     pred = Predictors.fit(examples, seed)
-    meta = {**base.meta, "predictors_trained_on": source, "examples": len(examples)}
+    meta = {
+        **base.meta,
+        "predictors_trained_on": source,
+        "examples": len(examples),
+        "predictor_features": list(pred.features),
+    }
     model = LearnedModel.new(
         base.weights(True),
         base.weights(False),

@@ -1,5 +1,6 @@
 """A small client for the master's Cluster API, with the CLI's error contract:
-an unreachable master gives one line on stderr and exit status 2, never a traceback."""
+an unreachable master gives one line on stderr and exit status 2, never a traceback;
+bad input, command-line usage errors included, gives one line and exit status 1."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from cloudai import rpc
-from cloudai.errors import CloudAIError
+from cloudai.errors import CloudAIError, InvalidArgument
 from cloudai.proto import client_pb2_grpc as cpb_grpc
+from cloudai.validation import parse_address
+
+try:  # typer vendors click from 0.2x on; before, click is its dependency
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 T = TypeVar("T")
 EXIT_UNREACHABLE = 2
@@ -45,6 +52,31 @@ def client_transport() -> rpc.Transport:
         fail(str(err))
 
 
+def master_address(flag: str | None) -> tuple[str, float]:
+    """The master's address and the call timeout: --master, then CLOUDAI_MASTER, then
+    .env, then localhost:50051. A malformed address is one line, exit 1."""
+    from pydantic import ValidationError
+
+    from cloudai.config import ClientSettings
+
+    try:
+        settings = ClientSettings(**({} if flag is None else {"master": flag}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        fail(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    source = "" if flag is not None else " (from CLOUDAI_MASTER or .env)"
+    try:
+        return parse_address(settings.master, source=source), settings.timeout
+    except InvalidArgument as err:
+        fail(str(err))
+
+
+def connect(flag: str | None) -> Client:
+    """A client for the master the user named (see master_address)."""
+    target, timeout = master_address(flag)
+    return Client(target, timeout)
+
+
 class Client:
     def __init__(
         self, target: str, timeout: float = 10.0, *, transport: rpc.Transport | None = None
@@ -63,16 +95,19 @@ class Client:
 
     def stream(self, method: str, request: Any) -> Any:
         fn: Callable[..., Any] = getattr(self.stub, method)
+        received = False
         try:
-            yield from fn(request)
+            for message in fn(request):
+                received = True
+                yield message
         except grpc.RpcError as err:
-            self._fail(err)
+            self._fail(err, streamed=received)
 
-    def _fail(self, err: grpc.RpcError) -> NoReturn:
+    def _fail(self, err: grpc.RpcError, *, streamed: bool = False) -> NoReturn:
         code = err.code() if hasattr(err, "code") else None
-        unreachable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        unreachable = code in _UNREACHABLE or code == grpc.StatusCode.UNIMPLEMENTED
         fail(
-            rpc.describe_rpc_error(err, self.target),
+            describe_error(err, self.target, streamed=streamed),
             EXIT_UNREACHABLE if unreachable else EXIT_ERROR,
         )
 
@@ -80,7 +115,64 @@ class Client:
         self.channel.close()
 
 
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# The master's message says it all: "no task 't-1'", not "not_found: no task 't-1'".
+_SELF_EXPLAINING = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+}
+
+
+def describe_error(err: grpc.RpcError, target: str, *, streamed: bool = False) -> str:
+    """One line for a failed call. `streamed`: the call had already received data, so
+    the connection worked (no hint about TLS handshakes then)."""
+    code = err.code() if hasattr(err, "code") else None
+    raw = err.details() if hasattr(err, "details") else str(err)
+    detail = " ".join((raw or "").split())
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return f"{target} is not a CloudAI master (it does not serve the client API)"
+    if streamed and code in _UNREACHABLE:
+        return (
+            f"lost the connection to the CloudAI master at {target} "
+            "while streaming: is `cloudai master` still running?"
+        )
+    if code in _SELF_EXPLAINING and detail:
+        return detail
+    return rpc.describe_rpc_error(err, target)
+
+
 def report_exit(err: CliExit) -> int:
     if err.message:
         print(f"cloudai: {err.message}", file=sys.stderr)
     return err.code
+
+
+def report_usage(err: Exception) -> int:
+    """A command-line usage error (unknown option or command, bad value): one line on
+    stderr and exit 1, as for any bad input. A group given no command prints its help."""
+    if isinstance(err, getattr(click_errors, "NoArgsIsHelpError", ())):
+        print(err.format_message())  # type: ignore[attr-defined]
+        return 0
+    ctx = getattr(err, "ctx", None)
+    see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    print(f"cloudai: {usage_line(err)}{see}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def usage_line(err: Exception) -> str:
+    """click's message on one line, lower-case, the bad value named when known."""
+    format_message = getattr(err, "format_message", None)
+    text = " ".join((format_message() if format_message else str(err)).split()).rstrip(".")
+    cause, param = err.__cause__, getattr(err, "param", None)
+    if param is not None and hasattr(cause, "errors"):  # typer checks types with pydantic
+        first = cause.errors()[0]  # type: ignore[union-attr]
+        expected = first["msg"].split(",")[0].removeprefix("Input should be ")
+        flag = param.get_error_hint().replace("'", "")
+        text = f"invalid value {first.get('input')!r} for {flag}: expected {expected}"
+    return text[:1].lower() + text[1:]

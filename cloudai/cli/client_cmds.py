@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import typer
 
@@ -19,15 +19,17 @@ from cloudai.proto import master_agent_pb2 as mapb
 from cloudai.validation import parse_duration, parse_pairs, parse_size, validate_spec
 
 from . import views
-from .client import Client, fail
+from .client import Client, connect, fail
 
+# Not a typer envvar: the address comes from the flag, then CLOUDAI_MASTER, then .env
+# (ClientSettings), and is checked before any dialling (client.master_address).
 MasterOpt = typer.Option(
-    "localhost:50051",
+    None,
     "--master",
-    envvar="CLOUDAI_MASTER",
-    help="Master address host:port (or CLOUDAI_MASTER).",
+    help="Master address HOST:PORT (else CLOUDAI_MASTER, then .env; localhost:50051).",
 )
 JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON output.")
+INT32_MAX = 2**31 - 1  # --limit and --tail travel as protobuf int32
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +55,11 @@ SelectorOpt = typer.Option(None, "--selector", help="Worker label k=v (repeatabl
 PinOpt = typer.Option("", "--worker", help="Pin to this worker (manual override).")
 NameOpt = typer.Option("", "--name", help="Task name.")
 WaitOpt = typer.Option(False, "--wait", help="Wait; exit with the task's exit code.")
-FollowOpt = typer.Option(False, "--follow", help="Stream the task's logs.")
+FollowOpt = typer.Option(
+    False,
+    "--follow",
+    help="Stream the task's logs (with --json to stderr: stdout is one JSON document).",
+)
 PullOpt = typer.Option(False, "--pull", help="Always pull the image first.")
 CapAddOpt = typer.Option(
     None, "--cap-add", help="Linux capability to add (the worker must allow it)."
@@ -117,14 +123,14 @@ class _SubmitOptions:
     read_only: bool
     user: str
     dry_run: bool
-    master: str
+    master: str | None
     as_json: bool
 
 
 def _submit(o: _SubmitOptions) -> None:
     """Check the spec (before contacting the master), submit it and report as asked."""
     spec = _build_spec(o)
-    client = Client(o.master)
+    client = connect(o.master)
     req = cpb.SubmitTaskRequest(spec=spec_to_pb(spec), dry_run=o.dry_run)
     resp = client.call("SubmitTask", req)
     if o.dry_run:
@@ -146,8 +152,8 @@ def _see_through(client: Client, task_id: str, follow: bool, as_json: bool) -> N
     """--wait / --follow: (stream the logs,) wait for the end, exit with the task's code."""
     if not as_json:
         print(f"✓ submitted {task_id}", file=sys.stderr, flush=True)
-    if follow:
-        _print_logs(client, task_id, follow=True)
+    if follow:  # with --json the logs go to stderr: stdout is one JSON document
+        _print_logs(client, task_id, follow=True, out=sys.stderr if as_json else sys.stdout)
     final = _wait_terminal(client, task_id)
     _emit(as_json, final, views.task_panel(final))
     raise typer.Exit(_exit_code(final))
@@ -197,41 +203,62 @@ def _exit_code(t: pb.Task) -> int:
     return t.exit_code if t.has_exit_code and t.exit_code != 0 else 125
 
 
-def _print_logs(client: Client, task_id: str, follow: bool, tail: int = 0) -> None:
+def _print_logs(
+    client: Client, task_id: str, follow: bool, tail: int = 0, out: TextIO | None = None
+) -> None:
+    out = out or sys.stdout
     for chunk in client.stream(
         "StreamLogs", cpb.LogsRequest(task_id=task_id, follow=follow, tail_lines=tail)
     ):
         if chunk.data:
-            sys.stdout.write(chunk.data)
-            sys.stdout.flush()
+            out.write(chunk.data)
+            out.flush()
+
+
+def _in_range(flag: str, value: int, low: int = 0, high: int = INT32_MAX) -> int:
+    if not low <= value <= high:
+        fail(f"{flag} must be between {low} and {high}")
+    return value
+
+
+def _states(given: list[str] | None) -> list[int]:
+    """--state values: `succeeded`, `SUCCEEDED` or `TASK_STATE_SUCCEEDED` (as --json prints)."""
+    states = []
+    for text in given or []:
+        name = text.strip().upper().removeprefix("TASK_STATE_")
+        if name not in TaskState.__members__:
+            known = ", ".join(s.value.lower() for s in TaskState)
+            fail(f"unknown state {text[:40]!r}: use one of {known}")
+        states.append(state_to_pb(TaskState(name)))
+    return states
 
 
 def status(master: str = MasterOpt, as_json: bool = JsonOpt) -> None:
     """Cluster summary: workers, capacity, tasks by state, agent."""
-    s = Client(master).call("GetStatus", cpb.StatusRequest())
+    s = connect(master).call("GetStatus", cpb.StatusRequest())
     _emit(as_json, s, views.status_panel(s))
 
 
 def workers(master: str = MasterOpt, as_json: bool = JsonOpt) -> None:
     """List workers with capacity, allocation, live load and health."""
-    resp = Client(master).call("ListWorkers", cpb.ListWorkersRequest())
+    resp = connect(master).call("ListWorkers", cpb.ListWorkersRequest())
     _emit(as_json, list(resp.workers), views.workers_table(list(resp.workers)))
 
 
 def tasks(
-    state: list[str] = typer.Option(None, "--state", help="Only tasks in this state (repeatable)."),
+    state: list[str] = typer.Option(
+        None, "--state", help="Only tasks in this state, e.g. running (repeatable)."
+    ),
     limit: int = typer.Option(100, "--limit", help="At most this many (newest)."),
     worker: str = typer.Option("", "--worker", help="Only tasks on this worker."),
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """List tasks, oldest first."""
-    try:
-        states = [state_to_pb(TaskState(s.upper())) for s in state or []]
-    except ValueError:
-        fail(f"unknown state in {state}; use one of {', '.join(s.value for s in TaskState)}")
-    req = cpb.ListTasksRequest(states=states, limit=limit, worker_id=worker)
-    resp = Client(master).call("ListTasks", req)
+    req = cpb.ListTasksRequest(
+        states=_states(state), limit=_in_range("--limit", limit), worker_id=worker
+    )
+    resp = connect(master).call("ListTasks", req)
     _emit(as_json, list(resp.tasks), views.tasks_table(list(resp.tasks)))
 
 
@@ -241,7 +268,7 @@ def task(
     as_json: bool = JsonOpt,
 ) -> None:
     """Show one task: state, attempts, exit code, reason."""
-    t = Client(master).call("GetTask", cpb.GetTaskRequest(task_id=task_id))
+    t = connect(master).call("GetTask", cpb.GetTaskRequest(task_id=task_id))
     _emit(as_json, t, views.task_panel(t))
 
 
@@ -251,7 +278,7 @@ def explain(
     as_json: bool = JsonOpt,
 ) -> None:
     """Why a task runs where it does, or why it is still waiting."""
-    resp = Client(master).call("Explain", cpb.ExplainRequest(task_id=task_id))
+    resp = connect(master).call("Explain", cpb.ExplainRequest(task_id=task_id))
     _emit(as_json, resp, resp.text)
 
 
@@ -263,10 +290,11 @@ def logs(
     as_json: bool = JsonOpt,
 ) -> None:
     """Print a task's logs (from the worker while it runs, from the store after)."""
+    tail = _in_range("--tail", tail)
     if not as_json:
-        return _print_logs(Client(master), task_id, follow, tail)
+        return _print_logs(connect(master), task_id, follow, tail)
     req = cpb.LogsRequest(task_id=task_id, follow=follow, tail_lines=tail)
-    text = "".join(c.data for c in Client(master).stream("StreamLogs", req))
+    text = "".join(c.data for c in connect(master).stream("StreamLogs", req))
     print(json.dumps({"task_id": task_id, "logs": text}, indent=2))
 
 
@@ -276,7 +304,7 @@ def cancel(
     as_json: bool = JsonOpt,
 ) -> None:
     """Cancel a queued or running task (its container is killed)."""
-    resp = Client(master).call("CancelTask", cpb.CancelRequest(task_id=task_id))
+    resp = connect(master).call("CancelTask", cpb.CancelRequest(task_id=task_id))
     _emit(as_json, resp, f"✓ {task_id}: {resp.message}")
 
 
@@ -287,5 +315,5 @@ def drain(
     as_json: bool = JsonOpt,
 ) -> None:
     """Stop placing tasks on a worker; its running tasks finish."""
-    resp = Client(master).call("DrainWorker", cpb.DrainRequest(worker_id=worker_id, undrain=undo))
+    resp = connect(master).call("DrainWorker", cpb.DrainRequest(worker_id=worker_id, undrain=undo))
     _emit(as_json, resp.worker, f"✓ {worker_id} is {views.health_name(resp.worker.health).lower()}")

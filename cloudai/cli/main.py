@@ -12,7 +12,7 @@ from cloudai.errors import CloudAIError, InvalidArgument
 from cloudai.validation import parse_pairs, parse_size
 
 from . import client_cmds, security_cmds, sim_cmds
-from .client import OVERRIDES, CliExit, fail, report_exit
+from .client import OVERRIDES, CliExit, click_errors, fail, report_exit, report_usage
 from .security_cmds import (
     InsecureOpt,
     TlsCaOpt,
@@ -67,7 +67,9 @@ HostOpt = typer.Option(
     "--host",
     help="Address to bind (default 127.0.0.1; 0.0.0.0 needs TLS and tokens, or --insecure).",
 )
-MasterPortOpt = typer.Option(None, "--port", help="gRPC port (default 50051).")
+MasterPortOpt = typer.Option(
+    None, "--port", help="gRPC port, 1-65535 (default 50051; 0 picks a free one)."
+)
 DbOpt = typer.Option(None, "--db", help="sqlite:///PATH (default) or mongodb://...")
 NoConsoleOpt = typer.Option(False, "--no-console", help="Run headless, as a service.")
 HeartbeatTimeoutOpt = typer.Option(
@@ -189,7 +191,9 @@ WorkerIpOpt = typer.Option(
     None, "--ip", help="Address the master uses to reach this worker (localhost)."
 )
 WorkerMasterOpt = typer.Option(None, "--master", help="Master address (localhost:50051).")
-WorkerPortOpt = typer.Option(None, "--port", help="This worker's gRPC port (50052).")
+WorkerPortOpt = typer.Option(
+    None, "--port", help="This worker's gRPC port, 1-65535 (50052; 0 picks a free one)."
+)
 LabelOpt = typer.Option(None, "--label", help="Label k=v (repeatable).")
 CpuOpt = typer.Option(None, "--cpu", help="Advertise at most this many CPUs.")
 MemoryOpt = typer.Option(None, "--memory", help="Advertise at most this much memory, e.g. 4g.")
@@ -324,10 +328,15 @@ def agent(
         help="Policy / built-in profile: default, binpack, spread, tetris, learned.",
     ),
     shadow: str = typer.Option(
-        None, "--shadow", help="Also run this policy in shadow: log where it disagrees."
+        None,
+        "--shadow",
+        help="Also run this policy in shadow: log where it disagrees (a --policy name, "
+        "or firstfit, bestfit, random, roundrobin, fgd).",
     ),
     profile: str = typer.Option(None, "--profile", help="Path to a profile file (JSON)."),
-    model: str = typer.Option(None, "--model", help="Path to a learned model file."),
+    model: str = typer.Option(
+        None, "--model", help="Learned model file (for --policy learned or --shadow learned)."
+    ),
     agent_id: str = typer.Option(None, "--id", help="Agent id."),
     tls_ca: str = TlsCaOpt,
     tls_cert: str = TlsCertOpt,
@@ -406,11 +415,19 @@ def _given(**kwargs: object) -> dict[str, object]:
 
 
 def main() -> None:
-    """Entry point: one clear line on stderr for expected failures, never a traceback."""
+    """Entry point: one clear line on stderr for expected failures, never a traceback.
+    Usage errors are bad input too (exit 1): exit 2 means the master is unreachable."""
     try:
-        app()
+        code = app(prog_name="cloudai", standalone_mode=False)
     except CliExit as err:
         sys.exit(report_exit(err))
     except CloudAIError as err:
         print(f"cloudai: {err}", file=sys.stderr)
         sys.exit(1)
+    except click_errors.ClickException as err:
+        sys.exit(report_usage(err))
+    except typer.Abort:
+        print("cloudai: aborted", file=sys.stderr)
+        sys.exit(1)
+    # Not standalone: typer.Exit(n) (and --help: 0) come back as the return value.
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
+# Widest cell of a table, and widest value of a panel: longer ones end in "…"
+# (a 100 KB command must not make a 100 KB-wide row; --json shows everything).
+MAX_CELL = 60
+MAX_VALUE = 120
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clip(value: object, width: int = MAX_CELL) -> str:
+    """One printable line of at most `width` characters: control characters (newlines,
+    terminal escapes) are shown escaped, and a longer text is cut with an ellipsis."""
+    text = _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], str(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
 
 def box(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A boxed table, like the original console's output."""
-    cells = [[str(c) for c in row] for row in rows]
+    """A boxed table, like the original console's output; long cells are clipped."""
+    cells = [[clip(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
@@ -31,9 +45,9 @@ def box(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) ->
 
 
 def panel(title: str, pairs: Sequence[tuple[str, object]]) -> str:
-    """A boxed key/value panel."""
+    """A boxed key/value panel; long values are clipped."""
     key_w = max((len(k) for k, _ in pairs), default=0)
-    lines = [f"{k.ljust(key_w)}  {v}" for k, v in pairs]
+    lines = [f"{k.ljust(key_w)}  {clip(v, MAX_VALUE)}" for k, v in pairs]
     inner = max([len(title), *map(len, lines)])
     bar = "─" * (inner + 2)
     body = [f"│ {ln.ljust(inner)} │" for ln in lines]

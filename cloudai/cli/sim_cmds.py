@@ -392,6 +392,9 @@ def agent_train(
         fail(f"cannot train: {err}")
     path = model.save(out)
     print(f"✓ predictors {model.version} trained on {model.meta['examples']} runs -> {path}")
+    dropped = model.predictors["tasks"].dropped if model.predictors else ()
+    if dropped:
+        print(f"  left out (no run in the history has a value): {', '.join(dropped)}")
 
 
 def register(app: typer.Typer, agent_app: typer.Typer) -> None:

@@ -118,14 +118,23 @@ def task_panel(t: pb.Task) -> str:
     if t.peak_memory_bytes:
         pairs.append(("peak memory", size(t.peak_memory_bytes)))
     for a in t.attempts:
-        code = a.exit_code if a.reason not in ("", "worker_lost", "worker_rejected") else "-"
         pairs.append(
             (
                 f"attempt {a.number}",
-                f"{state_name(a.state)} on {a.worker_id} exit={code} {a.reason or ''}".rstrip(),
+                f"{state_name(a.state)} on {a.worker_id} exit={_attempt_exit(a)} "
+                f"{a.reason or ''}".rstrip(),
             )
         )
     return panel(f"Task {t.id}", pairs)
+
+
+# Attempts that ended with a container's own exit status. The others (docker_error,
+# pull_failed, worker_lost, ...) never produced one: their 0 is only the field's default.
+_EXITED = frozenset({"completed", "nonzero_exit", "oom_killed"})
+
+
+def _attempt_exit(a: pb.Attempt) -> str:
+    return str(a.exit_code) if a.exit_code or a.reason in _EXITED else "-"
 
 
 def status_panel(s: cpb.StatusResponse) -> str:

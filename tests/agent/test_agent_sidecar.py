@@ -129,10 +129,11 @@ def test_backoff_grows_with_jitter_within_bounds():
     assert b.next() <= 0.6
 
 
-def test_bad_profile_exits_2(tmp_path, capsys):
-    assert run_agent(AgentSettings(master="127.0.0.1:1", profile=str(tmp_path / "none.json"))) == 2
+def test_bad_profile_exits_1(tmp_path, capsys):
+    # Bad input is exit 1: exit 2 means a master that cannot be reached.
+    assert run_agent(AgentSettings(master="127.0.0.1:1", profile=str(tmp_path / "none.json"))) == 1
     assert "cannot read profile file" in capsys.readouterr().err
-    assert run_agent(AgentSettings(master="127.0.0.1:1", policy="nope")) == 2
+    assert run_agent(AgentSettings(master="127.0.0.1:1", policy="nope")) == 1
 
 
 def test_sigterm_stops_the_agent_process_cleanly():

@@ -26,7 +26,7 @@ from typing import Any
 import docker
 
 from cloudai.cli.client import Client, CliExit
-from cloudai.cli.demo import LocalCluster
+from cloudai.cli.demo import LocalCluster, free_port
 from cloudai.convert import spec_to_pb
 from cloudai.model import Resources, TaskSpec
 from cloudai.proto import client_pb2 as cpb
@@ -89,10 +89,19 @@ class FaultCluster(LocalCluster):
         self.env = {**os.environ, **(env or {})}
         self.prefix = f"f{uuid.uuid4().hex[:5]}"
         self.worker_env: dict[str, dict[str, str]] = {}
+        self.worker_ports: dict[str, int] = {}
         self._client: Client | None = None
 
     def wid(self, n: int) -> str:
         return f"{self.prefix}-w{n}"
+
+    def start_worker(self, worker_id: str, *extra: str) -> subprocess.Popen:
+        """As LocalCluster's, but a worker started again keeps its port, as one that a
+        service manager restarts does: the master lets a live id register again at
+        once only from the address it holds (another waits out the heartbeat timeout).
+        This --port comes after LocalCluster's, and the last one given wins."""
+        port = self.worker_ports.setdefault(worker_id, free_port())
+        return super().start_worker(worker_id, "--port", str(port), *extra)
 
     def _env(self, name: str) -> dict[str, str]:
         return {**self.env, **self.worker_env.get(name, {})}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -69,7 +71,7 @@ def test_unknown_worker_heartbeat_asks_it_to_register(h):
     assert not h.mw.SendHeartbeat(mw.HeartbeatRequest(worker_id="ghost"), timeout=5).known
 
 
-def _console_master(tmp_path) -> tuple[subprocess.Popen, int]:
+def _console_master(tmp_path, stdin=subprocess.PIPE, **popen) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -84,10 +86,11 @@ def _console_master(tmp_path) -> tuple[subprocess.Popen, int]:
             "--db",
             f"sqlite:///{tmp_path / 'c.db'}",
         ],
-        stdin=subprocess.PIPE,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen,
     )
     from cloudai import rpc
     from cloudai.proto import client_pb2_grpc
@@ -98,11 +101,48 @@ def _console_master(tmp_path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def test_console_ctrl_d_shuts_down_cleanly(tmp_path):
-    proc, _ = _console_master(tmp_path)
-    out, _ = proc.communicate(input="status\n", timeout=20)  # then end of input
+def test_console_ctrl_d_on_a_terminal_shuts_down_cleanly(tmp_path):
+    """Ctrl-D typed on a terminal (a real pseudo-terminal here) is `exit`."""
+    control, terminal = pty.openpty()
+    try:
+        proc, _ = _console_master(tmp_path, stdin=terminal)
+        os.write(control, b"status\n\x04")  # a command, then Ctrl-D at a line start
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        os.close(control)
+        os.close(terminal)
     assert proc.returncode == 0
     assert "CloudAI master" in out and "master stopped" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("stdin", ["pipe", "devnull", "unreadable", "closed"])
+def test_console_input_that_is_no_terminal_ends_and_the_master_serves_on(tmp_path, stdin):
+    """`cloudai master < /dev/null`, nohup (an unreadable stdin), `<&-`, a pipe that
+    closes: the end of such input is no request to stop (it once stopped the master
+    at once); the master says so in one line and serves on until SIGTERM."""
+    with open(os.devnull, "w") as write_only:
+        streams = {
+            "pipe": {"stdin": subprocess.PIPE},
+            "devnull": {"stdin": subprocess.DEVNULL},
+            "unreadable": {"stdin": write_only},
+            "closed": {"stdin": subprocess.DEVNULL, "preexec_fn": lambda: os.close(0)},
+        }
+        proc, port = _console_master(tmp_path, **streams[stdin])
+    if stdin == "pipe":
+        proc.stdin.write("status\n")
+        proc.stdin.close()  # end of input
+    time.sleep(1.0)
+    assert proc.poll() is None  # still running
+    from cloudai import rpc
+    from cloudai.proto import client_pb2_grpc
+
+    with rpc.channel(f"127.0.0.1:{port}") as ch:
+        client_pb2_grpc.ClusterStub(ch).GetStatus(cpb.StatusRequest(), timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+    out = proc.stdout.read()
+    assert proc.returncode == 0 and "master stopped" in out and "Traceback" not in out
+    assert out.count("console off") == 1 and "serving headless" in out
 
 
 def test_console_master_sigterm_shuts_down_cleanly(tmp_path):

@@ -11,7 +11,8 @@ The only outcomes allowed:
 - NOT_FOUND (a well-formed id that names no task or worker);
 - FAILED_PRECONDITION (a valid request in the wrong state: cancelling a finished task,
   pinning to a worker that is not active);
-- RESOURCE_EXHAUSTED (a size limit).
+- RESOURCE_EXHAUSTED (a size limit);
+- ALREADY_EXISTS (registering a worker id that a live worker holds elsewhere).
 Never INTERNAL or UNKNOWN, never an exception out of a handler, and no unbounded
 memory growth (RSS is measured before and after). The case counts are printed.
 """
@@ -45,6 +46,7 @@ ALLOWED = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ALREADY_EXISTS,
 }
 MAX_RSS_GROWTH = 200 * 1024**2
 CASES: Counter[str] = Counter()

@@ -36,6 +36,7 @@ class FakeMaster(mw_grpc.MasterWorkerServicer):
         self.forget_once = False  # next heartbeat answers known=False
         self.stop_next: list[common_pb2.TaskRef] = []  # sent in the next heartbeat
         self.drain = False
+        self.id_in_use = ""  # refuse registrations with ALREADY_EXISTS and this message
         self._cond = threading.Condition()
         self._server: grpc.Server | None = None
 
@@ -45,6 +46,8 @@ class FakeMaster(mw_grpc.MasterWorkerServicer):
         with self._cond:
             self.registrations.append(request)
             self._cond.notify_all()
+        if self.id_in_use:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, self.id_in_use)
         return mw.RegisterWorkerResponse(accepted=True, message="welcome")
 
     def SendHeartbeat(self, request, context):  # noqa: N802

@@ -1,4 +1,5 @@
-"""run_worker as a real process: serves, retries a missing master, exits 0 on SIGTERM."""
+"""run_worker as a real process: serves, retries a missing master, exits 0 on SIGTERM,
+and exits 1 with one line when the master refuses its id for good."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from tests.worker.fake_master import free_port
+from tests.worker.fake_master import FakeMaster, free_port
 
 SCRIPT = """
 from cloudai.config import WorkerSettings
@@ -48,3 +49,26 @@ def test_run_worker_shuts_down_cleanly_on_signal(sig: signal.Signals) -> None:
         proc.kill()
     assert proc.returncode == 0, out
     assert "[wmain] stopped" in out and "Traceback" not in out
+
+
+def test_run_worker_exits_1_when_its_id_is_held_by_a_live_worker() -> None:
+    """The master answers ALREADY_EXISTS: no retry, one line on stderr, exit 1."""
+    master = FakeMaster()
+    master.id_in_use = (
+        "worker id wmain is in use by a live worker at 127.0.0.1:7001 (last heartbeat 1s "
+        "ago); stop it or pick another --id"
+    )
+    port = master.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", SCRIPT.format(port=port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        master.stop()
+    assert proc.returncode == 1, proc
+    assert proc.stderr == f"cloudai worker: {master.id_in_use}\n"
+    assert len(master.registrations) == 1  # not retried
+    assert "[wmain] stopped" in proc.stdout

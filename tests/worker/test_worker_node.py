@@ -76,6 +76,7 @@ def test_registers_with_real_capacity_and_heartbeats_telemetry(
     assert master.wait_for(lambda m: len(m.heartbeats) >= 2, timeout=5)
     reg = master.registrations[0]
     assert reg.worker_id == node.settings.id and reg.address == node.address
+    assert master.heartbeats[0].address == node.address  # which registration it is
     assert node.address == f"127.0.0.1:{node.port}" and node.port > 0
     assert reg.capacity.cpu >= 1 and reg.capacity.memory_bytes > 0
     assert dict(reg.labels) == {"zone": "a"} and reg.hostname and reg.version

@@ -1,0 +1,327 @@
+"""The CLI's error contract (README "Commands", DESIGN "Exit status"): bad input, usage
+errors included, is one line on stderr and exit 1; exit 2 is kept for a master that
+cannot be reached; never a traceback. Most cases run the real `cloudai` command; a
+few need a real master process (no Docker), and the streaming ones a real cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cloudai.cli import views
+from cloudai.cli.client import describe_error, master_address
+from cloudai.cli.demo import LocalCluster
+from cloudai.cli.render import MAX_CELL, box, clip
+from cloudai.errors import InvalidArgument
+from cloudai.model import Resources, TaskSpec
+from cloudai.proto import client_pb2 as cpb
+from cloudai.proto import client_pb2_grpc as cpb_grpc
+from cloudai.proto import common_pb2 as pb
+from cloudai.validation import MIN_MEMORY, parse_address, validate_spec
+
+DOWN = "127.0.0.1:1"  # nothing listens there: input that passes the checks exits 2
+SAMPLE_IMAGE = "cloudai/sample-task:latest"
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cloudai", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def one_line_error(out: subprocess.CompletedProcess, code: int = 1) -> str:
+    """The single `cloudai: ...` line the command failed with, exit status `code`."""
+    assert out.returncode == code, out
+    assert "Traceback" not in out.stderr and out.stdout == "", out
+    [line] = out.stderr.splitlines()
+    assert line.startswith("cloudai: "), line
+    return line
+
+
+# --- usage errors: one line, exit 1 (exit 2 means "master unreachable") ---------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tasks", "--limit", "abc"], "invalid value 'abc' for --limit: expected a valid integer"),
+        (["submit", "alpine", "--cpu", "abc"], "invalid value 'abc' for --cpu"),
+        (["submit", "alpine", "-x"], "no such option: -x (see cloudai submit --help)"),
+        (["tasks", "--bogus"], "no such option: --bogus (see cloudai tasks --help)"),
+        (["frob"], "no such command 'frob' (see cloudai --help)"),
+        (["submit"], "missing argument"),
+        (["sim", "run", "--bogus"], "no such option: --bogus (see cloudai sim run --help)"),
+        (["logs"], "missing argument"),
+    ],
+)
+def test_usage_error_is_one_line_and_exit_1(args, message):
+    assert message in one_line_error(run(*args))
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["submit", "--help"], ["tasks", "-h"], ["sim", "run", "--help"]]
+)
+def test_help_still_exits_0(args):
+    out = run(*args)
+    assert out.returncode == 0 and "Usage" in out.stdout, out
+
+
+def test_submit_follow_help_says_where_logs_go_with_json():
+    out = run("submit", "--help")
+    assert "stderr" in out.stdout and "JSON" in out.stdout
+
+
+# --- ranges and sizes, checked before dialling ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tasks", "--limit", "99999999999"], "--limit must be between 0 and 2147483647"),
+        (["tasks", "--limit", "-5"], "--limit must be between 0 and 2147483647"),
+        (["logs", "t-1", "--tail", "999999999999"], "--tail must be between 0 and 2147483647"),
+        (["logs", "t-1", "--tail", "-1"], "--tail must be between 0 and 2147483647"),
+        (["submit", "alpine", "--memory", "10"], "below Docker's minimum of 6 MiB"),
+        (["submit", "alpine", "--memory", "5m"], "below Docker's minimum of 6 MiB"),
+        (["tasks", "--state", "bogus"], "unknown state 'bogus': use one of pending,"),
+    ],
+)
+def test_out_of_range_is_one_line_before_contacting_the_master(args, message):
+    assert message in one_line_error(run(*args, "--master", DOWN))
+
+
+def test_memory_minimum_is_dockers_and_zero_means_the_default():
+    def spec(memory: int) -> TaskSpec:
+        return TaskSpec(image="alpine", resources=Resources(memory_bytes=memory))
+
+    assert MIN_MEMORY == 6 * 1024**2
+    for ok in (0, MIN_MEMORY, 512 * 1024**2):
+        validate_spec(spec(ok))
+    for bad in (1, 10, MIN_MEMORY - 1):
+        with pytest.raises(InvalidArgument, match="6 MiB"):
+            validate_spec(spec(bad))
+
+
+def test_state_accepts_the_enum_names_json_prints():
+    # Accepted: it then fails only for the unreachable master (exit 2).
+    out = run("tasks", "--state", "TASK_STATE_SUCCEEDED", "--state", "running", "--master", DOWN)
+    assert "cannot reach" in one_line_error(out, 2)
+
+
+# --- the master's address --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address, why",
+    [
+        ("", "it is empty"),
+        ("127.0.0.1:abc", "port 'abc' is not a number from 1 to 65535"),
+        (":99999", "the host is missing"),
+        ("127.0.0.1:99999", "port '99999'"),
+        ("127.0.0.1:0", "port '0'"),
+        ("::1", "an IPv6 address goes in brackets"),
+        ("[nope]:1", "'nope' in brackets is not an IPv6 address"),
+        ("a b:1", "'a b' is not a host name"),
+    ],
+)
+def test_bad_master_address_is_one_line_exit_1(address, why):
+    line = one_line_error(run("status", "--master", address))
+    assert f"bad --master address {address!r}: {why}" in line
+    assert "HOST:PORT" in line
+
+
+def test_bad_master_address_from_the_environment_says_where_it_came_from():
+    line = one_line_error(run("workers", env={"CLOUDAI_MASTER": "localhost:port"}))
+    assert "bad --master address 'localhost:port' (from CLOUDAI_MASTER or .env)" in line
+
+
+@pytest.mark.parametrize(
+    "given, target",
+    [
+        ("127.0.0.1", "127.0.0.1:50051"),
+        ("master.example.com", "master.example.com:50051"),
+        ("10.0.0.1:7000", "10.0.0.1:7000"),
+        ("[::1]", "[::1]:50051"),
+        ("[::1]:7000", "[::1]:7000"),
+        (" localhost:1 ", "localhost:1"),
+    ],
+)
+def test_address_without_a_port_uses_the_default_master_port(given, target):
+    assert parse_address(given) == target
+    assert master_address(given)[0] == target
+
+
+def test_address_without_port_dials_50051():
+    out = run("status", "--master", "127.0.0.1")
+    assert out.returncode in (0, 2), out  # 0 if a master happens to serve on 50051
+    assert out.returncode == 0 or "127.0.0.1:50051" in out.stderr
+
+
+def test_a_grpc_server_that_is_not_a_master_is_named_so():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        line = one_line_error(run("status", "--master", f"127.0.0.1:{port}"), 2)
+    finally:
+        server.stop(0)
+    assert line == (
+        f"cloudai: 127.0.0.1:{port} is not a CloudAI master (it does not serve the client API)"
+    )
+
+
+# --- against a real master (no workers, no Docker) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory):
+    cluster = LocalCluster(tmp_path_factory.mktemp("cli-master"))
+    cluster.start_master()
+    try:
+        cluster.wait_for(lambda: cluster.client().call("GetStatus", cpb.StatusRequest()), 30, "up")
+        yield cluster.address
+    finally:
+        cluster.stop()
+
+
+def test_dot_env_gives_the_master_after_flag_and_environment(master, tmp_path):
+    (tmp_path / ".env").write_text(f"CLOUDAI_MASTER={master}\n")
+    out = run("status", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out
+    assert json.loads(out.stdout)["version"]
+    # The environment comes before .env, and the flag before both.
+    line = one_line_error(run("status", cwd=tmp_path, env={"CLOUDAI_MASTER": DOWN}), 2)
+    assert f"at {DOWN}" in line
+    out = run("status", "--master", master, cwd=tmp_path, env={"CLOUDAI_MASTER": DOWN})
+    assert out.returncode == 0, out
+
+
+def test_master_errors_lose_the_grpc_status_prefix(master):
+    line = one_line_error(run("cancel", "t-nope", "--master", master))
+    assert line == "cloudai: no task 't-nope'"
+
+
+def test_state_names_from_json_are_accepted_by_a_master(master):
+    out = run("tasks", "--state", "TASK_STATE_SUCCEEDED", "--master", master, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == [], out
+
+
+def test_master_rejects_memory_below_dockers_minimum_from_any_client(master):
+    stub = cpb_grpc.ClusterStub(grpc.insecure_channel(master))
+    spec = pb.TaskSpec(image="alpine", resources=pb.Resources(memory_bytes=10))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SubmitTask(cpb.SubmitTaskRequest(spec=spec), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "6 MiB" in err.value.details()
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def test_long_cells_are_clipped_in_tables_never_in_json():
+    command = "x" * 100_000
+    task = pb.Task(id="t-1", spec=pb.TaskSpec(image="alpine", command=["echo", command]))
+    for text in (views.task_panel(task), views.tasks_table([task])):
+        assert max(map(len, text.splitlines())) < 200
+    assert "…" in views.task_panel(task)
+    assert command in views.to_json(task)
+    assert clip("a\nb\x1b[2J") == "a\\nb\\x1b[2J"  # no raw newlines or terminal escapes
+    row = box("T", ["A"], [["y" * 500]]).splitlines()[-2]
+    assert len(row) == MAX_CELL + 4 and row.rstrip(" │").endswith("…")
+
+
+def test_attempts_without_an_exit_code_show_a_dash():
+    attempts = [
+        pb.Attempt(number=1, worker_id="w1", reason="docker_error"),
+        pb.Attempt(number=2, worker_id="w1", reason="pull_failed"),
+        pb.Attempt(number=3, worker_id="w1", reason="nonzero_exit", exit_code=3),
+        pb.Attempt(number=4, worker_id="w1", reason="completed"),
+    ]
+    text = views.task_panel(pb.Task(id="t-1", attempts=attempts))
+    lines = {n: next(ln for ln in text.splitlines() if f"attempt {n} " in ln) for n in (1, 2, 3, 4)}
+    assert "exit=- docker_error" in lines[1] and "exit=- pull_failed" in lines[2]
+    assert "exit=3 nonzero_exit" in lines[3] and "exit=0 completed" in lines[4]
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def test_tls_hint_only_before_any_data_arrived():
+    closed = _RpcError(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+    assert "tls" in describe_error(closed, "h:1").lower()
+    after_data = describe_error(closed, "h:1", streamed=True)
+    assert "lost the connection" in after_data and "tls" not in after_data.lower()
+    bad = _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "task t-1 is already SUCCEEDED")
+    assert describe_error(bad, "h:1") == "task t-1 is already SUCCEEDED"
+
+
+# --- streaming against a real cluster (Docker) --------------------------------------------
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    from tests.dockerkit import require_docker
+
+    require_docker(SAMPLE_IMAGE, timeout=10)
+    c = LocalCluster(tmp_path)
+    c.start_master()
+    c.start_worker("w1")
+    try:
+        c.wait_for(lambda: c.active_workers() == 1, 60, "a worker")
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_submit_follow_json_keeps_stdout_one_json_document(cluster):
+    out = run("submit", SAMPLE_IMAGE, "--follow", "--json", "--master", cluster.address)
+    assert out.returncode == 0, out
+    assert json.loads(out.stdout)["state"] == "TASK_STATE_SUCCEEDED"
+    assert "Task completed successfully" in out.stderr  # the streamed logs
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_master_dying_mid_stream_gives_no_tls_hint(cluster):
+    loop = "import time\nfor i in range(40): print(i, flush=True); time.sleep(0.5)"
+    submitted = run("submit", SAMPLE_IMAGE, "--json", "--master", cluster.address, "--",
+                    "python3", "-c", loop)  # fmt: skip
+    task_id = json.loads(submitted.stdout)["id"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "cloudai", "logs", task_id, "--follow", "--master", cluster.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base,
+    )  # fmt: skip
+    try:
+        assert follow.stdout.readline().strip() == "0"  # the stream is delivering
+        cluster.procs["master"].send_signal(signal.SIGKILL)
+        _, err = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert follow.returncode == 2, err
+    [line] = err.splitlines()
+    assert "lost the connection to the CloudAI master" in line and "TLS" not in line
