@@ -122,9 +122,9 @@ class WorkerSettings(TransportSettings):
     heartbeat_interval: float = Field(5.0, gt=0)
     labels: dict[str, str] = Field(default_factory=dict)
     # Caps on advertised capacity (0 = the machine's real capacity).
-    cpu: float = 0.0
-    memory: int = 0
-    gpu: float = 0.0
+    cpu: float = Field(0.0, ge=0, allow_inf_nan=False)
+    memory: int = Field(0, ge=0)
+    gpu: float = Field(0.0, ge=0, allow_inf_nan=False)
     pids_limit: int = Field(512, ge=16)
     default_memory: int = 512 * 1024**2
     default_cpu: float = 1.0

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from cloudai.model import Resources, Task, TaskState
 
+# Below this, what remains of a float allocation after its tasks are released is
+# rounding residue (0.1 + 0.2 - 0.3 leaves 5.6e-17), not a reservation.
+RESIDUE = 1e-9
+
 
 class LiveIndex:
     def __init__(self) -> None:
@@ -63,9 +67,12 @@ class LiveIndex:
                 ids.discard(task.id)
                 if not ids:
                     del self._on_worker[task.worker_id]
-            self._alloc[task.worker_id] = (
-                self._alloc.get(task.worker_id, Resources()) - task.spec.resources
-            )
+            if task.worker_id in self._on_worker:
+                self._alloc[task.worker_id] = _settled(
+                    self._alloc.get(task.worker_id, Resources()) - task.spec.resources
+                )
+            else:  # it holds nothing now: exactly nothing allocated
+                self._alloc.pop(task.worker_id, None)
 
     # -- queries ---------------------------------------------------------------
     def pending(self, now: float, *, pinned: bool | None = None) -> list[Task]:
@@ -96,3 +103,12 @@ class LiveIndex:
     def on_worker(self, worker_id: str) -> list[Task]:
         """The PLACED and RUNNING tasks `worker_id` holds."""
         return [self._tasks[i] for i in self._on_worker.get(worker_id, ())]
+
+
+def _settled(a: Resources) -> Resources:
+    """An allocation after a release, with float residue cleared to exactly 0."""
+    return Resources(
+        0.0 if abs(a.cpu) < RESIDUE else a.cpu,
+        a.memory_bytes,
+        0.0 if abs(a.gpu) < RESIDUE else a.gpu,
+    )

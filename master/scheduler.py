@@ -49,6 +49,9 @@ class Scheduler:
         self._version = 0
         self._seq = 0
         self._streams = 0
+        # Open agent streams: stream number -> agent id (for status and warnings).
+        self._agents: dict[int, str] = {}
+        self._stream_seq = 0
         self._outstanding: dict[int, float] = {}
         self._disconnected_at = time.time()
         self._agent_id = ""
@@ -79,6 +82,11 @@ class Scheduler:
             seen = time.time() - self._agent_seen if self._agent_seen else -1.0
             return healthy, self._agent_id, seen
 
+    def connected_agents(self) -> list[str]:
+        """The ids of the agents whose stream is open now (one, normally)."""
+        with self._cond:
+            return [self._agents[n] or "?" for n in sorted(self._agents)]
+
     def _unhealthy_since(self, now: float) -> float | None:
         if self._streams == 0:
             return self._disconnected_at
@@ -95,12 +103,7 @@ class Scheduler:
     def watch(
         self, request: apb.WatchRequest, is_active: Callable[[], bool]
     ) -> Iterator[apb.SchedulingBatch]:
-        with self._cond:
-            self._streams += 1
-            self._agent_id, self._agent_seen = request.agent_id, time.time()
-        log.info(
-            "agent %s connected (policy %s)", request.agent_id or "?", request.policy or "default"
-        )
+        stream = self._open_stream(request)
         mine: set[int] = set()
         sent_version = -1
         try:
@@ -115,12 +118,39 @@ class Scheduler:
         finally:
             with self._cond:
                 self._streams -= 1
+                self._agents.pop(stream, None)
+                if self._agents:  # status names an agent that is still there
+                    self._agent_id = self._agents[max(self._agents)]
                 for seq in mine:
                     self._outstanding.pop(seq, None)
                 if self._streams == 0:
                     self._disconnected_at = time.time()
                 self._cond.notify_all()
             log.info("agent %s disconnected", request.agent_id or "?")
+
+    def _open_stream(self, request: apb.WatchRequest) -> int:
+        """Count the agent's stream in; warn when another agent's is open already:
+        both would place the same queue (the master commits the first placement of a
+        task and rejects the other as stale)."""
+        agent_id = request.agent_id or "?"
+        with self._cond:
+            others = list(self._agents.values())
+            self._streams += 1
+            self._stream_seq += 1
+            self._agents[self._stream_seq] = request.agent_id
+            self._agent_id, self._agent_seen = request.agent_id, time.time()
+            stream = self._stream_seq
+        log.info("agent %s connected (policy %s)", agent_id, request.policy or "default")
+        if others:
+            log.warning(
+                "agent %s connected while %d other agent stream(s) are open (%s): "
+                "run one agent per master; their placements race and the later ones "
+                "are rejected",
+                agent_id,
+                len(others),
+                ", ".join(a or "?" for a in others),
+            )
+        return stream
 
     def _next_batch(self, mine: set[int], sent_version: int) -> apb.SchedulingBatch | None:
         with self._cond:

@@ -18,7 +18,7 @@ from cloudai import __version__, rpc
 from cloudai.config import MasterSettings, data_dir
 from cloudai.convert import health_to_pb, resources_to_pb
 from cloudai.errors import CloudAIError, Conflict, InvalidArgument, NotFound, PermissionDenied
-from cloudai.model import Resources, Task, TaskSpec, TaskState, WorkerHealth
+from cloudai.model import Resources, Task, TaskSpec, WorkerHealth
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc as cpb_grpc
 from cloudai.proto import common_pb2 as pb
@@ -28,6 +28,7 @@ from cloudai.security.setup import for_master, secret_box
 from cloudai.security.tokens import ANONYMOUS, Identity
 
 from .dispatcher import Dispatcher
+from .logstream import TaskLogs
 from .registry import WorkerEntry, WorkerRegistry
 from .scheduler import Decider, Scheduler
 from .servicers import ClusterServicer, MasterAgentServicer, MasterWorkerServicer
@@ -125,6 +126,7 @@ class Master:
             decide=decide or default_decider(),
         )
         self._stop = threading.Event()
+        self._logs = TaskLogs(self.tasks, self.dispatcher, self.stored_log, self._stop)
         self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
 
     def _open_store(self, warn: Callable[[str], None]) -> Store:
@@ -263,50 +265,8 @@ class Master:
     def stream_logs(
         self, task_id: str, follow: bool, tail: int, is_active: Callable[[], bool]
     ) -> Iterator[pb.LogChunk]:
-        task = self.tasks.get(task_id)
-        if task.state.active and task.worker_id:
-            got_data = False
-            try:
-                for chunk in self.dispatcher.logs(
-                    task.worker_id, task.id, task.attempt, follow, tail
-                ):
-                    if not is_active():
-                        return
-                    got_data = got_data or bool(chunk.data)
-                    yield chunk
-            except grpc.RpcError:
-                pass  # the worker is gone: fall back to what the store holds
-            if got_data and not follow:
-                return
-            if follow:
-                self._wait_terminal(task_id, is_active)
-            if got_data:
-                yield pb.LogChunk(data="", eof=True)
-                return
-            # The container ended before its output could be streamed: the result
-            # (with its log tail) lands in the store with the final report.
-            task = self.tasks.get(task_id)
-        if task.state == TaskState.PENDING and follow:
-            self._wait_started(task_id, is_active)
-            if not is_active() or self._stop.is_set():
-                return  # the caller left: do not recurse into the same wait
-            yield from self.stream_logs(task_id, follow, tail, is_active)
-            return
-        yield pb.LogChunk(data=_tail_lines(self.stored_log(task_id), tail), eof=True)
-
-    def _wait_started(self, task_id: str, is_active: Callable[[], bool]) -> None:
-        while is_active() and not self._stop.is_set():
-            t = self.tasks.get(task_id)
-            if t.state != TaskState.PENDING and (t.state != TaskState.PLACED):
-                return
-            time.sleep(0.2)
-
-    def _wait_terminal(self, task_id: str, is_active: Callable[[], bool]) -> None:
-        deadline = time.time() + 30
-        while is_active() and time.time() < deadline and not self._stop.is_set():
-            if self.tasks.get(task_id).state.terminal:
-                return
-            time.sleep(0.1)
+        """The task's logs; followed, across its attempts until it ends (logstream.py)."""
+        return self._logs.stream(task_id, follow, tail, is_active)
 
     def worker_info(self, e: WorkerEntry) -> pb.WorkerInfo:
         r = e.record
@@ -335,6 +295,7 @@ class Master:
                 cap = cap + e.record.capacity
                 alloc = alloc + self.tasks.allocated(e.record.id)
         healthy, agent_id, seen = self.scheduler.agent_status()
+        agents = self.scheduler.connected_agents()
         return cpb.StatusResponse(
             version=__version__,
             uptime_s=time.time() - self.started_at,
@@ -346,12 +307,8 @@ class Master:
             agent_connected=healthy,
             agent_id=agent_id,
             agent_last_seen_s=seen,
+            agents_connected=len(agents),
+            connected_agent_ids=agents,
             capacity=resources_to_pb(cap),
             allocated=resources_to_pb(alloc),
         )
-
-
-def _tail_lines(text: str, n: int) -> str:
-    if n <= 0:
-        return text
-    return "\n".join(text.splitlines()[-n:]) + ("\n" if text.endswith("\n") else "")

@@ -103,7 +103,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("version", "uptime_s", "store", "workers_active", "workers_inactive", "tasks_by_state", "agent_connected", "agent_id", "agent_last_seen_s", "capacity", "allocated", "workers_draining")
+    __slots__ = ("version", "uptime_s", "store", "workers_active", "workers_inactive", "tasks_by_state", "agent_connected", "agent_id", "agent_last_seen_s", "capacity", "allocated", "workers_draining", "agents_connected", "connected_agent_ids")
     class TasksByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,8 @@ class StatusResponse(_message.Message):
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     WORKERS_DRAINING_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     uptime_s: float
     store: str
@@ -135,7 +137,9 @@ class StatusResponse(_message.Message):
     capacity: _common_pb2.Resources
     allocated: _common_pb2.Resources
     workers_draining: int
-    def __init__(self, version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., store: _Optional[str] = ..., workers_active: _Optional[int] = ..., workers_inactive: _Optional[int] = ..., tasks_by_state: _Optional[_Mapping[str, int]] = ..., agent_connected: _Optional[bool] = ..., agent_id: _Optional[str] = ..., agent_last_seen_s: _Optional[float] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., workers_draining: _Optional[int] = ...) -> None: ...
+    agents_connected: int
+    connected_agent_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., store: _Optional[str] = ..., workers_active: _Optional[int] = ..., workers_inactive: _Optional[int] = ..., tasks_by_state: _Optional[_Mapping[str, int]] = ..., agent_connected: _Optional[bool] = ..., agent_id: _Optional[str] = ..., agent_last_seen_s: _Optional[float] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., workers_draining: _Optional[int] = ..., agents_connected: _Optional[int] = ..., connected_agent_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("worker_id", "undrain")

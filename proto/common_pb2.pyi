@@ -229,9 +229,11 @@ class WorkerInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., registered_at: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., cached_images: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class LogChunk(_message.Message):
-    __slots__ = ("data", "eof")
+    __slots__ = ("data", "eof", "notice")
     DATA_FIELD_NUMBER: _ClassVar[int]
     EOF_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     data: str
     eof: bool
-    def __init__(self, data: _Optional[str] = ..., eof: _Optional[bool] = ...) -> None: ...
+    notice: str
+    def __init__(self, data: _Optional[str] = ..., eof: _Optional[bool] = ..., notice: _Optional[str] = ...) -> None: ...

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from concurrent import futures
 from pathlib import Path
 
@@ -171,6 +172,48 @@ def test_address_without_port_dials_50051():
     assert out.returncode == 0 or "127.0.0.1:50051" in out.stderr
 
 
+@pytest.mark.parametrize("process", ["worker", "agent"])
+@pytest.mark.parametrize(
+    "address, why",
+    [
+        ("a b:x", "'a b' is not a host name"),
+        ("127.0.0.1:99999", "port '99999'"),
+        ("::1", "an IPv6 address goes in brackets"),
+    ],
+)
+def test_worker_and_agent_check_their_master_address(process, address, why):
+    """Refused before the worker binds its port or touches Docker."""
+    port = ["--port", "0"] if process == "worker" else []
+    line = one_line_error(run(process, "--master", address, *port))
+    assert f"bad --master address {address!r}: {why}" in line
+
+
+@pytest.mark.parametrize("process", ["worker", "agent"])
+def test_worker_and_agent_name_an_address_from_the_environment(process):
+    line = one_line_error(run(process, env={"CLOUDAI_MASTER": "localhost:port"}))
+    assert "bad --master address 'localhost:port' (from CLOUDAI_MASTER or .env)" in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cpu", "-2"], "invalid --cpu -2: use a number >= 0"),
+        (["--gpu", "-0.5"], "invalid --gpu -0.5: use a number >= 0"),
+        (["--cpu", "nan"], "invalid --cpu nan"),
+        (["--memory", "-1g"], "invalid size '-1g'"),
+    ],
+)
+def test_worker_refuses_negative_capacity_caps(args, message):
+    """A negative cap used to advertise the whole machine."""
+    line = one_line_error(run("worker", "--port", "0", "--master", DOWN, *args))
+    assert message in line
+
+
+def test_worker_refuses_a_negative_cap_from_the_environment():
+    line = one_line_error(run("worker", "--port", "0", env={"CLOUDAI_CPU": "-2"}))
+    assert "invalid cpu: Input should be greater than or equal to 0" in line
+
+
 def test_a_grpc_server_that_is_not_a_master_is_named_so():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -283,16 +326,19 @@ def test_tls_hint_only_before_any_data_arrived():
 @pytest.fixture
 def cluster(tmp_path):
     from tests.dockerkit import require_docker
+    from tests.worker.workerkit import remove_worker_containers
 
-    require_docker(SAMPLE_IMAGE, timeout=10)
+    client = require_docker(SAMPLE_IMAGE, timeout=10)
+    worker_id = f"cli-{uuid.uuid4().hex[:8]}"  # its containers are this test's alone
     c = LocalCluster(tmp_path)
     c.start_master()
-    c.start_worker("w1")
+    c.start_worker(worker_id)
     try:
         c.wait_for(lambda: c.active_workers() == 1, 60, "a worker")
         yield c
     finally:
         c.stop()
+        remove_worker_containers(client, worker_id)  # a master killed mid-task leaves one
 
 
 @pytest.mark.docker

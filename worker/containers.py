@@ -26,6 +26,11 @@ from cloudai.validation import normalize_caps
 # Everything the engine or its HTTP transport may raise, translated at the boundary.
 DOCKER_ERRORS = (DockerException, requests.exceptions.RequestException, OSError)
 
+
+class EngineUnreachable(DockerException):
+    """The engine stayed away longer than the worker waits; the message says so."""
+
+
 LABEL_MANAGED = "cloudai.managed"
 LABEL_TASK = "cloudai.task_id"
 LABEL_ATTEMPT = "cloudai.attempt"

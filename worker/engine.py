@@ -1,32 +1,62 @@
 """The worker's connection to the Docker engine, made again after the engine restarts.
 
-A daemon that is stopping closes its socket to new connections while it still
-answers on the ones already open, so "is the engine there?" is asked on a new
-connection (`accepts_new_connections`), and after an outage the worker moves to a
-new client (`fresh`).
+The worker checks the engine once at start-up (`check`): a worker whose engine is
+not there exits with one line instead of registering and failing every task. An
+outage after that is waited out (see executor.py). A daemon that is stopping closes
+its socket to new connections while it still answers on the ones already open, so
+"is the engine there?" is asked on a new connection (`accepts_new_connections`),
+and after an outage the worker moves to a new client (`fresh`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 
 import docker
 from docker.errors import APIError
 
+from cloudai.errors import Unavailable
 from cloudai.worker.containers import DOCKER_ERRORS
+from cloudai.worker.outcome import one_line, unreachable_cause
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def engine_address() -> str:
+    """Where the docker SDK looks for the engine: DOCKER_HOST, else the usual socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
 class EngineConnection:
     def __init__(self, factory: Callable[[], docker.DockerClient] | None = None) -> None:
         self._factory = factory or (lambda: docker.from_env(max_pool_size=64))
+        # Where the engine is, for messages; unknown ("") behind a custom factory.
+        self.address = "" if factory else engine_address()
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """At start-up: raise Unavailable (one line) unless the engine answers."""
+        try:
+            client = self._factory()
+            client.ping()
+        except DOCKER_ERRORS as err:
+            cause = unreachable_cause(err) or _answer(err)
+            hint = "may this user use it?" if "permission" in cause else "is dockerd running?"
+            where = f" at {self.address}" if self.address else ""
+            raise Unavailable(f"cannot reach the Docker engine{where}: {cause}; {hint}") from None
+        with self._lock:
+            if self._client is None:
+                self._client, client = client, None
+        if client is not None:
+            client.close()
+
     def client(self) -> docker.DockerClient:
-        """Created lazily and again after a failure, so a worker started before the
-        engine (or across an engine restart) recovers on its own."""
+        """Created lazily and again after a failure, so a worker keeps going across an
+        engine restart."""
         with self._lock:
             if self._client is None:
                 self._client = self._factory()
@@ -70,3 +100,8 @@ def engine_gone(err: BaseException) -> bool:
     """A transport failure (connection refused or dropped), as opposed to an answer
     from the engine (APIError, e.g. 404): only the former is worth waiting out."""
     return isinstance(err, DOCKER_ERRORS) and not isinstance(err, APIError)
+
+
+def _answer(err: BaseException) -> str:
+    """What an engine that did answer said (an APIError's explanation)."""
+    return one_line(getattr(err, "explanation", None) or str(err) or type(err).__name__, 200)

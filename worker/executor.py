@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import docker
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
 from cloudai.config import WorkerSettings
@@ -34,6 +34,7 @@ from cloudai.worker.outcome import (
     after_engine_outage,
     docker_error_outcome,
     finished_outcome,
+    readopted_outcome,
     start_failure_message,
     stopped_by_signal,
 )
@@ -91,7 +92,7 @@ class DockerExecutor:
         try:
             return self._run(active, spec, on_running)
         except DOCKER_ERRORS as err:
-            return docker_error_outcome(err, time.time())
+            return docker_error_outcome(err, time.time(), self._engine.address)
         finally:
             self._unregister(active)
 
@@ -105,9 +106,13 @@ class DockerExecutor:
                 TaskState.FAILED, None, Reason.WORKER_LOST, "container vanished on worker restart"
             )
         except DOCKER_ERRORS as err:
-            return docker_error_outcome(err, time.time())
+            return docker_error_outcome(err, time.time(), self._engine.address)
         finally:
             self._unregister(active)
+
+    def check_engine(self) -> None:
+        """Raise Unavailable (one line) unless the Docker engine answers now."""
+        self._engine.check()
 
     def cancel(self, task_id: str, attempt: int = 0) -> bool:
         """Kill the attempt's container (attempt 0: every attempt of the task). The
@@ -285,7 +290,10 @@ class DockerExecutor:
             except ValueError:
                 timeout_s = 0.0
             memory = int(container.attrs.get("HostConfig", {}).get("Memory") or 0)
-            return self._supervise(active, container, started_at, timeout_s, memory)
+            outcome = self._supervise(active, container, started_at, timeout_s, memory)
+            # _supervise inspected it after the end (a new handle after an outage).
+            latest = active.container or container
+            return readopted_outcome(outcome, latest.attrs.get("State", {}))
         finally:
             if not self.keep_finished:
                 self._remove(container)
@@ -386,7 +394,7 @@ class DockerExecutor:
         """The engine went away while we waited on the container (a daemon restart,
         a socket blip). Poll until it answers again, then carry on supervising the
         container if it still exists. Raises NotFound if the container is gone, and
-        DockerException if the engine stays away for longer than engine_grace_s.
+        EngineUnreachable if the engine stays away for longer than engine_grace_s.
         Each poll opens new connections: a daemon shutting down still answers on the
         ones already open, so only a new one tells that it is back."""
         name = ct.container_name(active.task_id, active.attempt)
@@ -413,7 +421,7 @@ class DockerExecutor:
                 active.container = container
             print(f"[{self.worker_id}] engine is back: supervising {name} again", flush=True)
             return container
-        raise DockerException(
+        raise ct.EngineUnreachable(
             f"engine unreachable for {grace:g}s while supervising {name}; gave it up"
         ) from error
 

@@ -86,8 +86,11 @@ class WorkerNode:
     # ---- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Bind and serve, re-adopt leftover containers, then register (in the
-        background: a master that is down is retried, not fatal)."""
+        """Check the Docker engine, bind and serve, re-adopt leftover containers,
+        then register (in the background: a master that is down is retried, not
+        fatal). Raises Unavailable when the engine does not answer: a worker without
+        one would register as ACTIVE and fail every task placed on it."""
+        self.executor.check_engine()
         servicer = WorkerServicer(self)
         bind = f"[{self._bind}]" if ":" in self._bind else self._bind
         server, port, _health = build_server(
@@ -345,6 +348,8 @@ def _describe(outcome: Outcome) -> str:
         parts.append(f"in {outcome.finished_at - outcome.started_at:.1f}s")
     if outcome.peak_memory_bytes:
         parts.append(f"peak {format_size(outcome.peak_memory_bytes)}")
+    elif not outcome.peak_known:
+        parts.append("peak memory unknown")
     text = " ".join(parts)
     if outcome.message and outcome.state != TaskState.SUCCEEDED:
         text += f": {outcome.message}"

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import requests
+
 from cloudai.model import Reason, TaskState
 from cloudai.validation import format_size
+from cloudai.worker.containers import EngineUnreachable, parse_docker_time
 
 MAX_MESSAGE_CHARS = 300
 
@@ -40,6 +43,9 @@ class Outcome:
     finished_at: float = 0.0
     peak_memory_bytes: int = 0
     container_id: str = ""
+    # False when no worker sampled the container's memory (one re-adopted after it
+    # ended): peak_memory_bytes 0 then means unknown, as the master reads it too.
+    peak_known: bool = True
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -71,15 +77,61 @@ def pull_outcome(image: str, error_text: str, finished_at: float) -> Outcome:
     return Outcome(TaskState.FAILED, None, reason, one_line(message, 500), finished_at=finished_at)
 
 
-def docker_error_outcome(err: BaseException, finished_at: float) -> Outcome:
-    detail = getattr(err, "explanation", None) or str(err) or type(err).__name__
-    return Outcome(
-        TaskState.FAILED,
-        None,
-        Reason.DOCKER_ERROR,
-        f"docker: {one_line(detail)}",
-        finished_at=finished_at,
-    )
+def docker_error_outcome(err: BaseException, finished_at: float, engine: str = "") -> Outcome:
+    """FAILED/docker_error. An engine that could not be reached is said so in words
+    ('cannot reach the Docker engine at unix:///x.sock: no such file or directory'),
+    not with the transport's exception repr."""
+    cause = unreachable_cause(err) if engine else None
+    if cause is not None:
+        message = f"cannot reach the Docker engine at {engine}: {cause}"
+    else:
+        detail = getattr(err, "explanation", None) or str(err) or type(err).__name__
+        message = f"docker: {one_line(detail)}"
+    return Outcome(TaskState.FAILED, None, Reason.DOCKER_ERROR, message, finished_at=finished_at)
+
+
+_TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+def _transport(e: BaseException) -> bool:
+    """A failure to talk to the engine at all. Every requests error is an OSError, the
+    engine's own answers (APIError) too: those count only as the kinds above."""
+    if isinstance(e, requests.exceptions.RequestException):
+        return isinstance(e, _TRANSPORT_ERRORS)
+    return isinstance(e, OSError)
+
+
+def unreachable_cause(err: BaseException) -> str | None:
+    """Why the engine could not be reached, in a few words: 'no such file or
+    directory', 'connection refused', 'timed out' (the first OS error in the chain).
+    None when `err` is no transport failure (the engine answered) or is our own,
+    already readable EngineUnreachable."""
+    if isinstance(err, EngineUnreachable):
+        return None
+    chain = _chain(err)
+    if not any(_transport(e) for e in chain):
+        return None
+    for e in chain:
+        if _transport(e) and isinstance(e, OSError) and e.strerror:
+            return e.strerror[:1].lower() + e.strerror[1:]
+    if any(isinstance(e, TimeoutError | requests.exceptions.Timeout) for e in chain):
+        return "timed out"
+    return one_line(str(chain[-1]) or type(chain[-1]).__name__, 200)
+
+
+def _chain(err: BaseException, limit: int = 20) -> list[BaseException]:
+    """`err` and what caused it: __cause__, __context__ and exceptions among the args
+    (urllib3 wraps the OS error in its args), breadth first, each once."""
+    out: list[BaseException] = []
+    todo = [err]
+    while todo and len(out) < limit:
+        e = todo.pop(0)
+        if any(e is seen for seen in out):
+            continue
+        out.append(e)
+        nested = (e.__cause__, e.__context__, *e.args)
+        todo.extend(x for x in nested if isinstance(x, BaseException))
+    return out
 
 
 def start_failure_message(explanation: str) -> str:
@@ -117,6 +169,18 @@ def finished_outcome(
     if code == 0:
         return Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, "")
     return Outcome(TaskState.FAILED, code, Reason.NONZERO_EXIT, f"exited with code {code}")
+
+
+def readopted_outcome(outcome: Outcome, docker_state: dict) -> Outcome:
+    """A re-adopted container ran, and may have ended, while no worker watched it: its
+    runtime is Docker's own (State.StartedAt to State.FinishedAt), not until the new
+    worker looked, and a peak memory nobody sampled is unknown."""
+    started = parse_docker_time(docker_state.get("StartedAt"))
+    finished = parse_docker_time(docker_state.get("FinishedAt"))
+    if started > 0 and finished >= started:
+        outcome.started_at, outcome.finished_at = started, finished
+    outcome.peak_known = outcome.peak_memory_bytes > 0
+    return outcome
 
 
 def after_engine_outage(outcome: Outcome) -> Outcome:

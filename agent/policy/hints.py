@@ -68,8 +68,8 @@ def _resource_hint(
         return ""
     for r in asked:
         if not (state.cap[r, idx] > EPS).any():
-            where = f"worker {state.ids[only]} has" if only is not None else "no healthy worker has"
-            return f"{where} no {RESOURCE_NAMES[r]}"
+            pinned = state.ids[only] if only is not None else None
+            return _none_has(RESOURCE_NAMES[r], pinned, bool(task.selector))
     free = state.free[np.ix_(asked, idx)]
     short = free < need[asked, None] - EPS
     if not short.any(axis=0).all():
@@ -87,6 +87,15 @@ def _resource_hint(
     if best is not None:
         return f"request <= {_amount(best[1], best[2])} ({where}){wait}"
     return _several(state, idx, need, asked, free, wait)
+
+
+def _none_has(resource: str, pinned: str | None, selector: bool) -> str:
+    """'no healthy worker has a GPU', or for a pinned task 'worker w1 has no GPU'."""
+    name = resource.upper() if resource in ("cpu", "gpu") else resource
+    if pinned is not None:
+        return f"worker {pinned} has no {name}"
+    who = "no healthy worker with its labels" if selector else "no healthy worker"
+    return f"{who} has {'a' if resource == 'gpu' else 'any'} {name}"
 
 
 def _several(

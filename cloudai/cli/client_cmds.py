@@ -213,6 +213,13 @@ def _print_logs(
         if chunk.data:
             out.write(chunk.data)
             out.flush()
+        _notice(chunk)
+
+
+def _notice(chunk: pb.LogChunk) -> None:
+    """A line about the stream itself (an attempt ended, the next one follows): stderr."""
+    if chunk.notice:
+        print(f"cloudai: {chunk.notice}", file=sys.stderr, flush=True)
 
 
 def _in_range(flag: str, value: int, low: int = 0, high: int = INT32_MAX) -> int:
@@ -289,13 +296,18 @@ def logs(
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Print a task's logs (from the worker while it runs, from the store after)."""
+    """Print a task's logs (from the worker while it runs, from the store after).
+    --follow lasts until the task ends, across retries and lost workers (a note on
+    stderr says when an attempt ended)."""
     tail = _in_range("--tail", tail)
     if not as_json:
         return _print_logs(connect(master), task_id, follow, tail)
     req = cpb.LogsRequest(task_id=task_id, follow=follow, tail_lines=tail)
-    text = "".join(c.data for c in connect(master).stream("StreamLogs", req))
-    print(json.dumps({"task_id": task_id, "logs": text}, indent=2))
+    parts = []
+    for chunk in connect(master).stream("StreamLogs", req):
+        parts.append(chunk.data)
+        _notice(chunk)
+    print(json.dumps({"task_id": task_id, "logs": "".join(parts)}, indent=2))
 
 
 def cancel(

@@ -207,6 +207,8 @@ def _run(cluster: LocalCluster, workers: int, image: str) -> int:
     say(f"task {task_id} submitted; streaming its logs:")
     for chunk in client.stream("StreamLogs", cpb.LogsRequest(task_id=task_id, follow=True)):
         sys.stdout.write(chunk.data)
+        if chunk.notice:
+            say(chunk.notice)
     sys.stdout.flush()
     cluster.wait_for(lambda: _terminal(client, task_id), 120, f"task {task_id} to finish")
     task = client.call("GetTask", cpb.GetTaskRequest(task_id=task_id))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 
 import typer
 
 from cloudai.errors import CloudAIError, InvalidArgument
-from cloudai.validation import parse_pairs, parse_size
+from cloudai.validation import parse_address, parse_pairs, parse_size
 
 from . import client_cmds, security_cmds, sim_cmds
 from .client import OVERRIDES, CliExit, click_errors, fail, report_exit, report_usage
@@ -195,7 +196,8 @@ WorkerPortOpt = typer.Option(
     None, "--port", help="This worker's gRPC port, 1-65535 (50052; 0 picks a free one)."
 )
 LabelOpt = typer.Option(None, "--label", help="Label k=v (repeatable).")
-CpuOpt = typer.Option(None, "--cpu", help="Advertise at most this many CPUs.")
+CpuOpt = typer.Option(None, "--cpu", help="Advertise at most this many CPUs (0: all).")
+GpuOpt = typer.Option(None, "--gpu", help="Advertise at most this many GPUs (0: all).")
 MemoryOpt = typer.Option(None, "--memory", help="Advertise at most this much memory, e.g. 4g.")
 HeartbeatIntervalOpt = typer.Option(
     None, "--heartbeat-interval", help="Seconds between heartbeats (5)."
@@ -230,6 +232,7 @@ def worker(
     label: list[str] = LabelOpt,
     cpu: float = CpuOpt,
     memory: str = MemoryOpt,
+    gpu: float = GpuOpt,
     heartbeat_interval: float = HeartbeatIntervalOpt,
     tls_ca: str = TlsCaOpt,
     tls_cert: str = TlsCertOpt,
@@ -260,6 +263,7 @@ class _WorkerOptions:
     label: list[str] | None
     cpu: float | None
     memory: str | None
+    gpu: float | None
     heartbeat_interval: float | None
     tls_ca: str | None
     tls_cert: str | None
@@ -281,7 +285,8 @@ def _run_worker(opts: _WorkerOptions) -> int:
     from cloudai.config import WorkerSettings
     from cloudai.worker.main import run_worker
 
-    return run_worker(_settings(WorkerSettings, _worker_kwargs(opts)))
+    settings = _settings(WorkerSettings, _worker_kwargs(opts))
+    return run_worker(_with_master(settings, opts.master))
 
 
 def _worker_kwargs(o: _WorkerOptions) -> dict[str, object]:
@@ -292,7 +297,8 @@ def _worker_kwargs(o: _WorkerOptions) -> dict[str, object]:
             ip=o.ip,
             master=o.master,
             port=o.port,
-            cpu=o.cpu,
+            cpu=_capacity_cap("--cpu", o.cpu),
+            gpu=_capacity_cap("--gpu", o.gpu),
             heartbeat_interval=o.heartbeat_interval,
             memory=parse_size(o.memory) if o.memory else None,
             tls_ca=o.tls_ca,
@@ -316,6 +322,26 @@ def _worker_kwargs(o: _WorkerOptions) -> dict[str, object]:
     if o.insecure:
         kwargs["insecure"] = True
     return kwargs
+
+
+def _capacity_cap(flag: str, value: float | None) -> float | None:
+    """--cpu / --gpu: a cap on what the worker advertises; 0 means all the machine has."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise InvalidArgument(
+            f"invalid {flag} {value:g}: use a number >= 0 (0 advertises all the machine has)"
+        )
+    return value
+
+
+def _with_master(settings, flag: str | None):
+    """The settings with their master address checked and completed (HOST ->
+    HOST:50051), as the client commands do; a malformed one is one line, exit 1."""
+    source = "" if flag is not None else " (from CLOUDAI_MASTER or .env)"
+    try:
+        address = parse_address(settings.master, source=source)
+    except InvalidArgument as err:
+        fail(str(err))
+    return settings.model_copy(update={"master": address})
 
 
 @agent_app.callback()
@@ -363,7 +389,8 @@ def agent(
         tls_server_name=tls_server_name,
         token_file=token_file,
     )
-    raise typer.Exit(run_agent(_settings(AgentSettings, kwargs)))
+    settings = _with_master(_settings(AgentSettings, kwargs), master)
+    raise typer.Exit(run_agent(settings))
 
 
 @app.command()

@@ -137,6 +137,14 @@ def _attempt_exit(a: pb.Attempt) -> str:
     return str(a.exit_code) if a.exit_code or a.reason in _EXITED else "-"
 
 
+def _agents(s: cpb.StatusResponse) -> str:
+    """How many agent streams are open; more than one is a misconfiguration."""
+    ids = ", ".join(s.connected_agent_ids)
+    if s.agents_connected <= 1:
+        return f"{s.agents_connected} connected" + (f" ({ids})" if ids else "")
+    return f"{s.agents_connected} connected ({ids}): run only one agent per master"
+
+
 def status_panel(s: cpb.StatusResponse) -> str:
     tasks = ", ".join(f"{k.lower()}={v}" for k, v in sorted(s.tasks_by_state.items())) or "none"
     agent = (
@@ -161,5 +169,6 @@ def status_panel(s: cpb.StatusResponse) -> str:
         ("allocated", _res(s.allocated)),
         ("tasks", tasks),
         ("agent", agent),
+        ("agents", _agents(s)),
     ]
     return panel("CloudAI master", pairs)

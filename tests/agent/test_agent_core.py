@@ -84,6 +84,12 @@ def test_pinned_to_a_draining_worker():
     assert p.hint == "worker d is draining: pin another worker"
 
 
+def test_pinned_to_a_worker_without_a_gpu():
+    state = make_state(make_worker("a").cpu(8).gpu(1), make_worker("b").cpu(8))
+    [p] = place_batch([make_task("t").gpu(0.5).pin("b").build()], state, now=0)
+    assert (p.worker_id, p.hint) == ("", "worker b has no GPU")
+
+
 HINTS = [
     (
         "memory",
@@ -120,7 +126,19 @@ HINTS = [
         "no gpu anywhere",
         [make_worker("a").cpu(8).mem("8g")],
         make_task("t").gpu(1),
-        "no healthy worker has no gpu",
+        "no healthy worker has a GPU",
+    ),
+    (
+        "a GPU share, no gpu anywhere",
+        [make_worker("a").cpu(8).mem("8g"), make_worker("b").cpu(4).mem("4g")],
+        make_task("t").gpu(0.5),
+        "no healthy worker has a GPU",
+    ),
+    (
+        "gpu only on a worker without the labels",
+        [make_worker("a").cpu(8).gpu(1), make_worker("b").cpu(8).label("zone", "d")],
+        make_task("t").gpu(0.5).selector(zone="d"),
+        "no healthy worker with its labels has a GPU",
     ),
     (
         "two resources short on every worker",

@@ -79,8 +79,9 @@ class Harness:
         mem: int = 8 * GiB,
         gpu: float = 0,
         labels: dict[str, str] | None = None,
+        servicer: FakeWorkerServicer | None = None,
     ) -> FakeWorker:
-        servicer = FakeWorkerServicer()
+        servicer = servicer or FakeWorkerServicer()
         server, port, _ = rpc.build_server(
             "127.0.0.1:0",
             [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(servicer, s)],

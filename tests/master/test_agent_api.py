@@ -8,6 +8,8 @@ import time
 import grpc
 import pytest
 
+from cloudai.cli import views
+from cloudai.cli.client_cmds import _dry_run_text
 from cloudai.convert import spec_to_pb
 from cloudai.model import Resources, TaskSpec
 from cloudai.proto import client_pb2 as cpb
@@ -190,3 +192,47 @@ def test_next_snapshot_waits_for_the_batch_being_committed(h, monkeypatch):
     stream.cancel()
     ids = {t.task_id for t in second.tasks}
     assert placed_id not in ids and other_id in ids
+
+
+def _status_when(h, check, timeout=5.0) -> cpb.StatusResponse:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = h.cluster.GetStatus(cpb.StatusRequest(), timeout=5)
+        if check(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def test_a_second_agent_is_logged_and_counted_in_status(h, caplog):
+    """Placement is unchanged (both get batches, the master commits the first placement
+    of each task), but the master warns, and status shows how many agents are on."""
+    h.add_worker("w1")
+    submit(h)
+    first = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="a1"), timeout=10)
+    next(iter(first))
+    caplog.set_level("INFO", logger="cloudai.master")
+    assert _status_when(h, lambda s: s.agents_connected == 1).connected_agent_ids == ["a1"]
+    assert "other agent stream" not in caplog.text
+    second = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="a2"), timeout=10)
+    next(iter(second))
+    both = _status_when(h, lambda s: s.agents_connected == 2)
+    assert (both.agents_connected, list(both.connected_agent_ids)) == (2, ["a1", "a2"])
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "agent a2 connected while 1 other agent" in warned[0].message
+    assert "(a1)" in warned[0].message
+    assert "2 connected (a1, a2): run only one agent per master" in views.status_panel(both)
+    second.cancel()
+    one = _status_when(h, lambda s: s.agents_connected == 1)
+    assert (list(one.connected_agent_ids), one.agent_id) == (["a1"], "a1")
+    assert "1 connected (a1)" in views.status_panel(one)
+    first.cancel()
+    assert _status_when(h, lambda s: s.agents_connected == 0).agents_connected == 0
+
+
+def test_dry_run_of_a_gpu_share_with_no_gpu_anywhere_names_the_gpu(h):
+    h.add_worker("w1", cpu=4)
+    spec = TaskSpec(image="cloudai/sample-task:latest", resources=Resources(0.5, GiB, 0.5))
+    req = cpb.SubmitTaskRequest(spec=spec_to_pb(spec), dry_run=True)
+    d = h.cluster.SubmitTask(req, timeout=5).decision
+    assert (d.worker_id, d.hint) == ("", "no healthy worker has a GPU")
+    assert _dry_run_text(d).endswith("\nsmallest change: no healthy worker has a GPU")

@@ -176,3 +176,33 @@ def test_dispatch_waits_for_a_commit_in_progress(tasks, registry, monkeypatch):
     sender.join(5)
     assert stub.calls == [("AssignTask", 1)]
     assert d._no_commit.is_set()
+
+
+def test_released_fractional_cpu_leaves_exactly_zero_allocated(tasks, registry):
+    """0.1 + 0.2 + 0.3 - 0.1 - 0.2 - 0.3 is 5.6e-17 in floats: `cloudai workers` showed
+    cpu=1.11022e-16 allocated on an idle worker. Releases clear that residue."""
+    add_worker(registry, "w1")
+    placed = [
+        place(tasks, tasks.submit(spec(resources=Resources(cpu, GiB // 4, 0.0))).id)
+        for cpu in (0.1, 0.2, 0.3)
+    ]
+    for t in placed:
+        assert finish(tasks, t) == (True, "recorded")
+    assert tasks.allocated("w1") == Resources(0.0, 0, 0.0)
+
+
+def test_residue_is_cleared_while_other_tasks_still_hold_the_worker():
+    """A memory-only task stays: its worker's CPU and GPU go back to exactly 0."""
+    index = LiveIndex()
+    shares = [(0.1, 0.25), (0.2, 0.5), (0.3, 0.25)]
+    held = [_task(i, TaskState.RUNNING, "w1") for i in range(len(shares) + 1)]
+    for t, (cpu, gpu) in zip(held, shares, strict=False):
+        t.spec.resources = Resources(cpu, GiB, gpu)
+    held[-1].spec.resources = Resources(0.0, GiB, 0.0)
+    for t in held:
+        index.add(t)
+    for t in held[:-1]:
+        index.remove(t)
+    assert index.allocated("w1") == Resources(0.0, GiB, 0.0)
+    index.remove(held[-1])
+    assert index.allocated("w1") == Resources()

@@ -4,6 +4,7 @@ a port that another one holds (gRPC's default SO_REUSEPORT allowed that)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -18,18 +19,19 @@ from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc
 
 
-def cloudai(*args: str, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+def cloudai(*args: str, stdin=subprocess.DEVNULL, env=None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "cloudai", *args],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    proc = cloudai(*args)
+def run(*args: str, env=None) -> tuple[int, str, str]:
+    proc = cloudai(*args, env=env)
     out, err = proc.communicate(timeout=30)
     return proc.returncode, out, err
 
@@ -72,6 +74,7 @@ def test_second_master_on_a_port_in_use_fails_with_one_line(tmp_path, running_ma
     wait_serving(port, timeout=5)  # the first one still serves
 
 
+@pytest.mark.docker  # the first worker must start, and it checks its engine first
 def test_worker_on_a_port_in_use_fails_with_one_line(tmp_path, running_master):
     """A second worker on a worker's port, and a worker on the master's port."""
     worker_port = free_port()
@@ -87,6 +90,29 @@ def test_worker_on_a_port_in_use_fails_with_one_line(tmp_path, running_master):
     finally:
         first.terminate()
         first.communicate(timeout=20)
+
+
+@pytest.mark.parametrize(
+    "docker_host, cause",
+    [
+        ("unix:///nonexistent.sock", "no such file or directory"),
+        ("tcp://127.0.0.1:1", "connection refused"),
+    ],
+)
+def test_worker_without_a_docker_engine_fails_with_one_line(running_master, docker_host, cause):
+    """It used to register as ACTIVE and fail every task placed on it."""
+    env = {**os.environ, "DOCKER_HOST": docker_host}
+    args = ["--id", "qd", "--port", str(free_port()), "--master", f"127.0.0.1:{running_master}"]
+    code, out, err = run("worker", *args, "--ip", "127.0.0.1", env=env)
+    expected = (
+        f"cloudai worker: cannot reach the Docker engine at {docker_host}: {cause}; "
+        "is dockerd running?"
+    )
+    one_line_exit_1(code, err, expected)
+    assert "serving on" not in out and "registered" not in out
+    with rpc.channel(f"127.0.0.1:{running_master}") as ch:
+        workers = client_pb2_grpc.ClusterStub(ch).ListWorkers(cpb.ListWorkersRequest(), timeout=5)
+    assert list(workers.workers) == []
 
 
 def test_port_held_by_another_program_is_one_line(tmp_path):

@@ -213,6 +213,28 @@ def test_adopts_a_container_left_by_an_earlier_worker(
     assert executor.list_managed() == []
 
 
+def test_readopting_an_ended_container_reports_its_own_runtime(
+    executor: DockerExecutor, docker_client: docker.DockerClient, settings: WorkerSettings
+) -> None:
+    """QA: a ~25 s container re-adopted later was logged as 'SUCCEEDED in 50.6s'. The
+    runtime is Docker's StartedAt..FinishedAt; its peak memory was never sampled."""
+    task_id = new_task_id()
+    container = docker_client.containers.run(
+        BASE_IMAGE,
+        ["sh", "-c", "sleep 1"],
+        name=ct.container_name(task_id, 1),
+        labels=ct.labels(task_id, 1, settings.id, 0.0),
+        detach=True,
+    )
+    container.wait(timeout=30)
+    time.sleep(2.0)  # nobody watches it: the worker is "down"
+    out = executor.adopt(task_id, 1)
+    assert (out.state, out.exit_code) == (TaskState.SUCCEEDED, 0)
+    assert 0.9 <= out.finished_at - out.started_at < 1.9, out
+    assert out.finished_at < time.time() - 1.5
+    assert (out.peak_memory_bytes, out.peak_known) == (0, False)
+
+
 def test_cached_images_lists_local_tags(executor: DockerExecutor) -> None:
     assert BASE_IMAGE in executor.cached_images()
 

@@ -1,5 +1,6 @@
 """run_worker as a real process: serves, retries a missing master, exits 0 on SIGTERM,
-and exits 1 with one line when the master refuses its id for good."""
+and exits 1 with one line when the master refuses its id for good or no Docker engine
+answers (the worker checks it before it serves)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ raise SystemExit(run_worker(settings))
 """
 
 
+@pytest.mark.docker  # it checks the engine at start-up
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_worker_shuts_down_cleanly_on_signal(sig: signal.Signals) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -51,6 +53,7 @@ def test_run_worker_shuts_down_cleanly_on_signal(sig: signal.Signals) -> None:
     assert "[wmain] stopped" in out and "Traceback" not in out
 
 
+@pytest.mark.docker
 def test_run_worker_exits_1_when_its_id_is_held_by_a_live_worker() -> None:
     """The master answers ALREADY_EXISTS: no retry, one line on stderr, exit 1."""
     master = FakeMaster()
@@ -72,3 +75,26 @@ def test_run_worker_exits_1_when_its_id_is_held_by_a_live_worker() -> None:
     assert proc.stderr == f"cloudai worker: {master.id_in_use}\n"
     assert len(master.registrations) == 1  # not retried
     assert "[wmain] stopped" in proc.stdout
+
+
+def test_run_worker_exits_1_when_no_docker_engine_answers() -> None:
+    """Before it serves or registers: not an ACTIVE worker that fails every task."""
+    master = FakeMaster()
+    port = master.start()
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent-cloudai.sock"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", SCRIPT.format(port=port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+    finally:
+        master.stop()
+    assert proc.returncode == 1, proc
+    assert proc.stderr == (
+        "cloudai worker: cannot reach the Docker engine at unix:///nonexistent-cloudai.sock: "
+        "no such file or directory; is dockerd running?\n"
+    )
+    assert "serving on" not in proc.stdout and master.registrations == []

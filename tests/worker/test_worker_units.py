@@ -9,7 +9,13 @@ from cloudai.model import Reason, Resources, TaskSpec, TaskState
 from cloudai.worker import containers as ct
 from cloudai.worker import telemetry
 from cloudai.worker.logs import LogTail, decode_chunks, last_lines
-from cloudai.worker.outcome import finished_outcome, pull_outcome, start_failure_message
+from cloudai.worker.outcome import (
+    Outcome,
+    finished_outcome,
+    pull_outcome,
+    readopted_outcome,
+    start_failure_message,
+)
 from tests.worker.workerkit import make_settings
 
 MiB = 1024**2
@@ -68,6 +74,18 @@ def test_pull_errors_are_named_and_name_the_image(error: str, reason: Reason, ca
 def test_finished_outcome_mapping(state: dict, killed_for: str | None, expected: tuple) -> None:
     out = finished_outcome(state, killed_for=killed_for, timeout_s=5, memory_limit=32 * MiB)
     assert (out.state, out.exit_code, out.reason) == expected
+
+
+def test_readopted_outcome_takes_dockers_times_and_an_unknown_peak() -> None:
+    state = {"StartedAt": "2024-05-01T10:00:00.5Z", "FinishedAt": "2024-05-01T10:00:25.5Z"}
+    seen = Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, started_at=1.0, finished_at=99.0)
+    out = readopted_outcome(seen, state)
+    assert out.finished_at - out.started_at == 25.0
+    assert (out.peak_memory_bytes, out.peak_known) == (0, False)
+    sampled = Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, peak_memory_bytes=5 * MiB)
+    never_ended = {"StartedAt": state["StartedAt"], "FinishedAt": "0001-01-01T00:00:00Z"}
+    out = readopted_outcome(sampled, never_ended)
+    assert (out.started_at, out.peak_known) == (0.0, True)  # times left as they were
 
 
 def test_start_failure_message_keeps_the_actionable_part() -> None:

@@ -1,0 +1,163 @@
+"""`cloudai logs --follow` across attempts (QA: it exited 0 without a word when the
+worker running the task was SIGKILLed, and the task was pending for a retry).
+
+A real master, real gRPC, the real `cloudai logs` process; the workers are fake ones
+speaking the real protocol, so that one of them can die mid-stream on cue."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cloudai.convert import state_to_pb
+from cloudai.model import DecisionRecord, TaskSpec, TaskState
+from cloudai.proto import common_pb2 as pb
+from cloudai.proto import master_worker_pb2 as mw
+
+from .harness import FakeWorkerServicer, make_harness
+
+HEARTBEAT_TIMEOUT_S = 1.0
+
+
+class DyingLogs(FakeWorkerServicer):
+    """Streams one line, then holds the stream open until its server is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streaming = threading.Event()
+
+    def GetTaskLogs(self, request, context):
+        yield pb.LogChunk(data="attempt 1 output\n")
+        self.streaming.set()
+        while context.is_active():
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def h(tmp_path):
+    harness = make_harness(tmp_path, heartbeat_timeout=HEARTBEAT_TIMEOUT_S)
+    yield harness
+    harness.close()
+
+
+@contextlib.contextmanager
+def heartbeats(h, worker_id: str) -> Iterator[list[pb.TaskRef]]:
+    """Keep `worker_id` alive meanwhile; it lists the attempts put in the list."""
+    address = f"127.0.0.1:{h.workers[worker_id].port}"
+    running: list[pb.TaskRef] = []
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(0.1):
+            req = mw.HeartbeatRequest(worker_id=worker_id, address=address, running=running)
+            h.mw.SendHeartbeat(req, timeout=5)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def _place_and_run(h, task_id: str, worker_id: str) -> int:
+    task = h.master.tasks.get(task_id)
+    placed, why = h.master.tasks.commit_placement(
+        task_id, task.attempt, worker_id, DecisionRecord(task_id, task.attempt)
+    )
+    assert placed is not None, why
+    _report(h, worker_id, task_id, placed.attempt, TaskState.RUNNING)
+    return placed.attempt
+
+
+def _report(h, worker_id: str, task_id: str, attempt: int, state: TaskState, **kw) -> None:
+    report = mw.TaskStatusReport(
+        worker_id=worker_id,
+        task_id=task_id,
+        attempt=attempt,
+        state=state_to_pb(state),
+        started_at=time.time(),
+        **kw,
+    )
+    assert h.mw.ReportTaskStatus(report, timeout=5).accepted
+
+
+@contextlib.contextmanager
+def following(h, task_id: str) -> Iterator[subprocess.Popen]:
+    """`cloudai logs TASK --follow` as a process (killed at the end if still there)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudai", "logs", task_id, "--follow"]
+        + ["--master", f"127.0.0.1:{h.master.port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_follow_goes_on_with_the_next_attempt_after_the_worker_is_lost(h):
+    dying = DyingLogs()
+    first = h.add_worker("w1", servicer=dying)
+    h.add_worker("w2")
+    task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest"))
+    assert _place_and_run(h, task.id, "w1") == 1
+    with following(h, task.id) as follower, heartbeats(h, "w2") as running:
+        assert follower.stdout.readline() == "attempt 1 output\n"
+        first.server.stop(0)  # the worker dies mid-stream; w1 stops heartbeating too
+        notice = follower.stderr.readline()  # once the master marked w1 lost
+        assert notice == "cloudai: attempt 1 ended: worker lost; the task is pending again\n"
+        assert h.master.tasks.get(task.id).state == TaskState.PENDING
+        attempt = _place_and_run(h, task.id, "w2")
+        running.append(pb.TaskRef(task_id=task.id, attempt=attempt))
+        assert follower.stdout.readline() == f"logs of {task.id}\n"  # attempt 2's, from w2
+        _report(h, "w2", task.id, attempt, TaskState.SUCCEEDED, has_exit_code=True,
+                reason="completed", finished_at=time.time(), log_tail="stored\n")  # fmt: skip
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert out == ""  # nothing twice, and not the stored tail after streamed output
+    assert err == ""  # one notice only
+    assert h.master.tasks.get(task.id).state == TaskState.SUCCEEDED
+
+
+def test_follow_of_a_retried_task_names_the_exit_code_and_follows_the_retry(h):
+    h.add_worker("w1")
+    task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest", max_retries=1))
+    _place_and_run(h, task.id, "w1")
+    with following(h, task.id) as follower, heartbeats(h, "w1") as running:
+        running.append(pb.TaskRef(task_id=task.id, attempt=1))
+        assert follower.stdout.readline() == f"logs of {task.id}\n"
+        _report(h, "w1", task.id, 1, TaskState.FAILED, exit_code=3, has_exit_code=True,
+                reason="nonzero_exit", finished_at=time.time())  # fmt: skip
+        _wait(lambda: h.master.tasks.get(task.id).state == TaskState.PENDING, "the retry")
+        _wait(lambda: h.master.tasks.get(task.id).queued_at <= time.time(), "the backoff")
+        attempt = _place_and_run(h, task.id, "w1")
+        running[:] = [pb.TaskRef(task_id=task.id, attempt=attempt)]
+        assert follower.stdout.readline() == f"logs of {task.id}\n"  # the retry's output
+        _report(h, "w1", task.id, attempt, TaskState.SUCCEEDED, has_exit_code=True,
+                reason="completed", finished_at=time.time())  # fmt: skip
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert err == "cloudai: attempt 1 ended: exited with code 3; the task is pending again\n"
+    assert out == ""
+
+
+def _wait(predicate, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
