@@ -76,8 +76,11 @@ def examples_from_tasks(tasks: Iterable[Task]) -> list[Example]:
 
 @dataclass
 class _Stats:
-    """Running sums of log outcomes per key value: [runtime, memory, count]. Plain
-    dicts (no lambdas), so a trained predictor pickles into a model file."""
+    """Running sums of log outcomes per key value: [runtime, memory, runs, runs with a
+    known peak]. A peak of 0 is unknown (a container re-adopted after a worker
+    restart), so it adds to neither the memory sum nor its count. Files written before
+    the fourth entry existed hold three, and count every run for memory. Plain dicts
+    (no lambdas), so a trained predictor pickles into a model file."""
 
     sums: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {k: {} for k in KEYS})
 
@@ -85,19 +88,29 @@ class _Stats:
         keys = _keys(spec)
         row = []
         for k in KEYS:
-            s = self.sums[k].get(keys[k]) if keys[k] else None
-            row.append(s[which] / s[2] if s and s[2] else math.nan)
+            row.append(_mean(self.sums[k].get(keys[k]) if keys[k] else None, which))
         runs = self.sums["command"].get(keys["command"])
         return [*row, math.log1p(runs[2] if runs else 0)]
 
     def add(self, e: Example) -> None:
         keys = _keys(e.spec)
+        known = e.peak_memory > 0
         for k in KEYS:
             if keys[k]:
-                s = self.sums[k].setdefault(keys[k], [0.0, 0.0, 0])
+                s = self.sums[k].setdefault(keys[k], [0.0, 0.0, 0, 0])
                 s[0] += math.log1p(e.runtime_s)
-                s[1] += math.log1p(e.peak_memory)
                 s[2] += 1
+                if known:
+                    s[1] += math.log1p(e.peak_memory)
+                    s[3] += 1
+
+
+def _mean(s: list[float] | None, which: int) -> float:
+    """The mean log runtime (which 0) or log peak memory (1) of one key's sums."""
+    if not s:
+        return math.nan
+    n = s[3] if which == 1 and len(s) > 3 else s[2]
+    return s[which] / n if n else math.nan
 
 
 def _request(spec: TaskSpec) -> list[float]:
@@ -155,9 +168,14 @@ class Predictors:
             x_mem.append(_request(e.spec) + stats.features(e.spec, 1))
             stats.add(e)
         y_run = np.log1p([e.runtime_s for e in examples])
-        y_mem = np.log1p([e.peak_memory for e in examples])
-        cols = _informative(np.array(x_run), np.array(x_mem))
-        x_run, x_mem = np.array(x_run)[:, cols], np.array(x_mem)[:, cols]
+        peaks = np.array([e.peak_memory for e in examples], np.float64)
+        # The memory model learns from the runs whose peak is known (0: unknown), unless
+        # too few are: then from every run, as before unknown peaks existed.
+        mem_rows = peaks > 0 if (peaks > 0).sum() >= MIN_EXAMPLES else np.ones(len(peaks), bool)
+        y_mem = np.log1p(peaks[mem_rows])
+        x_mem_known = np.array(x_mem)[mem_rows]
+        cols = _informative(np.array(x_run), x_mem_known)
+        x_run, x_mem = np.array(x_run)[:, cols], x_mem_known[:, cols]
         # Small histories (a new cluster) still need leaves: the default of 20 examples
         # per leaf would leave a few dozen runs unsplit.
         leaf = max(2, min(20, len(examples) // 10))

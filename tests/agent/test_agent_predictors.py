@@ -115,3 +115,21 @@ def test_training_on_a_missing_store_fails_without_creating_it(tmp_path):
     with pytest.raises(ConfigError, match="it is a directory"):
         train_from_store(str(tmp_path))
     assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_unknown_peaks_do_not_pull_memory_predictions_down():
+    """A peak of 0 is unknown (a re-adopted container): it must not count as 0 bytes."""
+    now = time.time()
+
+    def task(k: int, peak: int) -> Task:
+        spec = TaskSpec("app:mem", ["run", ""], resources=Resources(1.0, 256 * MIB, 0.0))
+        a = Attempt(1, "w1", TaskState.SUCCEEDED, 0, "completed", "", now, now + k, now + k + 5,
+                    peak)  # fmt: skip
+        return Task(f"t{k}", spec, TaskState.SUCCEEDED, 1, "w1", now, now, now, 0, attempts=[a])
+
+    known = [task(k, 200 * MIB) for k in range(20)]
+    mixed = known + [task(k, 0) for k in range(20, 40)]  # half of the runs: peak unknown
+    for tasks in (known, mixed):
+        p = Predictors.fit(examples_from_tasks(tasks))
+        [memory] = p.predict_memory([spec("app:mem")])
+        assert 190 * MIB < memory < 210 * MIB, (len(tasks), memory / MIB)
