@@ -153,6 +153,13 @@ def _add_port(server: grpc.Server, address: str, tls: Tls | None) -> int:
     return port
 
 
+def listen_address(host: str, port: int) -> str:
+    """HOST:PORT for a server to listen on; an IPv6 host (given with or without its
+    brackets) in brackets."""
+    bare = host.strip().strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
 def check_port(port: int, what: str = "--port") -> None:
     """A port is 1-65535; 0 asks the system for a free one."""
     if not 0 <= port <= 65535:

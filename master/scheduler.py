@@ -48,7 +48,6 @@ class Scheduler:
         self._cond = threading.Condition()
         self._version = 0
         self._seq = 0
-        self._streams = 0
         # Open agent streams: stream number -> agent id (for status and warnings).
         self._agents: dict[int, str] = {}
         self._stream_seq = 0
@@ -88,7 +87,7 @@ class Scheduler:
             return [self._agents[n] or "?" for n in sorted(self._agents)]
 
     def _unhealthy_since(self, now: float) -> float | None:
-        if self._streams == 0:
+        if not self._agents:
             return self._disconnected_at
         if self._outstanding:
             oldest = min(self._outstanding.values())
@@ -117,13 +116,12 @@ class Scheduler:
                 yield batch
         finally:
             with self._cond:
-                self._streams -= 1
                 self._agents.pop(stream, None)
                 if self._agents:  # status names an agent that is still there
                     self._agent_id = self._agents[max(self._agents)]
                 for seq in mine:
                     self._outstanding.pop(seq, None)
-                if self._streams == 0:
+                if not self._agents:
                     self._disconnected_at = time.time()
                 self._cond.notify_all()
             log.info("agent %s disconnected", request.agent_id or "?")
@@ -135,7 +133,6 @@ class Scheduler:
         agent_id = request.agent_id or "?"
         with self._cond:
             others = list(self._agents.values())
-            self._streams += 1
             self._stream_seq += 1
             self._agents[self._stream_seq] = request.agent_id
             self._agent_id, self._agent_seen = request.agent_id, time.time()

@@ -79,7 +79,7 @@ class Master:
         s = self.settings
         rpc.check_port(s.port)
         return rpc.build_server(
-            f"[{s.host}]:{s.port}" if ":" in s.host.strip("[]") else f"{s.host}:{s.port}",
+            rpc.listen_address(s.host, s.port),
             [
                 lambda srv: mw_grpc.add_MasterWorkerServicer_to_server(
                     MasterWorkerServicer(self), srv

@@ -26,7 +26,7 @@ from cloudai.model import Reason, TaskSpec, TaskState
 from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
-from cloudai.rpc import build_server
+from cloudai.rpc import build_server, listen_address
 from cloudai.security.setup import for_worker
 from cloudai.validation import format_size
 from cloudai.worker.containers import policy_problem
@@ -92,9 +92,8 @@ class WorkerNode:
         one would register as ACTIVE and fail every task placed on it."""
         self.executor.check_engine()
         servicer = WorkerServicer(self)
-        bind = f"[{self._bind}]" if ":" in self._bind else self._bind
         server, port, _health = build_server(
-            f"{bind}:{self.settings.port}",
+            listen_address(self._bind, self.settings.port),
             [lambda s: mw_grpc.add_WorkerServicer_to_server(servicer, s)],
             [SERVICE_NAME],
             tls=self.security.transport.tls,

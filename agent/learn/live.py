@@ -93,12 +93,20 @@ class LearnedPolicy:
 def learned_or_none(path: str, **kw: object) -> LearnedPolicy | None:
     """The learned policy from `path` (or the shipped model when empty); None, with
     one warning line, when the file is missing or corrupt."""
+    model = _model_or_none(
+        path, "learned policy unavailable (%s); falling back to the default profile"
+    )
+    return None if model is None else LearnedPolicy(model, **kw)  # type: ignore[arg-type]
+
+
+def _model_or_none(path: str, warning: str) -> LearnedModel | None:
+    """The model file at `path` (the shipped model when empty); None, after logging
+    `warning` with the reason, when it is missing or corrupt."""
     try:
-        model = load_model(path) if path else load_default_model()
+        return load_model(path) if path else load_default_model()
     except ModelError as err:
-        log.warning("learned policy unavailable (%s); falling back to the default profile", err)
+        log.warning(warning, err)
         return None
-    return LearnedPolicy(model, **kw)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass
@@ -157,12 +165,10 @@ def shadow_or_none(policy: str, model_path: str = "") -> Shadow | None:
     the default profile instead would report on a policy nobody asked about)."""
     if policy != "learned":
         return Shadow(policy)
-    try:
-        model = load_model(model_path) if model_path else load_default_model()
-    except ModelError as err:
-        log.warning("shadow policy learned disabled (%s); no disagreement will be logged", err)
-        return None
-    return Shadow(policy, LearnedPolicy(model))
+    model = _model_or_none(
+        model_path, "shadow policy learned disabled (%s); no disagreement will be logged"
+    )
+    return None if model is None else Shadow(policy, LearnedPolicy(model))
 
 
 def disagreement_line(shadow: Shadow, outcome: ShadowBatch) -> str:
