@@ -89,3 +89,24 @@ def test_store_owner_index_benchmark_compares_both_variants():
     # The index serves the exact query list_tasks issues, and only when it exists.
     assert "USING INDEX idx_tasks_owner" in listing["plans"]["with"]["owner"]
     assert "idx_tasks_owner" not in listing["plans"]["without"]["owner"]
+
+
+def test_backfill_order_benchmark_matches_the_simulator_when_both_orders_agree():
+    """With one orderer for the head and the backfilling candidates, the split
+    simulator must give exactly `cloudai sim compare --backfill`'s figure."""
+    trace = str(ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz")
+    window = ("--length", "200", "--seed", "1")
+    out = _run(
+        "backfill_order.py",
+        *("--trace", trace, "--validation", "2", "--windows", "2", "--eval-seeds", "1"),
+        *window[:2],
+        *("--heads", "f1", "--backfills", "f1,area"),
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["head"], r["backfill"]) for r in rows] == [("f1", "f1"), ("f1", "area")]
+    cmd = [sys.executable, "-m", "cloudai", "sim", "compare", "--trace", trace, "--backfill"]
+    cmd += ["--sequences", "2", *window, "--policies", "f1", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    f1 = json.loads(done.stdout)["policies"]["f1"]["bsld"]
+    assert rows[0]["seed1"] == round(f1, 2)
+    assert all(r["val"] >= 1.0 and r["seed1"] >= 1.0 for r in rows)

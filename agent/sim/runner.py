@@ -88,6 +88,12 @@ def check_format(path: str | Path, cfg: SimConfig) -> str:
     name = Path(path).name
     if fmt == "openb" and not cfg.nodes:
         raise ConfigError(f"{name} is an openb trace: it needs its nodes, pass --nodes PATH")
+    if fmt == "openb" and (cfg.procs or cfg.backfill):
+        flag = "--procs" if cfg.procs else "--backfill"
+        raise ConfigError(
+            f"{flag} is for SWF traces (one machine); {name} is an openb trace, "
+            "placed on the nodes of --nodes"
+        )
     if fmt == "swf" and cfg.nodes:
         raise ConfigError(
             f"{name} is an SWF trace (one machine, --procs): --nodes is for openb traces"

@@ -128,6 +128,21 @@ def test_the_trace_format_decides_the_simulator(tmp_path):
     assert "--nodes is for openb traces" in got
 
 
+def test_swf_only_flags_are_refused_on_an_openb_trace(tmp_path):
+    p, n = pods(tmp_path), nodes(tmp_path)
+    for cmd in ("run", "compare"):
+        got = error("sim", cmd, "--trace", p, "--nodes", n, "--procs", "64")
+        assert got == (
+            "--procs is for SWF traces (one machine); pods.csv is an openb trace, "
+            "placed on the nodes of --nodes"
+        )
+        got = error("sim", cmd, "--trace", p, "--nodes", n, "--backfill")
+        assert got.startswith("--backfill is for SWF traces (one machine)")
+    out = str(tmp_path / "m.joblib")
+    got = error("sim", "train", "--trace", p, "--nodes", n, "--procs", "8", "--out", out)
+    assert got.startswith("--procs is for SWF traces")
+
+
 def test_empty_policy_list_is_an_error(tmp_path):
     for given in ("", ",,", " , "):
         got = error("sim", "compare", "--trace", swf(tmp_path), "--policies", given)
