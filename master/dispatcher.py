@@ -2,6 +2,11 @@
 
 Dispatch runs on its own thread with non-blocking calls, outside the master's lock,
 so a slow or dead worker never stalls placement or other RPCs.
+
+A dispatch that cannot reach its worker marks the worker unreachable in the registry
+(placement leaves it out); any answer from it clears the mark. While a worker is
+marked, a prober thread checks it each time its cool-down ends: connected clears the
+mark, not connected starts a cool-down twice as long.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ LINGER_S = 0.01
 # of commits in progress to finish (see Dispatcher.commit_first).
 YIELD_EVERY = 32
 YIELD_S = 0.05
+# The prober wakes every PROBE_INTERVAL_S and gives a connection PROBE_TIMEOUT_S.
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 2.5
 
 
 class Dispatcher:
@@ -46,13 +54,16 @@ class Dispatcher:
         *,
         channel: Callable[[str], grpc.Channel] = rpc.channel,
         reveal: Callable[[TaskSpec], TaskSpec] = lambda spec: spec,
+        on_reachable: Callable[[], None] = lambda: None,
     ) -> None:
         """`channel` dials a worker (with the master's TLS and token); `reveal`
-        decrypts a task's sealed secret env values just before they are sent."""
+        decrypts a task's sealed secret env values just before they are sent;
+        `on_reachable` is called when an unreachable worker is reached again."""
         self._registry = registry
         self._tasks = tasks
         self._channel = channel
         self._reveal = reveal
+        self._on_reachable = on_reachable
         self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
         self._queue: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
         self._stubs: dict[str, tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
@@ -60,12 +71,20 @@ class Dispatcher:
         self._commits = 0
         self._no_commit = threading.Event()
         self._no_commit.set()
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
         self._thread.start()
+        self._prober = threading.Thread(target=self._probe_loop, name="probe", daemon=True)
+        self._prober.start()
 
     def _stub(self, worker_id: str) -> mw_grpc.WorkerStub | None:
-        """One channel per worker address, kept open: workers sharing an address
-        (several on one host behind one port) share it."""
+        conn = self._connect(worker_id)
+        return conn[1] if conn else None
+
+    def _connect(self, worker_id: str) -> tuple[str, mw_grpc.WorkerStub, grpc.Channel] | None:
+        """(address, stub, channel) of the worker. One channel per worker address,
+        kept open: workers sharing an address (several on one host behind one port)
+        share it."""
         entry = self._registry.get(worker_id)
         if entry is None:
             return None
@@ -76,7 +95,7 @@ class Dispatcher:
                 ch = self._channel(address)
                 cached = (address, mw_grpc.WorkerStub(ch), ch)
                 self._stubs[address] = cached
-            return cached[1]
+            return cached
 
     @contextmanager
     def commit_first(self) -> Iterator[None]:
@@ -137,6 +156,7 @@ class Dispatcher:
         return None
 
     def _send(self, worker_id: str, tasks: list[Task]) -> None:
+        address = self._address(worker_id)
         stub = self._stub(worker_id)
         if stub is None:
             for task in tasks:
@@ -156,20 +176,21 @@ class Dispatcher:
         else:
             batch = mw.AssignTasksRequest(assignments=reqs)
             call = stub.AssignTasks.future(batch, timeout=ASSIGN_TIMEOUT_S)
-        call.add_done_callback(lambda fut: self._settle(worker_id, tasks, fut))
+        call.add_done_callback(lambda fut: self._settle(worker_id, address, tasks, fut))
 
-    def _settle(self, worker_id: str, tasks: list[Task], fut: grpc.Future) -> None:
+    def _settle(self, worker_id: str, address: str, tasks: list[Task], fut: grpc.Future) -> None:
         """Runs when the worker answered: requeue what it refused or never got."""
         try:
             resp = fut.result()
             answers = [resp] if len(tasks) == 1 else list(resp.results)
         except grpc.RpcError as err:
-            address = self._address(worker_id)
             msg = f"worker {worker_id} unreachable at {address}: {err.code().name}"
             log.warning("dispatch of %d task(s) failed: %s", len(tasks), msg)
+            self._unreachable(worker_id, address, err)
             for task in tasks:
                 self._tasks.dispatch_failed(task.id, task.attempt, msg, unreachable=True)
             return
+        self._reachable(worker_id)
         for task, resp in zip(tasks, answers, strict=False):
             if not resp.accepted:
                 reason = f"worker refused: {resp.message}"
@@ -178,6 +199,53 @@ class Dispatcher:
     def _address(self, worker_id: str) -> str:
         entry = self._registry.get(worker_id)
         return entry.record.address if entry else "?"
+
+    # -- reachability --------------------------------------------------------------------
+    def _unreachable(self, worker_id: str, address: str, err: grpc.RpcError) -> None:
+        """Mark the worker unreachable before its tasks are requeued, so that the
+        placement of the requeued tasks already leaves it out."""
+        error = f"{err.code().name}: {err.details() or ''}".rstrip(": ")[:300]
+        mark, new = self._registry.mark_unreachable(worker_id, error, address)
+        if mark is not None and new:
+            log.warning(
+                "worker %s unreachable at %s: %s; not placing on it for %gs",
+                worker_id,
+                address,
+                error,
+                mark.until - mark.since,
+            )
+
+    def _reachable(self, worker_id: str) -> None:
+        if self._registry.mark_reachable(worker_id):
+            log.info("worker %s reachable again", worker_id)
+            self._on_reachable()
+
+    def _probe_loop(self) -> None:
+        while not self._closed.wait(PROBE_INTERVAL_S):
+            try:
+                self._probe_due()
+            except Exception:  # a bug must not stop probing
+                log.exception("probing unreachable workers failed")
+
+    def _probe_due(self) -> None:
+        """Try to connect to each marked worker whose cool-down has ended, all at once."""
+        now = time.time()
+        probes = []
+        for worker_id, mark in self._registry.unreachable():
+            conn = self._connect(worker_id) if mark.until <= now else None
+            if conn is not None:
+                probes.append((worker_id, conn[0], grpc.channel_ready_future(conn[2])))
+        deadline = time.time() + PROBE_TIMEOUT_S
+        for worker_id, address, ready in probes:
+            try:
+                ready.result(timeout=max(0.0, deadline - time.time()))
+            except grpc.FutureTimeoutError:
+                ready.cancel()
+                mark, _ = self._registry.mark_unreachable(worker_id, address=address, renew=True)
+                if mark is not None:
+                    log.debug("worker %s still unreachable at %s", worker_id, address)
+                continue
+            self._reachable(worker_id)
 
     def cancel(self, worker_id: str, task_id: str, attempt: int, reason: str = "cancelled") -> None:
         self._pool.submit(self._cancel, worker_id, task_id, attempt, reason)
@@ -207,8 +275,10 @@ class Dispatcher:
         return stub.GetTaskLogs(req, timeout=None if follow else ASSIGN_TIMEOUT_S)
 
     def close(self) -> None:
+        self._closed.set()
         self._queue.put(None)
         self._thread.join(timeout=5)
+        self._prober.join(timeout=PROBE_TIMEOUT_S + 1)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for _, _, ch in self._stubs.values():

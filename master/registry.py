@@ -8,6 +8,10 @@ The store is never called while the registry's lock is held: the task manager re
 the registry in the middle of a store transaction, so holding both the other way
 round would deadlock. Health writes go through `_persist_health`, which writes the
 latest state in turn, so the store ends with the last health whatever the order.
+
+A worker whose heartbeats arrive but that the master cannot call (a wrong or
+firewalled address) is marked unreachable, in memory only: placement leaves it out
+until the dispatcher reaches it again. A new registration clears the mark.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 
@@ -23,6 +27,7 @@ from cloudai.errors import CloudAIError
 from cloudai.model import Resources, WorkerHealth, WorkerRecord
 from cloudai.proto import common_pb2 as pb
 
+from . import retry
 from .store.base import Store
 
 log = logging.getLogger("cloudai.master")
@@ -32,6 +37,24 @@ class WorkerIdInUse(CloudAIError):
     """A registration for an id that another live worker holds."""
 
     code = grpc.StatusCode.ALREADY_EXISTS
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """The master could not call the worker: since when, left out of placement until
+    when, after how many failed checks in a row (dispatches and probes), and why."""
+
+    since: float
+    until: float
+    failures: int
+    error: str
+
+    def describe(self, worker_id: str, now: float | None = None) -> str:
+        wait = max(0.0, self.until - (time.time() if now is None else now))
+        return (
+            f"worker {worker_id!r} is unreachable (last dispatch failed: {self.error}); "
+            f"retrying it in {wait:.0f}s"
+        )
 
 
 @dataclass(slots=True)
@@ -45,6 +68,8 @@ class WorkerEntry:
     registered: bool = False
     last_sample: float = 0.0
     drain_requested: bool = False
+    # Set while the master cannot reach the worker; replaced, never changed in place.
+    unreachable: Unreachable | None = None
 
     @property
     def healthy(self) -> bool:
@@ -108,8 +133,13 @@ class WorkerRegistry:
             )
             if telemetry is not None:
                 entry.telemetry = telemetry
-            self._workers[rec.id] = entry
-            return old is None or old.record.health != rec.health or not old.registered
+            self._workers[rec.id] = entry  # a fresh entry: no unreachable mark
+            return (
+                old is None
+                or old.record.health != rec.health
+                or not old.registered
+                or old.unreachable is not None
+            )
 
     def heartbeat(
         self,
@@ -174,6 +204,45 @@ class WorkerRegistry:
         self._persist_health(worker_id)
         return entry
 
+    def mark_unreachable(
+        self, worker_id: str, error: str = "", address: str = "", *, renew: bool = False
+    ) -> tuple[Unreachable | None, bool]:
+        """A call to the worker failed. Outside a cool-down this starts the next one,
+        twice as long as the last (retry.unreachable_cooldown); within one (calls that
+        were in flight, pinned tasks) it only keeps the latest error. An empty `error`
+        keeps the last one. A failure at another `address` than the registered one
+        (the worker registered again meanwhile) is ignored, and so is one with `renew`
+        (a failed probe) on a worker that is no longer marked.
+        Returns (the mark or None, whether this call set it on an unmarked worker)."""
+        now = time.time()
+        with self._lock:
+            entry = self._workers.get(worker_id)
+            if entry is None or (address and address != entry.record.address):
+                return None, False
+            old = entry.unreachable
+            if old is None and renew:
+                return None, False
+            entry.unreachable = _next_mark(old, error, now)
+            return entry.unreachable, old is None
+
+    def mark_reachable(self, worker_id: str) -> bool:
+        """The worker answered a call: clear its mark. Returns True if it was marked."""
+        entry = self._workers.get(worker_id)
+        if entry is None or entry.unreachable is None:  # the common case, lock-free
+            return False
+        with self._lock:
+            entry = self._workers.get(worker_id)
+            if entry is None or entry.unreachable is None:
+                return False
+            entry.unreachable = None
+            return True
+
+    def unreachable(self) -> list[tuple[str, Unreachable]]:
+        """The workers marked unreachable now, with their marks, by id. Lock-free, as
+        get() and all() are (see there): the scheduler calls it once per batch."""
+        entries = list(self._workers.values())
+        return sorted((e.record.id, m) for e in entries if (m := e.unreachable) is not None)
+
     def _persist_health(self, worker_id: str) -> None:
         with self._persist:
             with self._lock:
@@ -197,6 +266,18 @@ class WorkerRegistry:
     def capacity(self, worker_id: str) -> Resources | None:
         entry = self.get(worker_id)
         return entry.record.capacity if entry else None
+
+
+def _next_mark(old: Unreachable | None, error: str, now: float) -> Unreachable:
+    if old is not None and now < old.until:
+        return replace(old, error=error or old.error)
+    failures = old.failures + 1 if old else 1
+    return Unreachable(
+        since=old.since if old else now,
+        until=now + retry.unreachable_cooldown(failures),
+        failures=failures,
+        error=error or (old.error if old else "unknown error"),
+    )
 
 
 def _log_superseded(worker_id: str, address: str, registered: str) -> None:

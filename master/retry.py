@@ -29,6 +29,11 @@ RETRY_CAP_S = 60.0
 DISPATCH_BACKOFF_BASE_S = 0.5
 DISPATCH_BACKOFF_CAP_S = 30.0
 MAX_DISPATCH_FAILURES = 5
+# A worker that a dispatch could not reach is left out of placement for a cool-down
+# that doubles from UNREACHABLE_BASE_S to at most UNREACHABLE_CAP_S with each failed
+# check in a row (the dispatcher probes it when the cool-down ends).
+UNREACHABLE_BASE_S = 5.0
+UNREACHABLE_CAP_S = 60.0
 
 
 def backoff(retries_used: int) -> float:
@@ -39,6 +44,11 @@ def backoff(retries_used: int) -> float:
 def dispatch_backoff(failures: int) -> float:
     """The wait before a task is placed again after `failures` failed dispatches in a row."""
     return _jittered(DISPATCH_BACKOFF_BASE_S, DISPATCH_BACKOFF_CAP_S, failures)
+
+
+def unreachable_cooldown(failures: int) -> float:
+    """How long a worker is left out of placement after `failures` failed checks in a row."""
+    return min(UNREACHABLE_BASE_S * 2 ** (failures - 1), UNREACHABLE_CAP_S)
 
 
 def dispatch_failures(task: Task) -> int:

@@ -27,6 +27,7 @@ from .tasks import TaskManager
 log = logging.getLogger("cloudai.master")
 MAX_BATCH = 10_000
 AVOID_FOR_S = 10.0
+MAX_NAMED_UNREACHABLE = 3  # more unreachable workers are counted, not named, in explain
 Decider = Callable[[apb.SchedulingBatch], list[apb.Decision]]
 
 
@@ -190,9 +191,10 @@ class Scheduler:
         """Commit each decision on its own, all in one store transaction; dispatch to
         workers only once that transaction is durable."""
         results, placed = [], []
+        left_out = self._unreachable_rejections()  # once per batch, not per decision
         with self._dispatcher.commit_first(), self._tasks.batch():
             for d in decisions:
-                result, task = self._apply(d, source=source, fallback=fallback)
+                result, task = self._apply(d, source=source, fallback=fallback, left_out=left_out)
                 results.append(result)
                 if task is not None:
                     placed.append(task)
@@ -201,11 +203,19 @@ class Scheduler:
         return results
 
     def _apply(
-        self, d: apb.Decision, *, source: str, fallback: bool = False
+        self,
+        d: apb.Decision,
+        *,
+        source: str,
+        fallback: bool = False,
+        left_out: dict[str, int] | None = None,
     ) -> tuple[apb.PlacementResult, Task | None]:
+        """Commit one decision. An unplaced task also counts the workers `left_out`
+        of the snapshot among its rejections (see _unreachable_rejections)."""
         record = decision_from_pb(d)
         record.source, record.fallback, record.decided_at = source, fallback, time.time()
         if not d.worker_id:
+            record.rejections.update(left_out or {})
             self._tasks.record_unplaced(record)
             reason = d.hint or "unplaced"
             return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
@@ -214,6 +224,14 @@ class Scheduler:
             log.info("placement of %s on %s rejected: %s", d.task_id, d.worker_id, reason)
             return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
         return apb.PlacementResult(task_id=d.task_id, accepted=True), task
+
+    def _unreachable_rejections(self) -> dict[str, int]:
+        """The workers left out of the snapshot as unreachable, as rejections of a
+        decision (reason -> count), so that `explain` of an unplaced task names them."""
+        marked = self._registry.unreachable()
+        if len(marked) > MAX_NAMED_UNREACHABLE:
+            return {"unreachable (last dispatch failed)": len(marked)}
+        return {mark.describe(worker_id): 1 for worker_id, mark in marked}
 
     # -- snapshot -----------------------------------------------------------------------
     def snapshot(self, tasks: list[Task], seq: int = 0) -> apb.SchedulingBatch:
@@ -235,7 +253,8 @@ class Scheduler:
                 )
             )
         for e in self._registry.all():
-            if not e.registered:
+            # A worker the master cannot reach is not offered until it is reached again.
+            if not e.registered or e.unreachable is not None:
                 continue
             batch.workers.append(
                 apb.WorkerSnapshot(
@@ -255,6 +274,8 @@ class Scheduler:
         decisions = self._decide(self.snapshot([task]))
         record = decision_from_pb(decisions[0]) if decisions else DecisionRecord(task.id, 0)
         record.source = "dry-run"
+        if not record.worker_id:
+            record.rejections.update(self._unreachable_rejections())
         return record
 
     # -- the master's own loop: manual pins, fallback, backoff timers -------------------------

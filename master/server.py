@@ -117,6 +117,7 @@ class Master:
             self.tasks,
             channel=self.security.transport.channel,
             reveal=self.secrets.reveal,
+            on_reachable=lambda: self.scheduler.notify(),
         )
         self.scheduler = Scheduler(
             self.tasks,
@@ -269,8 +270,8 @@ class Master:
         return self._logs.stream(task_id, follow, tail, is_active)
 
     def worker_info(self, e: WorkerEntry) -> pb.WorkerInfo:
-        r = e.record
-        return pb.WorkerInfo(
+        r, mark = e.record, e.unreachable
+        info = pb.WorkerInfo(
             id=r.id,
             address=r.address,
             capacity=resources_to_pb(r.capacity),
@@ -285,6 +286,10 @@ class Master:
             hostname=r.hostname,
             version=r.version,
         )
+        if mark is not None:
+            info.unreachable_error = mark.error
+            info.unreachable_since, info.unreachable_until = mark.since, mark.until
+        return info
 
     def status(self) -> cpb.StatusResponse:
         entries = self.registry.all()
@@ -303,6 +308,7 @@ class Master:
             workers_active=counts[WorkerHealth.ACTIVE],
             workers_inactive=counts[WorkerHealth.INACTIVE],
             workers_draining=counts[WorkerHealth.DRAINING],
+            workers_unreachable=sum(1 for e in entries if e.unreachable is not None),
             tasks_by_state=self.store.count_tasks_by_state(),
             agent_connected=healthy,
             agent_id=agent_id,

@@ -196,6 +196,9 @@ class TaskManager:
             return f"worker {worker_id!r} is {entry.record.health.value.lower()}"
         if task.spec.pinned_worker and task.spec.pinned_worker != worker_id:
             return f"task is pinned to {task.spec.pinned_worker!r}"
+        # A task pinned to the worker is still sent: it has its own bound on failures.
+        if entry.unreachable is not None and not task.spec.pinned_worker:
+            return entry.unreachable.describe(worker_id)
         for key, value in task.spec.selector.items():
             if entry.record.labels.get(key) != value:
                 return f"worker {worker_id!r} lacks label {key}={value}"

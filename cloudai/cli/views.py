@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -42,6 +43,14 @@ def _res(r: pb.Resources) -> str:
     return f"cpu={r.cpu:g} mem={size(r.memory_bytes)}{gpu}"
 
 
+def _health(w: pb.WorkerInfo) -> str:
+    """The health, and for how long the master has not reached the worker, if so."""
+    if not w.unreachable_since:
+        return health_name(w.health)
+    since = max(0.0, time.time() - w.unreachable_since)
+    return f"{health_name(w.health)} (unreachable {since:.0f}s)"
+
+
 def workers_table(workers: list[pb.WorkerInfo]) -> str:
     rows = []
     for w in workers:
@@ -50,7 +59,7 @@ def workers_table(workers: list[pb.WorkerInfo]) -> str:
         rows.append(
             [
                 w.id,
-                health_name(w.health),
+                _health(w),
                 w.address,
                 _res(w.capacity),
                 _res(w.allocated),
@@ -163,7 +172,8 @@ def status_panel(s: cpb.StatusResponse) -> str:
         (
             "workers",
             f"{s.workers_active} active, {s.workers_inactive} inactive, "
-            f"{s.workers_draining} draining",
+            f"{s.workers_draining} draining"
+            + (f", {s.workers_unreachable} unreachable" if s.workers_unreachable else ""),
         ),
         ("capacity", _res(s.capacity)),
         ("allocated", _res(s.allocated)),
