@@ -7,6 +7,10 @@ drives the work, so a submitted task is placed milliseconds after the master pus
 
 When the stream breaks or the master is down, the agent reconnects with exponential
 backoff and jitter, one log line per failure. SIGTERM or SIGINT stops it cleanly.
+
+A master that refuses the agent's token (UNAUTHENTICATED or PERMISSION_DENIED) before
+it ever served the agent will not change its mind: the agent exits 1 with one line.
+Once served, a refusal may be a token rotation in progress: it retries, slowly.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ BACKOFF_MAX_S = 5.0
 SUBMIT_TIMEOUT_S = 30.0
 # A stream that stayed open this long was a real connection: start backoff afresh.
 _HEALTHY_STREAM_S = 2.0
+# The master's answers to a token it will not take: permanent until someone acts.
+_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+# Retries after such a refusal, once served: slow, as only an operator can fix it.
+REFUSED_BACKOFF_S = (1.0, 30.0)
 
 
 def choose_profile(settings: AgentSettings) -> Profile:
@@ -109,7 +117,12 @@ class Agent:
                 )
         self.shadow = shadow_or_none(settings.shadow, settings.model) if settings.shadow else None
         self.backoff = backoff or Backoff()
+        self.refused_backoff = Backoff(*REFUSED_BACKOFF_S)
         self.batches = 0
+        # Served: the master accepted this agent's watch at least once.
+        self.served = False
+        # Why the master refused this agent's token before ever serving it ("": it did not).
+        self.refused = ""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
@@ -126,23 +139,36 @@ class Agent:
         self.model_version = self.learned.version if self.learned else ""
 
     def run(self) -> None:
-        """Watch, place and submit until `stop()`; reconnect on failure."""
+        """Watch, place and submit until `stop()`; reconnect on failure. Returns early,
+        with `refused` set, when the master refuses the token before serving us."""
         target = self.settings.master
         while not self._stop.is_set():
             opened = time.monotonic()
             try:
                 with self.transport.channel(target) as channel:
                     self._serve(master_agent_pb2_grpc.MasterAgentStub(channel))
-                failure = "stream closed by the master"
+                failure, refused = "stream closed by the master", False
             except grpc.RpcError as err:
                 if self._stop.is_set():
                     break
-                failure = _describe(err)
+                failure, refused = _describe(err), _code(err) in _REFUSED
             if time.monotonic() - opened > _HEALTHY_STREAM_S:
+                self.served = True  # a refusal comes at once: this watch was accepted
                 self.backoff.reset()
-            delay = self.backoff.next()
+            if refused and not self.served:
+                self.refused = failure
+                return
+            delay = self._retry_in(refused)
+            if refused:
+                failure = f"token refused ({failure}), a token rotation may be in progress"
             log.warning("master %s: %s; reconnecting in %.1fs", target, failure, delay)
             self._stop.wait(delay)
+
+    def _retry_in(self, refused: bool) -> float:
+        if refused:
+            return self.refused_backoff.next()
+        self.refused_backoff.reset()
+        return self.backoff.next()
 
     def stop(self) -> None:
         self._stop.set()
@@ -164,7 +190,9 @@ class Agent:
             call.cancel()
         try:
             for batch in call:
+                self.served = True
                 self.backoff.reset()
+                self.refused_backoff.reset()
                 self._answer(stub, batch)
         finally:
             with self._lock:
@@ -222,8 +250,12 @@ class Agent:
                 log.info("task %s not placed%s: %s", r.task_id, on, r.reason or "no reason given")
 
 
+def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    return err.code() if hasattr(err, "code") else None
+
+
 def _describe(err: grpc.RpcError) -> str:
-    code = err.code() if hasattr(err, "code") else None
+    code = _code(err)
     if code == grpc.StatusCode.UNAVAILABLE:
         return "unavailable"
     details = err.details() if hasattr(err, "details") else str(err)
@@ -264,6 +296,13 @@ def run_agent(settings: AgentSettings) -> int:
         worker.join(timeout=5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if agent.refused:
+        print(
+            f"cloudai agent: the master refused this agent's token: {agent.refused} "
+            "(the agent needs a token with the agent role)",
+            file=sys.stderr,
+        )
+        return 1
     if agent.shadow is not None:
         s = agent.shadow
         print(f"shadow {s.name}: disagreement rate {s.rate:.1%} over {s.decisions} decision(s)")

@@ -20,6 +20,7 @@ the whole chain for every task; tests check it against a plain reference pipelin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
@@ -38,6 +39,8 @@ from .snapshot import ClusterState, TaskRequest
 Filtered = tuple[np.ndarray, int, dict[str, int], list[Filter]]
 # A placed task's candidates until `_take` sets them.
 _LATER: Sequence[Candidate] = ()
+_INF = np.inf
+log = logging.getLogger("cloudai.agent.policy")
 
 
 class Batch:
@@ -66,6 +69,8 @@ class Batch:
         self._table = self.log.table()
         # (output position, task index, pinned worker index or None).
         self._unplaced: list[tuple[int, int, int | None]] = []
+        # Candidates whose total was NaN or +inf (a misbehaving scorer): never picked.
+        self.unscorable = 0
 
     def _leading_round_filters(self) -> tuple[Filtered, list[Filter]]:
         """Filters marked `per_round` (their answer does not depend on the task) at the
@@ -172,8 +177,8 @@ class Batch:
         plan, head = self.plan, run[0]
         row, cached = self._phi[task.gpu > 0][head], plan.cached_rows(task)
         self.log.cached_of[head] = cached
-        total, _ = plan.total(task, row, alive, cached)
-        phi, value = row.tolist(), plan.value
+        total = self._finite(plan.total(task, row, alive, cached)[0], alive)
+        phi, value = row.tolist(), self._value
         short = Shortlist(total, alive, min(self.top_k + len(run) - 1, feasible), feasible)
         tasks, out, k, n = self.tasks, self.out, self.top_k, self.n
         winner = -1
@@ -213,10 +218,28 @@ class Batch:
             winner = -1
             if feasible:
                 total, rows = self.plan.total(task, phi, alive, cached)
+                total = self._finite(total, alive)
                 negs, workers = top(total, alive, min(self.top_k, feasible))
                 winner = self._take(p, run[0], task, negs, workers, rows)
             if winner < 0:
                 self._unplaced.append((len(self.out) - 1, i, None))
+
+    def _finite(self, total: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """`total` with NaN and +inf made -inf: unscorable, so no pick takes them (one
+        max is cheap next to the pass that made `total`; NaN makes it NaN)."""
+        if total.size and not total.max() < _INF:
+            bad = ~(total < _INF)
+            self.unscorable += int(np.count_nonzero(bad & alive))
+            total[bad] = -_INF
+        return total
+
+    def _value(self, task: TaskRequest, phi: list[float], j: int, cached: list) -> float | None:
+        """plan.value, or None (unscorable, as if gone) when it is NaN or +inf."""
+        v = self.plan.value(task, phi, j, cached)
+        if v < _INF:
+            return v
+        self.unscorable += 1
+        return None
 
     def _take(
         self,
@@ -276,6 +299,12 @@ class Batch:
         self._unplaced.append((len(self.out) - 1, i, j))
 
     def finish(self) -> list[Placement]:
+        if self.unscorable:
+            log.warning(
+                "%d candidate total(s) were NaN or infinite: treated as unscorable "
+                "(a scorer misbehaves, or a profile weight is out of range)",
+                self.unscorable,
+            )
         # Hints describe the state after this batch's reservations: the state the task
         # faces next. Tasks with the same needs get the same hint, computed once.
         hints: dict[tuple, str] = {}

@@ -46,10 +46,10 @@ class Pipeline:
     def build(
         cls, profile: Profile, registry: Registry = REGISTRY, orderer: str | None = None
     ) -> Pipeline:
-        profile.validate(registry)
+        profile.check(registry)
 
         def make(kind: Kind, name: str) -> Any:
-            return registry.create(kind, name, **profile.params.get(name, {}))
+            return profile.make(kind, name, registry)
 
         # A weight of 0 switches a scorer off: it is not even built.
         weighted = [(n, float(w)) for n, w in profile.scorers.items() if w > 0]
@@ -77,7 +77,9 @@ def place_batch(
     so the batch never overcommits a worker. `state` is left untouched unless `mutate`
     (the simulator keeps the reservations). `profile` is a Profile, a built-in name or
     a profile file path; `orderer` overrides the profile's queue orderer."""
-    pipeline = Pipeline.build(resolve_profile(profile, registry), registry, orderer)
+    # A Profile object is checked, and its plugins built, by Pipeline.build alone.
+    chosen = profile if isinstance(profile, Profile) else resolve_profile(profile, registry)
+    pipeline = Pipeline.build(chosen, registry, orderer)
     work = state if mutate else state.copy()
     batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k))
     batch.run(pipeline.orderer.order(tasks, time.time() if now is None else now))

@@ -7,13 +7,17 @@ A profile file (JSON, or TOML read with tomllib) looks like:
      "params": {"priority_fifo": {"aging_s": 120}}}
 
 `filters` defaults to every built-in filter in the standard order, `orderer` to
-priority_fifo. Weights are non-negative numbers; a weight of 0 disables a scorer.
+priority_fifo. Weights are finite numbers >= 0; a weight of 0 disables a scorer.
+`params` holds each plugin's constructor arguments. Loading a profile validates all of
+it, building every plugin it names once, so a bad profile is refused at start-up.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,22 +39,29 @@ class Profile:
     description: str = ""
 
     def validate(self, registry: Registry = REGISTRY) -> Profile:
-        """Raise ConfigError naming the first problem; return self when valid."""
-        if not self.name:
-            raise ConfigError("a profile needs a name")
-        for name in self.filters:
-            _check(registry, self.name, Kind.FILTER, name)
-        for name, weight in self.scorers.items():
-            _check(registry, self.name, Kind.SCORER, name)
-            if not isinstance(weight, int | float) or weight < 0:
-                raise ConfigError(
-                    f"profile {self.name!r}: weight of {name!r} must be a number >= 0, "
-                    f"got {weight!r}"
-                )
-        _check(registry, self.name, Kind.ORDERER, self.orderer)
-        for name in self.params:
-            if registry.kind_of(name) is None:
-                raise ConfigError(f"profile {self.name!r}: params for unknown plugin {name!r}")
+        """Raise ConfigError naming the first problem; return self when valid. Beyond
+        `check`, every plugin the profile names is built once with its params, so a
+        parameter a plugin does not take, or a value it refuses, fails here and not
+        at the first batch."""
+        return self._named(_problems, registry)
+
+    def check(self, registry: Registry = REGISTRY) -> Profile:
+        """The cheap part of `validate` (types, names, weights), building no plugin:
+        the pipeline runs it for every batch, and builds the plugins with `make`."""
+        return self._named(_check_shape, registry)
+
+    def make(self, kind: Kind, name: str, registry: Registry = REGISTRY) -> Any:
+        """A new instance of plugin `name` with this profile's params for it."""
+        try:
+            return _build(self, kind, name, registry)
+        except ConfigError as err:
+            raise ConfigError(f"profile {self.name!r}: {err}") from err
+
+    def _named(self, check: Callable[[Profile, Registry], None], registry: Registry) -> Profile:
+        try:
+            check(self, registry)
+        except ConfigError as err:
+            raise ConfigError(f"profile {self.name!r}: {err}") from err
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,24 +81,89 @@ class Profile:
             raise ConfigError(f"unknown profile field(s): {', '.join(sorted(unknown))}")
         if not isinstance(d.get("scorers"), dict) or not d["scorers"]:
             raise ConfigError("a profile needs a non-empty 'scorers' table: {name: weight}")
+        for key in ("name", "description", "orderer"):
+            _want(isinstance(d.get(key, ""), str), key, "a string", d.get(key))
+        filters = d.get("filters", list(DEFAULT_FILTERS))
+        _want(isinstance(filters, list), "filters", "a list of filter names", filters)
+        params = d.get("params", {})
+        _want(isinstance(params, dict), "params", "a table of tables", params)
+        for plugin, table in params.items():
+            _want(isinstance(table, dict), f"params.{plugin}", "a table", table)
         return cls(
-            name=str(d.get("name", "")),
-            description=str(d.get("description", "")),
-            filters=tuple(d.get("filters", DEFAULT_FILTERS)),
-            scorers={str(k): v for k, v in d["scorers"].items()},
-            orderer=str(d.get("orderer", "priority_fifo")),
-            params={str(k): dict(v) for k, v in d.get("params", {}).items()},
+            name=d.get("name", ""),
+            description=d.get("description", ""),
+            filters=tuple(filters),
+            scorers=dict(d["scorers"]),
+            orderer=d.get("orderer", "priority_fifo"),
+            params={k: dict(v) for k, v in params.items()},
         )
 
 
-def _check(registry: Registry, profile: str, kind: Kind, name: str) -> None:
+def _want(ok: bool, key: str, what: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key!r} must be {what}, got {type(got).__name__} {got!r}")
+
+
+def _check_shape(p: Profile, registry: Registry) -> None:
+    """Types, plugin names and kinds, finite weights: ConfigError with a bare message."""
+    if not isinstance(p.name, str) or not p.name:
+        raise ConfigError("a profile needs a name")
+    _want(isinstance(p.filters, list | tuple), "filters", "a list of filter names", p.filters)
+    for name in p.filters:
+        _check(registry, Kind.FILTER, name)
+    _want(isinstance(p.scorers, dict), "scorers", "a table {name: weight}", p.scorers)
+    for name, weight in p.scorers.items():
+        _check(registry, Kind.SCORER, name)
+        if not _weight_ok(weight):
+            got = weight if _is_number(weight) else repr(weight)
+            raise ConfigError(f"scorer weight {name} must be a finite number >= 0, got {got}")
+    _check(registry, Kind.ORDERER, p.orderer)
+    _want(isinstance(p.params, dict), "params", "a table of tables", p.params)
+    for name, table in p.params.items():
+        if not isinstance(name, str) or registry.kind_of(name) is None:
+            raise ConfigError(f"params for unknown plugin {name!r}")
+        _want(isinstance(table, dict), f"params.{name}", "a table", table)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _weight_ok(x: Any) -> bool:
+    # `not x >= 0` rather than `x < 0`: NaN compares false either way.
+    return _is_number(x) and math.isfinite(x) and x >= 0
+
+
+def _check(registry: Registry, kind: Kind, name: Any) -> None:
+    if not isinstance(name, str):
+        raise ConfigError(f"a {kind} name must be a string, got {type(name).__name__} {name!r}")
     have = registry.kind_of(name)
     if have == kind:
         return
     if have is None:
         known = ", ".join(registry.names(kind))
-        raise ConfigError(f"profile {profile!r}: unknown {kind} {name!r} (known: {known})")
-    raise ConfigError(f"profile {profile!r}: {name!r} is a {have}, not a {kind}")
+        raise ConfigError(f"unknown {kind} {name!r} (known: {known})")
+    raise ConfigError(f"{name!r} is a {have}, not a {kind}")
+
+
+def _problems(p: Profile, registry: Registry) -> None:
+    """`validate` with bare messages (no profile name): load_profile names the file."""
+    _check_shape(p, registry)
+    for name in dict.fromkeys([*p.filters, *p.scorers, p.orderer, *p.params]):
+        kind = registry.kind_of(name)
+        assert kind is not None  # _check_shape checked every name
+        _build(p, kind, name, registry)
+
+
+def _build(p: Profile, kind: Kind, name: str, registry: Registry) -> Any:
+    params = p.params.get(name, {})
+    try:
+        return registry.create(kind, name, **params)
+    except ConfigError:
+        raise
+    except Exception as err:  # any plugin's refusal of its params is bad input
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no params"
+        raise ConfigError(f"{kind} {name!r} refused its params ({given}): {err}") from err
 
 
 BUILTIN_PROFILES: dict[str, Profile] = {
@@ -130,7 +206,12 @@ def load_profile(path: str | Path, registry: Registry = REGISTRY) -> Profile:
     if not isinstance(data, dict):
         raise ConfigError(f"profile file {str(p)!r} must hold a table/object")
     data.setdefault("name", p.stem)
-    return Profile.from_dict(data).validate(registry)
+    try:
+        profile = Profile.from_dict(data)
+        _problems(profile, registry)
+    except ConfigError as err:
+        raise ConfigError(f"profile {p}: {err}") from err
+    return profile
 
 
 def save_profile(profile: Profile, path: str | Path) -> Path:

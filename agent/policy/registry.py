@@ -7,8 +7,10 @@ anyone noticing. Later plugins (learned scorers, other orderers) register here t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from enum import StrEnum
+from inspect import Parameter
 from typing import Any
 
 from cloudai.errors import ConfigError
@@ -50,12 +52,35 @@ class Registry:
             raise ConfigError(f"unknown {kind} {name!r} (known: {known})")
         if entry[0] != kind:
             raise ConfigError(f"{name!r} is a {entry[0]}, not a {kind}")
-        return entry[1](**params)
+        try:
+            return entry[1](**params)
+        except TypeError as err:
+            unknown = _unknown_params(entry[1], params)
+            if unknown is None:
+                raise
+            raise ConfigError(f"{kind} {name!r} has no parameter {unknown}") from err
 
     def copy(self) -> Registry:
         new = Registry()
         new._entries = dict(self._entries)
         return new
+
+
+def _unknown_params(factory: Callable[..., Any], params: dict[str, Any]) -> str | None:
+    """Which of `params` `factory` does not take, with what it does take; None when it
+    takes them all (or its signature cannot be read)."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    kinds = (Parameter.POSITIONAL_OR_KEYWORD, Parameter.KEYWORD_ONLY)
+    takes = [n for n, p in sig.parameters.items() if p.kind in kinds]
+    if any(p.kind == Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    unknown = [k for k in params if k not in takes]
+    if not unknown:
+        return None
+    return f"{unknown[0]!r} (it takes: {', '.join(takes) or 'none'})"
 
 
 def _with_builtins() -> Registry:

@@ -96,7 +96,7 @@ def test_a_minimal_file_gets_defaults(tmp_path):
         ({"scorers": {"leastalocated": 1}}, "unknown scorer 'leastalocated'"),
         ({"scorers": {"tetris": 1}, "filters": ["health", "cpu", "ram"]}, "unknown filter 'ram'"),
         ({"scorers": {"cpu": 1}}, "'cpu' is a filter, not a scorer"),
-        ({"scorers": {"tetris": -1}}, "must be a number >= 0"),
+        ({"scorers": {"tetris": -1}}, "weight tetris must be a finite number >= 0, got -1$"),
         ({"scorers": {}}, "non-empty 'scorers'"),
         ({"scorers": {"tetris": 1}, "orderer": "lottery"}, "unknown orderer 'lottery'"),
         ({"scorers": {"tetris": 1}, "wieghts": {}}, "unknown profile field"),
