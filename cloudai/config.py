@@ -178,3 +178,6 @@ class ClientSettings(TransportSettings):
 
     master: str = "localhost:50051"
     timeout: float = 10.0
+    # Seconds `submit --wait/--follow` and `logs --follow` wait out a master that went
+    # away (restarted) before they give up with exit 2; 0 gives up at once.
+    reconnect: float = Field(60.0, ge=0, allow_inf_nan=False)

@@ -149,7 +149,9 @@ def _add_port(server: grpc.Server, address: str, tls: Tls | None) -> int:
     except RuntimeError:  # taken since check_listen (gRPC has logged its own line)
         port = 0
     if port == 0:
-        raise ConfigError(f"cannot listen on {address}: address in use or not available")
+        # load_tls checked the certificate and key; gRPC may still refuse a key type.
+        also = "; or gRPC refused --tls-cert / --tls-key" if tls is not None else ""
+        raise ConfigError(f"cannot listen on {address}: address in use or not available{also}")
     return port
 
 
@@ -285,10 +287,16 @@ def describe_rpc_error(err: grpc.RpcError, target: str) -> str:
     code = err.code() if hasattr(err, "code") else None
     detail = err.details() if hasattr(err, "details") else str(err)
     if code == grpc.StatusCode.UNAVAILABLE and _looks_like_tls(detail or ""):
+        if _plaintext_peer(detail or ""):
+            return (
+                f"TLS handshake with the CloudAI master at {target} failed: it did not answer "
+                "in TLS, so it may be serving plaintext (started without --tls-*): drop "
+                "--tls-ca, --tls-cert and --tls-key (CLOUDAI_TLS_*) or start it with TLS"
+            )
         return (
             f"TLS handshake with the CloudAI master at {target} failed: check --tls-ca, "
-            "--tls-cert and --tls-key (CLOUDAI_TLS_*), and that the master's certificate "
-            "names the host you dial"
+            "--tls-cert and --tls-key (CLOUDAI_TLS_*), that the master's certificate "
+            "names the host you dial, and that the master serves TLS at all"
         )
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         # A TLS server closes a plaintext connection at once.
@@ -309,3 +317,10 @@ def describe_rpc_error(err: grpc.RpcError, target: str) -> str:
 def _looks_like_tls(detail: str) -> bool:
     d = detail.lower()
     return any(w in d for w in ("ssl", "tls", "handshake", "certificate"))
+
+
+def _plaintext_peer(detail: str) -> bool:
+    """The peer answered the TLS hello with something that is not TLS (HTTP/2 in the
+    clear): BoringSSL reports WRONG_VERSION_NUMBER, OpenSSL some record-layer errors."""
+    d = detail.lower()
+    return any(w in d for w in ("wrong_version_number", "packet_length_too_long", "http_request"))

@@ -358,6 +358,7 @@ def test_master_dying_mid_stream_gives_no_tls_hint(cluster):
                     "python3", "-c", loop)  # fmt: skip
     task_id = json.loads(submitted.stdout)["id"]
     base = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+    base["CLOUDAI_RECONNECT"] = "0"  # no waiting for a restart (tests/faults/test_client_reconnect)
     follow = subprocess.Popen(
         [sys.executable, "-m", "cloudai", "logs", task_id, "--follow", "--master", cluster.address],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base,

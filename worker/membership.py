@@ -48,8 +48,9 @@ class MemberHooks:
     # The master names attempts that are no longer current: stop them.
     stop_attempts: Callable[[Sequence[common_pb2.TaskRef]], None]
     say: Callable[[str], None]
-    # The master refused this worker for good (its id is held by another live worker):
-    # the node stops and the process exits non-zero with this one line.
+    # The master refused this worker for good (its id is held by another live worker,
+    # or its token is refused before it ever registered): the node stops and the
+    # process exits non-zero with this one line.
     fail: Callable[[str], None] = lambda message: None
 
 
@@ -114,9 +115,10 @@ class Membership:
             try:
                 resp = self._stub.RegisterWorker(self._register_request(), timeout=RPC_TIMEOUT_S)
             except grpc.RpcError as err:
-                if _code(err) == grpc.StatusCode.ALREADY_EXISTS:
-                    self._stop.set()  # another live worker holds our id: no retry
-                    self._hooks.fail(err.details() or "worker id in use")
+                fatal = self._refused_for_good(err)
+                if fatal:
+                    self._stop.set()  # no retry: the process exits 1 with this line
+                    self._hooks.fail(fatal)
                     return False
                 delay = next(delays)
                 self._hooks.say(f"master at {master} {_why(err)}, retrying in {delay:.1f}s")
@@ -133,6 +135,18 @@ class Membership:
             self._registered(resp)
             return True
         return False
+
+    def _refused_for_good(self, err: grpc.RpcError) -> str:
+        """Why retrying registration is pointless, or "". Another live worker holds our
+        id; or the master refuses our token (or certificate) before we were ever
+        registered, a mistake in this worker's setup. A worker registered before keeps
+        retrying: its token may be being rotated."""
+        code = _code(err)
+        if code == grpc.StatusCode.ALREADY_EXISTS:
+            return err.details() or "worker id in use"
+        if code in _DENIED and self.registrations == 0:
+            return f"the master refused this worker's token: {err.details() or code.name}"
+        return ""
 
     def _registered(self, resp: mw.RegisterWorkerResponse) -> None:
         # Never heartbeat slower than the master expects, nor slower than configured.
@@ -176,6 +190,9 @@ class Membership:
             self.master_drain = resp.drain
             if resp.stop:
                 self._hooks.stop_attempts(list(resp.stop))
+
+
+_DENIED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:

@@ -55,6 +55,12 @@ def client_transport() -> rpc.Transport:
 def master_address(flag: str | None) -> tuple[str, float]:
     """The master's address and the call timeout: --master, then CLOUDAI_MASTER, then
     .env, then localhost:50051. A malformed address is one line, exit 1."""
+    target, settings = _client_settings(flag)
+    return target, settings.timeout
+
+
+def _client_settings(flag: str | None) -> tuple[str, Any]:
+    """The master's address (see master_address) and the ClientSettings."""
     from pydantic import ValidationError
 
     from cloudai.config import ClientSettings
@@ -66,44 +72,63 @@ def master_address(flag: str | None) -> tuple[str, float]:
         fail(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}")
     source = "" if flag is not None else " (from CLOUDAI_MASTER or .env)"
     try:
-        return parse_address(settings.master, source=source), settings.timeout
+        return parse_address(settings.master, source=source), settings
     except InvalidArgument as err:
         fail(str(err))
 
 
 def connect(flag: str | None) -> Client:
-    """A client for the master the user named (see master_address)."""
-    target, timeout = master_address(flag)
-    return Client(target, timeout)
+    """A client for the master the user named (see master_address), with the user's
+    patience for a master that goes away (CLOUDAI_RECONNECT)."""
+    target, settings = _client_settings(flag)
+    return Client(target, settings.timeout, reconnect=settings.reconnect)
 
 
 class Client:
+    """`reconnect`: seconds a wait on a submitted task rides out an unreachable master
+    (see reconnect.py); 0, the default here, gives up at once."""
+
     def __init__(
-        self, target: str, timeout: float = 10.0, *, transport: rpc.Transport | None = None
+        self,
+        target: str,
+        timeout: float = 10.0,
+        *,
+        transport: rpc.Transport | None = None,
+        reconnect: float = 0.0,
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.reconnect = reconnect
         self.channel = (transport or client_transport()).channel(target)
         self.stub = cpb_grpc.ClusterStub(self.channel)
 
     def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
-        fn: Callable[..., Any] = getattr(self.stub, method)
         try:
-            return fn(request, timeout=timeout or self.timeout, wait_for_ready=False)
+            return self.raw_call(method, request, timeout=timeout)
         except grpc.RpcError as err:
-            self._fail(err)
+            self.fail_with(err)
+
+    def raw_call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """As call, but a failure is the grpc.RpcError itself."""
+        fn: Callable[..., Any] = getattr(self.stub, method)
+        return fn(request, timeout=timeout or self.timeout, wait_for_ready=False)
 
     def stream(self, method: str, request: Any) -> Any:
-        fn: Callable[..., Any] = getattr(self.stub, method)
         received = False
         try:
-            for message in fn(request):
+            for message in self.raw_stream(method, request):
                 received = True
                 yield message
         except grpc.RpcError as err:
-            self._fail(err, streamed=received)
+            self.fail_with(err, streamed=received)
 
-    def _fail(self, err: grpc.RpcError, *, streamed: bool = False) -> NoReturn:
+    def raw_stream(self, method: str, request: Any) -> Any:
+        """The server stream's messages; a failure is the grpc.RpcError itself."""
+        fn: Callable[..., Any] = getattr(self.stub, method)
+        return fn(request)
+
+    def fail_with(self, err: grpc.RpcError, *, streamed: bool = False) -> NoReturn:
+        """One line for the failed call, exit 2 if the master is unreachable, else 1."""
         code = err.code() if hasattr(err, "code") else None
         unreachable = code in _UNREACHABLE or code == grpc.StatusCode.UNIMPLEMENTED
         fail(

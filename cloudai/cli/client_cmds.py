@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from cloudai.validation import parse_duration, parse_pairs, parse_size, validate
 
 from . import views
 from .client import Client, connect, fail
+from .reconnect import LogFollower, Patience, notice
 
 # Not a typer envvar: the address comes from the flag, then CLOUDAI_MASTER, then .env
 # (ClientSettings), and is checked before any dialling (client.master_address).
@@ -149,11 +151,12 @@ def _dry_run_text(d: mapb.Decision) -> str:
 
 
 def _see_through(client: Client, task_id: str, follow: bool, as_json: bool) -> NoReturn:
-    """--wait / --follow: (stream the logs,) wait for the end, exit with the task's code."""
+    """--wait / --follow: (stream the logs,) wait for the end, exit with the task's code.
+    A master that goes away meanwhile is waited for (reconnect.py)."""
     if not as_json:
         print(f"✓ submitted {task_id}", file=sys.stderr, flush=True)
     if follow:  # with --json the logs go to stderr: stdout is one JSON document
-        _print_logs(client, task_id, follow=True, out=sys.stderr if as_json else sys.stdout)
+        LogFollower(client, task_id, 0, sys.stderr if as_json else sys.stdout).run()
     final = _wait_terminal(client, task_id)
     _emit(as_json, final, views.task_panel(final))
     raise typer.Exit(_exit_code(final))
@@ -187,9 +190,11 @@ def _build_spec(o: _SubmitOptions) -> TaskSpec:
 
 
 def _wait_terminal(client: Client, task_id: str) -> pb.Task:
+    """The task once it ended, polled; riding out a master that goes away meanwhile."""
+    patience = Patience(client)
     delay = 0.1
     while True:
-        t = client.call("GetTask", cpb.GetTaskRequest(task_id=task_id))
+        t = patience.call("GetTask", cpb.GetTaskRequest(task_id=task_id))
         if views.state_name(t.state) in {s.value for s in TaskState if s.terminal}:
             return t
         time.sleep(delay)
@@ -203,23 +208,16 @@ def _exit_code(t: pb.Task) -> int:
     return t.exit_code if t.has_exit_code and t.exit_code != 0 else 125
 
 
-def _print_logs(
-    client: Client, task_id: str, follow: bool, tail: int = 0, out: TextIO | None = None
-) -> None:
-    out = out or sys.stdout
-    for chunk in client.stream(
-        "StreamLogs", cpb.LogsRequest(task_id=task_id, follow=follow, tail_lines=tail)
-    ):
+def _print_logs(client: Client, task_id: str, follow: bool, tail: int, out: TextIO) -> None:
+    """The task's logs; followed, until the task ends, across master restarts."""
+    if follow:
+        return LogFollower(client, task_id, tail, out).run()
+    req = cpb.LogsRequest(task_id=task_id, follow=False, tail_lines=tail)
+    for chunk in client.stream("StreamLogs", req):
         if chunk.data:
             out.write(chunk.data)
             out.flush()
-        _notice(chunk)
-
-
-def _notice(chunk: pb.LogChunk) -> None:
-    """A line about the stream itself (an attempt ended, the next one follows): stderr."""
-    if chunk.notice:
-        print(f"cloudai: {chunk.notice}", file=sys.stderr, flush=True)
+        notice(chunk)
 
 
 def _in_range(flag: str, value: int, low: int = 0, high: int = INT32_MAX) -> int:
@@ -298,16 +296,13 @@ def logs(
 ) -> None:
     """Print a task's logs (from the worker while it runs, from the store after).
     --follow lasts until the task ends, across retries and lost workers (a note on
-    stderr says when an attempt ended)."""
+    stderr says when an attempt ended), and rides out a master restart."""
     tail = _in_range("--tail", tail)
     if not as_json:
-        return _print_logs(connect(master), task_id, follow, tail)
-    req = cpb.LogsRequest(task_id=task_id, follow=follow, tail_lines=tail)
-    parts = []
-    for chunk in connect(master).stream("StreamLogs", req):
-        parts.append(chunk.data)
-        _notice(chunk)
-    print(json.dumps({"task_id": task_id, "logs": "".join(parts)}, indent=2))
+        return _print_logs(connect(master), task_id, follow, tail, sys.stdout)
+    text = io.StringIO()
+    _print_logs(connect(master), task_id, follow, tail, text)
+    print(json.dumps({"task_id": task_id, "logs": text.getvalue()}, indent=2))
 
 
 def cancel(

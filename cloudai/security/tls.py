@@ -49,22 +49,41 @@ def load_tls(ca: str, cert: str, key: str, server_name: str = "") -> Tls | None:
             "(or CLOUDAI_TLS_CA / CLOUDAI_TLS_CERT / CLOUDAI_TLS_KEY)"
         )
     ca_pem, cert_pem, key_pem = (_read(flag, path) for flag, path in given.items())
-    for flag, pem in (("--tls-ca", ca_pem), ("--tls-cert", cert_pem)):
-        try:
-            parsed = x509.load_pem_x509_certificate(pem)
-        except ValueError as err:
-            raise ConfigError(f"{flag} {given[flag]} is not a PEM certificate") from err
-        if parsed.not_valid_after_utc < dt.datetime.now(dt.UTC):
-            raise ConfigError(
-                f"{flag} {given[flag]} expired on {parsed.not_valid_after_utc:%Y-%m-%d}: "
-                "issue a new one (`cloudai certs issue`)"
-            )
+    _certificate("--tls-ca", ca, ca_pem)
+    own = _certificate("--tls-cert", cert, cert_pem)
     try:
-        serialization.load_pem_private_key(key_pem, password=None)
+        private = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as err:
         # Deliberately not the parser's message: it could quote key material.
         raise ConfigError(f"--tls-key {key} is not an unencrypted PEM private key") from err
+    # Checked here, before any socket: gRPC would log C-core lines and fail the bind
+    # (a server) or every handshake (a client) without naming the cause.
+    if _spki(private.public_key()) != _spki(own.public_key()):
+        raise ConfigError(
+            f"--tls-key {key} does not match --tls-cert {cert}: use the key issued with "
+            "that certificate"
+        )
     return Tls(ca=ca_pem, cert=cert_pem, key=key_pem, server_name=server_name)
+
+
+def _certificate(flag: str, path: str, pem: bytes) -> x509.Certificate:
+    """The PEM certificate in `pem` (the first one of a bundle), still valid."""
+    try:
+        parsed = x509.load_pem_x509_certificate(pem)
+    except ValueError as err:
+        raise ConfigError(f"{flag} {path} is not a PEM certificate") from err
+    if parsed.not_valid_after_utc < dt.datetime.now(dt.UTC):
+        raise ConfigError(
+            f"{flag} {path} expired on {parsed.not_valid_after_utc:%Y-%m-%d}: "
+            "issue a new one (`cloudai certs issue`)"
+        )
+    return parsed
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def transport_for(settings: TransportSettings) -> Transport:
