@@ -6,7 +6,10 @@ crashes on bad input.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -20,13 +23,21 @@ from cloudai.validation import parse_size, validate_image, validate_spec
 from .explain import explain_text
 from .server import Master
 
-HELP = """\
+MAX_LINE_BYTES = 65536  # longer lines are refused unparsed (shlex is quadratic on them)
+MAX_ECHO = 60  # at most this many characters of one user input are quoted back in an error
+MAX_ERROR = 300  # and no error line is longer than this
+HISTORY_FILE = "~/.cloudai_history"  # the terminal console's history, kept across sessions
+HISTORY_LENGTH = 1000
+TASK_OPTIONS = ("--cpu", "--mem")
+TASK_USAGE = "task <worker_id> <docker_image> [--cpu N] [--mem 512m] [-- CMD ARGS...]"
+HELP = f"""\
 Commands:
   help                              show this help
   status                            cluster summary
   workers                           list workers with capacity, load and health
-  task <worker_id> <docker_image> [-- CMD ARGS...] [--cpu N] [--mem 512m]
-                                    run an image on a given worker (manual override)
+  {TASK_USAGE}
+                                    run an image on a given worker (manual override);
+                                    everything after -- is the command, options too
   tasks [STATE]                     list recent tasks (optionally only one state)
   queue                             list pending tasks
   explain <task_id>                 why a task runs where it does, or why it waits
@@ -40,7 +51,7 @@ class Console:
         self.m = master
         self.out = out
         self.commands: dict[str, Callable[[list[str]], None]] = {
-            "help": lambda a: self.say(HELP),
+            "help": self.help,
             "status": self.status,
             "workers": self.workers,
             "task": self.task,
@@ -60,22 +71,41 @@ class Console:
     def run(self, inp: TextIO = sys.stdin, prompt: bool = True) -> str:
         """Read commands until `exit` (returns EXIT), the end of input (EOF: Ctrl-D on a
         terminal) or a read error (returns what went wrong)."""
+        read = self.reader(inp, "master> " if prompt else "")
         while True:
-            if prompt:
-                print("master> ", end="", file=self.out, flush=True)
             try:
-                line = inp.readline()
+                line = read()
+            except EOFError:
+                self.say("")
+                return self.EOF
             except (OSError, ValueError) as err:  # e.g. nohup's unreadable stdin
                 self.say("")
                 return f"cannot read stdin: {err}"
-            if not line:
-                self.say("")
-                return self.EOF
             if self.execute(line) is False:
                 return self.EXIT
 
+    def reader(self, inp: TextIO, prompt: str) -> Callable[[], str]:
+        """What reads one line (EOFError at the end): input() with line editing and
+        history on a terminal (stdin and stdout), a plain readline() on anything else."""
+        if inp is sys.stdin and _is_tty(inp) and _is_tty(sys.stdout) and not _in_background(inp):
+            return _terminal_reader(prompt)
+
+        def read() -> str:
+            if prompt:
+                print(prompt, end="", file=self.out, flush=True)
+            line = inp.readline()
+            if not line:
+                raise EOFError
+            return line
+
+        return read
+
     def execute(self, line: str) -> bool:
         """Run one command line. Returns False on `exit`."""
+        size = _size(line)
+        if size > MAX_LINE_BYTES:
+            self.say(f"✗ line too long ({size} bytes; the limit is {MAX_LINE_BYTES})")
+            return True
         try:
             args = shlex.split(line)
         except ValueError as err:
@@ -83,31 +113,40 @@ class Console:
             return True
         if not args:
             return True
-        cmd, rest = args[0].lower(), args[1:]
-        if cmd in ("exit", "quit"):
-            return False
-        handler = self.commands.get(cmd)
-        if handler is None:
-            self.say(f"✗ unknown command {cmd!r}; type 'help'")
-            return True
         try:
-            handler(rest)
+            return self.dispatch(args[0].lower(), args[1:])
         except CloudAIError as err:
-            self.say(f"✗ {err}")
+            self.say(f"✗ {_clip_echo(str(err), args)}")
         except Exception as err:  # the console must survive anything
-            self.say(f"✗ internal error: {type(err).__name__}: {err}")
+            self.say(f"✗ internal error: {_clip_echo(f'{type(err).__name__}: {err}', args)}")
         return True
 
+    def dispatch(self, cmd: str, rest: list[str]) -> bool:
+        if cmd in ("exit", "quit"):
+            return not _none(rest, cmd)
+        handler = self.commands.get(cmd)
+        if handler is None:
+            raise CloudAIError(f"unknown command {_clip(cmd)!r}; type 'help'")
+        handler(rest)
+        return True
+
+    def help(self, args: list[str]) -> None:
+        _none(args, "help")
+        self.say(HELP)
+
     def status(self, args: list[str]) -> None:
+        _none(args, "status")
         self.say(views.status_panel(self.m.status()))
 
     def workers(self, args: list[str]) -> None:
+        _none(args, "workers")
         self.say(views.workers_table([self.m.worker_info(e) for e in self.m.registry.all()]))
 
     def task(self, args: list[str]) -> None:
         spec = _parse_task_args(args)
         task = self.m.submit(spec)
-        self.say(f"✓ task {task.id} submitted to {spec.pinned_worker} ({spec.image})")
+        note = _options_in_command(spec.command)
+        self.say(f"✓ task {task.id} submitted to {spec.pinned_worker} ({spec.image}){note}")
 
     def tasks(self, args: list[str]) -> None:
         if len(args) > 1:
@@ -117,6 +156,7 @@ class Console:
         self.say(views.tasks_table([task_to_pb(t) for t in tasks]))
 
     def queue(self, args: list[str]) -> None:
+        _none(args, "queue")
         tasks = self.m.store.list_tasks(states=[TaskState.PENDING])
         self.say(views.tasks_table([task_to_pb(t) for t in tasks]))
 
@@ -135,6 +175,87 @@ class Console:
                 self.say(chunk.data.rstrip("\n"))
 
 
+def _terminal_reader(prompt: str) -> Callable[[], str]:
+    """input() with GNU readline: arrow keys, Ctrl-L, and a history kept (0600) in
+    HISTORY_FILE when that can be read and written; without it, history for the session."""
+    import readline  # importing it gives input() line editing
+
+    # Sent to the background (Ctrl-Z, bg), the master must still get out of readline (on
+    # SIGTERM, or when its read fails): readline then resets the terminal, and SIGTTOU
+    # would stop it for good. Like SIGTTIN (ignored by `cloudai master`), it is ignored.
+    with contextlib.suppress(ValueError):  # not the main thread: the caller's business
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    path = os.path.expanduser(HISTORY_FILE)
+    readline.set_history_length(HISTORY_LENGTH)
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+
+    def read() -> str:
+        try:
+            line = input(prompt)
+        except EOFError:  # a job put in the background (Ctrl-Z, bg) cannot read: no EOF
+            if _in_background(sys.stdin):
+                raise OSError("the console's terminal went to another job") from None
+            raise
+        last = readline.get_current_history_length()
+        if _size(line) > MAX_LINE_BYTES and last:  # a refused line is not worth recalling
+            readline.remove_history_item(last - 1)
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            readline.write_history_file(path)
+        return line
+
+    return read
+
+
+def _is_tty(inp: TextIO) -> bool:
+    try:
+        return inp.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _in_background(inp: TextIO) -> bool:
+    """Started with `&` from an interactive shell: reading the terminal fails (SIGTTIN is
+    ignored) and readline's terminal setup would stop the master with SIGTTOU."""
+    try:
+        return os.tcgetpgrp(inp.fileno()) != os.getpgrp()
+    except (OSError, ValueError):  # not our controlling terminal: no job control
+        return False
+
+
+def _clip(text: str, limit: int = MAX_ECHO) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _clip_echo(message: str, args: list[str]) -> str:
+    """The error message with every long user input in it cut to MAX_ECHO characters."""
+    for arg in sorted((a for a in args if len(a) > MAX_ECHO), key=len, reverse=True):
+        message = message.replace(repr(arg), repr(_clip(arg))).replace(arg, _clip(arg))
+    return _clip(message, MAX_ERROR)
+
+
+def _size(line: str) -> int:
+    return len(line.rstrip("\r\n").encode("utf-8", "surrogatepass"))
+
+
+def _options_in_command(command: list[str]) -> str:
+    """A note for the success line when the command holds one of `task`'s own options
+    (they were typed after --, so they went to the command, not to `task`)."""
+    words = {a.split("=")[0] for a in command}
+    found = [option for option in TASK_OPTIONS if option in words]
+    if not found:
+        return ""
+    verb = "is" if len(found) == 1 else "are"
+    return f"; note: {', '.join(found)} after -- {verb} part of the command"
+
+
+def _none(args: list[str], usage: str) -> bool:
+    if args:
+        raise CloudAIError(f"usage: {usage} (no arguments)")
+    return True
+
+
 def _state(name: str) -> TaskState:
     try:
         return TaskState(name.upper())
@@ -150,12 +271,11 @@ def _one(args: list[str], usage: str) -> str:
 
 
 def _parse_task_args(args: list[str]) -> TaskSpec:
-    usage = "usage: task <worker_id> <docker_image> [-- CMD ARGS...] [--cpu N] [--mem 512m]"
     command: list[str] = []
     if "--" in args:
         i = args.index("--")
         args, command = args[:i], args[i + 1 :]
-    opts = {"--cpu": "0", "--mem": "0"}
+    opts = dict.fromkeys(TASK_OPTIONS, "0")
     positional = []
     it = iter(args)
     for a in it:
@@ -164,12 +284,15 @@ def _parse_task_args(args: list[str]) -> TaskSpec:
         else:
             positional.append(a)
     if len(positional) != 2:
-        raise CloudAIError(usage)
+        raise CloudAIError(f"usage: {TASK_USAGE}")
     worker, image = positional
     spec = TaskSpec(image=validate_image(image), command=command, pinned_worker=worker)
     try:
         spec.resources.cpu = float(opts["--cpu"])
     except ValueError as err:
         raise CloudAIError(f"invalid --cpu {opts['--cpu']!r}") from err
-    spec.resources.memory_bytes = parse_size(opts["--mem"])
+    try:
+        spec.resources.memory_bytes = parse_size(opts["--mem"])
+    except OverflowError:  # hundreds of digits: parse_size's float is infinite
+        raise CloudAIError(f"size {opts['--mem']!r} is out of range (0 to 16 TiB)") from None
     return validate_spec(spec)

@@ -27,6 +27,7 @@ from .server import Master
 
 log = logging.getLogger("cloudai.master")
 EXIT_STARTUP = 1
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class _Terminate(Exception):
@@ -37,10 +38,15 @@ def run_master(settings: MasterSettings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    # The master's threads (its own and gRPC's, which inherit the mask) block SIGTERM
+    # and SIGINT, so the kernel delivers them to the main thread: one delivered to
+    # another thread would not interrupt the console's blocking read.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
         rpc.check_port(settings.port)
         master = Master(settings, warn=lambda msg: print(f"⚠ {msg}", file=sys.stderr, flush=True))
     except CloudAIError as err:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         print(f"cloudai master: {err}", file=sys.stderr, flush=True)
         return EXIT_STARTUP
     stop = threading.Event()
@@ -56,14 +62,18 @@ def run_master(settings: MasterSettings) -> int:
     # A master started in the background of an interactive shell (`cloudai master &`)
     # would be stopped by SIGTTIN on its first read; ignored, the read fails instead.
     signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-    master.start()
+    try:
+        master.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     print(
         f"✓ CloudAI master listening on {settings.host}:{master.port} (store: {master.store.url})",
         flush=True,
     )
     try:
         if not settings.console or not _console(master, sys.stdin, reading):
-            while not stop.wait(3600):
+            # Short waits: a signal is handled only when the main thread runs.
+            while not stop.wait(0.5):
                 pass
     except (_Terminate, KeyboardInterrupt):
         pass

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -187,3 +188,30 @@ def test_sweeper_trims_telemetry_past_retention(tmp_path):
         assert [s for _, s in store.telemetry_history("w-1", limit=0)] == [{"cpu_percent": 2.0}]
     finally:
         harness.close()
+
+
+def _blocked_signals(pid: int, tid: int) -> int:
+    for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_only_the_main_thread_takes_sigterm(tmp_path):
+    """SIGTERM and SIGINT are blocked in every thread but the master's main one, so the
+    kernel delivers them there: one taken by another thread left the main thread in
+    its blocking wait or console read, and the master ignored SIGTERM for minutes."""
+    proc, port = _console_master(tmp_path)
+    try:
+        stop = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task"))
+        assert len(tids) > 3  # the master's threads and gRPC's
+        masks = {tid: _blocked_signals(proc.pid, tid) for tid in tids}
+        assert masks[proc.pid] & stop == 0, "the main thread must take the signals"
+        takers = [t for t, m in masks.items() if t != proc.pid and m & stop != stop]
+        assert takers == [], f"threads that can take SIGTERM/SIGINT: {takers}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
