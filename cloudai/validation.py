@@ -104,10 +104,18 @@ def parse_size(text: str | int) -> int:
         m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
         if not m or m.group(2).lower() not in _SIZE_UNITS:
             raise InvalidArgument(f"invalid size {text!r}: use e.g. 512m, 2g, 1.5GiB")
-        value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+        size = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+        # A number too long for a float is inf: out of range, not an OverflowError.
+        value = int(size) if size <= MAX_MEMORY else MAX_MEMORY + 1
     if value < 0 or value > MAX_MEMORY:
-        raise InvalidArgument(f"size {text!r} is out of range (0 to 16 TiB)")
+        raise InvalidArgument(f"size {_clip(text)} is out of range (0 to 16 TiB)")
     return value
+
+
+def _clip(text: object, limit: int = 40) -> str:
+    """repr(text), cut short: an error never echoes a whole huge argument."""
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 4] + "...'"
 
 
 def parse_duration(text: str | float) -> float:
@@ -124,7 +132,7 @@ def parse_duration(text: str | float) -> float:
                 raise InvalidArgument(f"invalid duration {text!r}: use e.g. 30s, 10m, 1h30m")
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     if seconds < 0 or seconds > MAX_TIMEOUT_S:
-        raise InvalidArgument(f"duration {text!r} is out of range (0 to 30 days)")
+        raise InvalidArgument(f"duration {_clip(text)} is out of range (0 to 30 days)")
     return seconds
 
 

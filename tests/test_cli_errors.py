@@ -372,3 +372,17 @@ def test_master_dying_mid_stream_gives_no_tls_hint(cluster):
     assert follow.returncode == 2, err
     [line] = err.splitlines()
     assert "lost the connection to the CloudAI master" in line and "TLS" not in line
+
+
+def test_a_size_or_duration_too_long_for_a_float_is_out_of_range_not_a_crash():
+    from cloudai.validation import parse_duration, parse_size
+
+    huge = "9" * 400  # float() of it is inf
+    for parse, what in ((parse_size, "0 to 16 TiB"), (parse_duration, "0 to 30 days")):
+        with pytest.raises(InvalidArgument) as err:
+            parse(huge)
+        msg = str(err.value)
+        assert msg.endswith(f"is out of range ({what})") and len(msg) < 100
+    with pytest.raises(InvalidArgument, match="out of range"):
+        parse_size(huge + "g")
+    assert parse_size("16TiB") == 16 * 1024**4 and parse_size("1.5k") == 1536

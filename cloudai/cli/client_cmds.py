@@ -254,7 +254,7 @@ def tasks(
     state: list[str] = typer.Option(
         None, "--state", help="Only tasks in this state, e.g. running (repeatable)."
     ),
-    limit: int = typer.Option(100, "--limit", help="At most this many (newest)."),
+    limit: int = typer.Option(100, "--limit", help="At most this many (newest); 0: 1,000."),
     worker: str = typer.Option("", "--worker", help="Only tasks on this worker."),
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
