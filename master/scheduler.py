@@ -6,6 +6,9 @@ outstanding: the next waits for the agent's answer, so the agent never places th
 same task twice. If no agent is connected, or its batch stays unanswered, for
 `agent_timeout` seconds, the master places the tasks itself with the same policy
 library and the default profile, and marks those decisions `fallback`.
+Work offered and not validly answered keeps its age when the agent's stream closes:
+an agent that reconnects in a loop (its answers refused as malformed) does not hold
+the fallback off. A well-formed answer, or an empty queue, clears it.
 Pinned tasks (manual override) are committed by the master directly.
 """
 
@@ -53,6 +56,10 @@ class Scheduler:
         self._agents: dict[int, str] = {}
         self._stream_seq = 0
         self._outstanding: dict[int, float] = {}
+        # When the oldest batch offered on a stream that has closed since was offered,
+        # if no well-formed answer came after it.
+        self._unanswered_since: float | None = None
+        self._fallback_on = False  # for logging the start and the end of fallback once
         self._disconnected_at = time.time()
         self._agent_id = ""
         self._agent_seen = 0.0
@@ -78,7 +85,7 @@ class Scheduler:
     def agent_status(self) -> tuple[bool, str, float]:
         """(connected and answering, agent id, seconds since last heard)."""
         with self._cond:
-            healthy = self._unhealthy_since(time.time()) is None
+            healthy = self._unhealthy_since() is None
             seen = time.time() - self._agent_seen if self._agent_seen else -1.0
             return healthy, self._agent_id, seen
 
@@ -87,45 +94,66 @@ class Scheduler:
         with self._cond:
             return [self._agents[n] or "?" for n in sorted(self._agents)]
 
-    def _unhealthy_since(self, now: float) -> float | None:
+    def _unhealthy_since(self) -> float | None:
+        """Since when work waits for an agent: the oldest batch not validly answered
+        (on an open stream or a closed one), or the last stream's close."""
+        since = [*self._outstanding.values()]
+        if self._unanswered_since is not None:
+            since.append(self._unanswered_since)
         if not self._agents:
-            return self._disconnected_at
-        if self._outstanding:
-            oldest = min(self._outstanding.values())
-            return oldest if now - oldest > 0.0 else None
-        return None
+            since.append(self._disconnected_at)
+        return min(since) if since else None
 
     def _fallback_due(self, now: float) -> bool:
-        since = self._unhealthy_since(now)
+        since = self._unhealthy_since()
         return since is not None and now - since >= self._timeout
 
     # -- the agent's stream ---------------------------------------------------------------
     def watch(
-        self, request: apb.WatchRequest, is_active: Callable[[], bool]
+        self,
+        request: apb.WatchRequest,
+        is_active: Callable[[], bool],
+        on_end: Callable[[Callable[[], None]], object] | None = None,
     ) -> Iterator[apb.SchedulingBatch]:
+        """The agent's stream of batches. `on_end` (gRPC's context.add_callback) runs
+        a callback the moment the RPC ends, so the stream stops counting at once, not
+        when this generator next wakes."""
         stream = self._open_stream(request)
         mine: set[int] = set()
+        if on_end is not None:
+            on_end(lambda: self._close_stream(stream, mine, request.agent_id))
         sent_version = -1
         try:
-            while is_active():
-                batch = self._next_batch(mine, sent_version)
-                if batch is None:
-                    if self._stopping:
-                        return
-                    continue
-                sent_version = self._version
-                yield batch
+            while is_active() and self._streaming(stream):
+                # The version seen counts even without a batch (an empty queue):
+                # the stream then waits for the next change instead of spinning.
+                batch, sent_version = self._next_batch(stream, mine, sent_version)
+                if batch is not None:
+                    yield batch
         finally:
-            with self._cond:
-                self._agents.pop(stream, None)
-                if self._agents:  # status names an agent that is still there
-                    self._agent_id = self._agents[max(self._agents)]
-                for seq in mine:
-                    self._outstanding.pop(seq, None)
-                if not self._agents:
-                    self._disconnected_at = time.time()
-                self._cond.notify_all()
-            log.info("agent %s disconnected", request.agent_id or "?")
+            self._close_stream(stream, mine, request.agent_id)
+
+    def _streaming(self, stream: int) -> bool:
+        with self._cond:
+            return not self._stopping and stream in self._agents
+
+    def _close_stream(self, stream: int, mine: set[int], agent_id: str) -> None:
+        """Count the stream out (once). Its unanswered batches keep their age."""
+        with self._cond:
+            offered = [self._outstanding.pop(seq) for seq in mine if seq in self._outstanding]
+            if offered:
+                oldest = min(offered)
+                if self._unanswered_since is None or oldest < self._unanswered_since:
+                    self._unanswered_since = oldest
+            was_open = stream in self._agents
+            self._agents.pop(stream, None)
+            if self._agents:  # status names an agent that is still there
+                self._agent_id = self._agents[max(self._agents)]
+            elif was_open:
+                self._disconnected_at = time.time()
+            self._cond.notify_all()
+        if was_open:
+            log.info("agent %s disconnected", agent_id or "?")
 
     def _open_stream(self, request: apb.WatchRequest) -> int:
         """Count the agent's stream in; warn when another agent's is open already:
@@ -150,26 +178,35 @@ class Scheduler:
             )
         return stream
 
-    def _next_batch(self, mine: set[int], sent_version: int) -> apb.SchedulingBatch | None:
+    def _next_batch(
+        self, stream: int, mine: set[int], sent_version: int
+    ) -> tuple[apb.SchedulingBatch | None, int]:
+        """The next batch for this stream and the queue version it shows, or None
+        after at most a second when nothing is due."""
+
+        def closed() -> bool:
+            return self._stopping or stream not in self._agents
+
+        def due() -> bool:
+            return not (mine & self._outstanding.keys()) and self._version != sent_version
+
         with self._cond:
-            self._cond.wait_for(
-                lambda: (
-                    self._stopping
-                    or (not (mine & self._outstanding.keys()) and self._version != sent_version)
-                ),
-                timeout=1.0,
-            )
-            if self._stopping or (mine & self._outstanding.keys()) or self._version == sent_version:
-                return None
+            self._cond.wait_for(lambda: closed() or due(), timeout=1.0)
+            if closed() or not due():
+                return None, sent_version
+            version = self._version
         tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]
-        if not tasks:
-            return None
         with self._cond:
+            if not tasks:  # nothing waits, so nothing offered earlier is still owed
+                self._unanswered_since = None
+                return None, version
+            if stream not in self._agents:  # closed meanwhile: offer nothing
+                return None, sent_version
             self._seq += 1
             seq = self._seq
             self._outstanding[seq] = time.time()
             mine.add(seq)
-        return self.snapshot(tasks, seq)
+        return self.snapshot(tasks, seq), version
 
     def submit(self, batch: apb.PlacementBatch) -> apb.PlacementResults:
         """Commit each decision on its own; answer with a result per task. The batch
@@ -177,11 +214,17 @@ class Scheduler:
         never holds a task this batch is placing."""
         with self._cond:
             self._agent_id, self._agent_seen = batch.agent_id or self._agent_id, time.time()
+            resumed, self._fallback_on = self._fallback_on, False
+        if resumed:
+            log.info("agent %s answering again; fallback off", batch.agent_id or "?")
         try:
             results = self._apply_all(batch.decisions, source="agent")
         finally:
             with self._cond:
+                # A well-formed answer (the servicer refuses malformed ones before
+                # this): the agent answers, whatever it was offered earlier.
                 self._outstanding.pop(batch.sequence, None)
+                self._unanswered_since = None
                 self._cond.notify_all()
         return apb.PlacementResults(results=results)
 
@@ -322,9 +365,13 @@ class Scheduler:
         tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]
         if not tasks:
             return
-        log.info(
-            "no agent answering for %.1fs: placing %d task(s) by fallback",
+        with self._cond:
+            starts, self._fallback_on = not self._fallback_on, True
+        log.log(
+            logging.INFO if starts else logging.DEBUG,
+            "no agent answering for %.1fs: placing %d task(s) by fallback%s",
             self._timeout,
             len(tasks),
+            " (logged at DEBUG from now until an agent answers)" if starts else "",
         )
         self._apply_all(self._decide(self.snapshot(tasks)), source="master", fallback=True)

@@ -307,7 +307,8 @@ class MasterAgentServicer(apb_grpc.MasterAgentServicer):
             inputs.check_watch(request)
         except CloudAIError as err:
             context.abort(err.code, str(err))
-        yield from self.m.scheduler.watch(request, context.is_active)
+        # add_callback: the stream stops counting as connected the moment it ends.
+        yield from self.m.scheduler.watch(request, context.is_active, context.add_callback)
 
     @_guard
     def SubmitPlacements(self, request, context: Any):

@@ -1,0 +1,50 @@
+"""The smallest-change hint when every worker is draining: name the drain to undo."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudai.agent.policy import make_state, make_task, make_worker, place_batch
+
+CASES = [
+    (
+        "one worker, draining",
+        [make_worker("w1").cpu(4).mem("4g").draining()],
+        make_task("t").cpu(1),
+        "worker w1 is draining: `cloudai drain w1 --undo` lets it take tasks again",
+    ),
+    (
+        "all draining: the one the task fits",
+        [
+            make_worker("small").cpu(1).mem("4g").draining(),
+            make_worker("big").cpu(8).mem("4g").draining(),
+        ],
+        make_task("t").cpu(4),
+        "all 2 workers are draining: `cloudai drain big --undo` lets big take tasks again",
+    ),
+    (
+        "all draining, and the task fits none as it is",
+        [make_worker("a").cpu(2).mem("4g").draining(), make_worker("b").cpu(1).draining()],
+        make_task("t").cpu(4),
+        "all 2 workers are draining: `cloudai drain a --undo` lets a take tasks again; "
+        "then: request <= 2 cpu (largest free on a worker)",
+    ),
+    (
+        "all draining, only one with the label",
+        [make_worker("a").cpu(8).draining(), make_worker("b").label("zone", "x").draining()],
+        make_task("t").cpu(0.5).selector(zone="x"),
+        "all 2 workers are draining: `cloudai drain b --undo` lets b take tasks again",
+    ),
+    (
+        "not all draining: unchanged",
+        [make_worker("a").unhealthy(), make_worker("b").draining()],
+        make_task("t"),
+        "no healthy worker",
+    ),
+]
+
+
+@pytest.mark.parametrize("workers,task,hint", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hint_when_every_worker_drains(workers, task, hint):
+    [p] = place_batch([task.build()], make_state(*workers), now=0)
+    assert (p.worker_id, p.hint) == ("", hint)
