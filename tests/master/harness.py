@@ -120,3 +120,15 @@ def make_harness(tmp_path, **settings) -> Harness:
     master = Master(s, store=SQLiteStore(tmp_path / "master.db"))
     master.start()
     return Harness(master=master, channel=rpc.channel(f"127.0.0.1:{master.port}"))
+
+
+def console_output(master: Master, *lines: str) -> str:
+    """What the console prints for these input lines (a pipe: it ends at EOF)."""
+    import io
+
+    from cloudai.master.console import Console
+
+    out = io.StringIO()
+    ended = Console(master, out=out).run(io.StringIO("".join(f"{x}\n" for x in lines)))
+    assert ended == Console.EOF
+    return out.getvalue()

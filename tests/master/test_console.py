@@ -9,7 +9,7 @@ import pytest
 from cloudai.master.console import Console
 from cloudai.model import TaskSpec, TaskState
 
-from .harness import make_harness
+from .harness import console_output, make_harness
 
 
 @pytest.fixture
@@ -20,10 +20,7 @@ def h(tmp_path):
 
 
 def run(h, *lines: str) -> str:
-    out = io.StringIO()
-    ended = Console(h.master, out=out).run(io.StringIO("".join(f"{x}\n" for x in lines)))
-    assert ended == Console.EOF
-    return out.getvalue()
+    return console_output(h.master, *lines)
 
 
 def test_tasks_with_an_unknown_state_lists_the_valid_ones(h):

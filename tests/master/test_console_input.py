@@ -24,7 +24,7 @@ from cloudai.master.console import Console
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto.client_pb2_grpc import ClusterStub
 
-from .harness import make_harness
+from .harness import console_output, make_harness
 
 IMAGE = "cloudai/sample-task:latest"
 
@@ -37,10 +37,7 @@ def h(tmp_path):
 
 
 def run(h, *lines: str) -> str:
-    out = io.StringIO()
-    ended = Console(h.master, out=out).run(io.StringIO("".join(f"{x}\n" for x in lines)))
-    assert ended == Console.EOF
-    return out.getvalue().replace("master> ", "")
+    return console_output(h.master, *lines).replace("master> ", "")
 
 
 def submitted(h, out: str):
