@@ -87,7 +87,7 @@ class Console:
     def reader(self, inp: TextIO, prompt: str) -> Callable[[], str]:
         """What reads one line (EOFError at the end): input() with line editing and
         history on a terminal (stdin and stdout), a plain readline() on anything else."""
-        if inp is sys.stdin and _is_tty(inp) and _is_tty(sys.stdout) and not _in_background(inp):
+        if inp is sys.stdin and is_tty(inp) and is_tty(sys.stdout) and not _in_background(inp):
             return _terminal_reader(prompt)
 
         def read() -> str:
@@ -208,7 +208,7 @@ def _terminal_reader(prompt: str) -> Callable[[], str]:
     return read
 
 
-def _is_tty(inp: TextIO) -> bool:
+def is_tty(inp: TextIO) -> bool:
     try:
         return inp.isatty()
     except (OSError, ValueError):

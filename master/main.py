@@ -22,7 +22,7 @@ from cloudai import rpc
 from cloudai.config import MasterSettings
 from cloudai.errors import CloudAIError
 
-from .console import Console
+from .console import Console, is_tty
 from .server import Master
 
 log = logging.getLogger("cloudai.master")
@@ -97,15 +97,8 @@ def _console(master: Master, inp: TextIO | None, reading: threading.Event) -> bo
             ended = Console(master).run(inp, prompt=True)
         finally:
             reading.clear()
-    if ended == Console.EXIT or (ended == Console.EOF and inp is not None and _is_tty(inp)):
+    if ended == Console.EXIT or (ended == Console.EOF and inp is not None and is_tty(inp)):
         return True
     why = "stdin is not a terminal and ended" if ended == Console.EOF else ended
     log.info("console off (%s): serving headless; stop with SIGTERM or Ctrl-C", why)
     return False
-
-
-def _is_tty(inp: TextIO) -> bool:
-    try:
-        return inp.isatty()
-    except (OSError, ValueError):
-        return False

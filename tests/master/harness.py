@@ -82,12 +82,7 @@ class Harness:
         servicer: FakeWorkerServicer | None = None,
     ) -> FakeWorker:
         servicer = servicer or FakeWorkerServicer()
-        server, port, _ = rpc.build_server(
-            "127.0.0.1:0",
-            [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(servicer, s)],
-            ["cloudai.v1.Worker"],
-        )
-        server.start()
+        server, port = serve_worker(servicer)
         cap = pb.Resources(cpu=cpu, memory_bytes=mem, gpu=gpu)
         w = FakeWorker(worker_id, servicer, server, port, cap, labels or {})
         self.workers[worker_id] = w
@@ -111,6 +106,17 @@ class Harness:
         self.master.stop(grace=0.5)
         for w in self.workers.values():
             w.server.stop(0)
+
+
+def serve_worker(servicer: FakeWorkerServicer, address: str = "127.0.0.1:0") -> tuple:
+    """A started real gRPC server for the fake worker at `address`: (server, port)."""
+    server, port, _ = rpc.build_server(
+        address,
+        [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(servicer, s)],
+        ["cloudai.v1.Worker"],
+    )
+    server.start()
+    return server, port
 
 
 def make_harness(tmp_path, **settings) -> Harness:

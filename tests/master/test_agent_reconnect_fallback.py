@@ -23,9 +23,9 @@ from cloudai.model import Resources, TaskSpec
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_agent_pb2 as apb
-from cloudai.proto import master_agent_pb2_grpc, master_worker_pb2_grpc
+from cloudai.proto import master_agent_pb2_grpc
 
-from .harness import FakeWorker, FakeWorkerServicer, GiB, Harness
+from .harness import FakeWorker, FakeWorkerServicer, GiB, Harness, serve_worker
 
 TIMEOUT = 1.0  # the master's --agent-timeout in these tests
 
@@ -38,12 +38,7 @@ def _harness(tmp_path, port: int, worker_port: int, **settings) -> Harness:
     master.start()
     h = Harness(master=master, channel=rpc.channel(f"127.0.0.1:{port}"))
     servicer = FakeWorkerServicer()
-    server, bound, _ = rpc.build_server(
-        f"127.0.0.1:{worker_port}",
-        [lambda srv: master_worker_pb2_grpc.add_WorkerServicer_to_server(servicer, srv)],
-        ["cloudai.v1.Worker"],
-    )
-    server.start()
+    server, bound = serve_worker(servicer, f"127.0.0.1:{worker_port}")
     cap = pb.Resources(cpu=4, memory_bytes=8 * GiB)
     h.workers["w1"] = FakeWorker("w1", servicer, server, bound, cap)
     h.register(h.workers["w1"])

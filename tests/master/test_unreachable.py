@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from cloudai import rpc
 from cloudai.cli import views
 from cloudai.cli.demo import free_port
 from cloudai.convert import spec_to_pb
@@ -18,10 +17,9 @@ from cloudai.master import registry as registry_mod
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
-from cloudai.proto import master_worker_pb2_grpc
 
 from .conftest import add_worker
-from .harness import FakeWorkerServicer, Harness, make_harness
+from .harness import FakeWorkerServicer, Harness, make_harness, serve_worker
 from .test_tasks import place, spec
 
 
@@ -187,12 +185,7 @@ def test_an_unreachable_worker_is_shown_left_out_and_used_once_it_answers(h, cap
     assert workers(h)["w1"].unreachable_since == info.unreachable_since
 
     servicer = FakeWorkerServicer()
-    server, _, _ = rpc.build_server(
-        f"127.0.0.1:{port}",
-        [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(servicer, s)],
-        ["cloudai.v1.Worker"],
-    )
-    server.start()
+    server, _ = serve_worker(servicer, f"127.0.0.1:{port}")
     try:
         # The first task still avoids w1 for a while (AVOID_FOR_S): it failed there.
         wait_for(lambda: (second, 1) in servicer.assigned)
