@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CLOUDAI := $(VENV)/bin/cloudai
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: help setup setup-python demo test lint format proto proto-check bench clean
+.PHONY: help setup setup-python demo test lint format proto proto-check bench notebooks clean
 
 help:
 	@echo "make setup        install the venv, Docker, the sample image and the local registry"
@@ -17,6 +17,7 @@ help:
 	@echo "make format       ruff format and ruff check --fix"
 	@echo "make proto        regenerate proto/*_pb2*.py from proto/*.proto"
 	@echo "make proto-check  fail if the generated protobuf code is stale"
+	@echo "make notebooks    run the notebooks and save them with their outputs"
 	@echo "make bench        placement benchmark (1000 workers, 10000 tasks)"
 	@echo "make clean        remove build and cache files (keeps .venv and Docker images)"
 
@@ -51,6 +52,9 @@ proto-check: setup-python
 
 bench: setup-python
 	$(CLOUDAI) bench placement --workers 1000 --tasks 10000
+
+notebooks: setup-python
+	$(PY) scripts/run_notebooks.py
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache *.egg-info
