@@ -60,7 +60,9 @@ CAPABILITIES = frozenset(
 USER_RE = re.compile(
     r"^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(?::(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$"
 )
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# One-line text also refuses C1 controls (terminal escapes too) and the bidirectional
+# overrides, which reorder what follows them on an operator's screen.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CONTROL_BUT_LINES_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 _SIZE_UNITS = {

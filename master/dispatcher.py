@@ -3,10 +3,13 @@
 Dispatch runs on its own thread with non-blocking calls, outside the master's lock,
 so a slow or dead worker never stalls placement or other RPCs.
 
-A dispatch that cannot reach its worker marks the worker unreachable in the registry
-(placement leaves it out); any answer from it clears the mark. While a worker is
-marked, a prober thread checks it each time its cool-down ends: connected clears the
-mark, not connected starts a cool-down twice as long.
+A dispatch that cannot reach its worker (UNAVAILABLE, DEADLINE_EXCEEDED) marks the
+worker unreachable in the registry (placement leaves it out); any answer from it clears
+the mark. While a worker is marked, a prober thread checks it each time its cool-down
+ends: connected clears the mark, not connected starts a cool-down twice as long.
+A worker that answers with another error (it refuses the master's token, the request,
+or is out of room for it) is reachable: its tasks go back to the queue as refused, and
+it stays in placement. A batch it found too large is sent again in halves.
 """
 
 from __future__ import annotations
@@ -44,6 +47,18 @@ YIELD_S = 0.05
 # The prober wakes every PROBE_INTERVAL_S and gives a connection PROBE_TIMEOUT_S.
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.5
+# Errors that mean the worker could not be reached: no connection, or no answer in time.
+# Any other status is the worker's answer (it refused the call), so it is reachable.
+TRANSPORT_ERRORS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# One AssignTasks call stays well under what a worker accepts in one request
+# (rpc.MAX_REQUEST_BYTES, and the worker's bound on assignments per batch).
+MAX_CALL_BYTES = rpc.MAX_REQUEST_BYTES // 2
+MAX_CALL_TASKS = 512
+# What to check when a worker refuses the master's credentials.
+_AUTH_ADVICE = (
+    " (the worker checks the master's token: start the master with "
+    "--dispatch-token-file holding a token of role master from the worker's --tokens file)"
+)
 
 
 class Dispatcher:
@@ -171,6 +186,17 @@ class Dispatcher:
             )
             for t in tasks
         ]
+        for lo, hi in _calls(reqs):
+            self._call(worker_id, address, stub, tasks[lo:hi], reqs[lo:hi])
+
+    def _call(
+        self,
+        worker_id: str,
+        address: str,
+        stub: mw_grpc.WorkerStub,
+        tasks: list[Task],
+        reqs: list[mw.AssignTaskRequest],
+    ) -> None:
         if len(reqs) == 1:
             call = stub.AssignTask.future(reqs[0], timeout=ASSIGN_TIMEOUT_S)
         else:
@@ -184,17 +210,42 @@ class Dispatcher:
             resp = fut.result()
             answers = [resp] if len(tasks) == 1 else list(resp.results)
         except grpc.RpcError as err:
-            msg = f"worker {worker_id} unreachable at {address}: {err.code().name}"
-            log.warning("dispatch of %d task(s) failed: %s", len(tasks), msg)
-            self._unreachable(worker_id, address, err)
-            for task in tasks:
-                self._tasks.dispatch_failed(task.id, task.attempt, msg, unreachable=True)
+            self._failed(worker_id, address, tasks, err)
             return
         self._reachable(worker_id)
         for task, resp in zip(tasks, answers, strict=False):
             if not resp.accepted:
                 reason = f"worker refused: {resp.message}"
                 self._tasks.dispatch_failed(task.id, task.attempt, reason)
+
+    def _failed(self, worker_id: str, address: str, tasks: list[Task], err: grpc.RpcError) -> None:
+        """A call ended in an error: the worker could not be reached, or it refused."""
+        code = err.code()
+        if code in TRANSPORT_ERRORS:
+            msg = f"worker {worker_id} unreachable at {address}: {code.name}"
+            log.warning("dispatch of %d task(s) failed: %s", len(tasks), msg)
+            self._unreachable(worker_id, address, err)
+            for task in tasks:
+                self._tasks.dispatch_failed(task.id, task.attempt, msg, unreachable=True)
+            return
+        self._reachable(worker_id)  # it answered
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and len(tasks) > 1:
+            log.info("worker %s found a batch of %d too large: halving it", worker_id, len(tasks))
+            self._resend_halves(worker_id, tasks)
+            return
+        msg = f"worker {worker_id} refused the task: {_error_text(err)}"
+        auth = code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+        log.warning("dispatch of %d task(s): %s%s", len(tasks), msg, _AUTH_ADVICE if auth else "")
+        for task in tasks:
+            self._tasks.dispatch_failed(task.id, task.attempt, msg)
+
+    def _resend_halves(self, worker_id: str, tasks: list[Task]) -> None:
+        half = len(tasks) // 2
+        for part in (tasks[:half], tasks[half:]):
+            try:
+                self._send(worker_id, part)
+            except Exception:  # a bug must not lose the other half
+                log.exception("dispatch to %s failed", worker_id)
 
     def _address(self, worker_id: str) -> str:
         entry = self._registry.get(worker_id)
@@ -204,7 +255,7 @@ class Dispatcher:
     def _unreachable(self, worker_id: str, address: str, err: grpc.RpcError) -> None:
         """Mark the worker unreachable before its tasks are requeued, so that the
         placement of the requeued tasks already leaves it out."""
-        error = f"{err.code().name}: {err.details() or ''}".rstrip(": ")[:300]
+        error = _error_text(err)
         mark, new = self._registry.mark_unreachable(worker_id, error, address)
         if mark is not None and new:
             log.warning(
@@ -284,3 +335,22 @@ class Dispatcher:
             for _, _, ch in self._stubs.values():
                 ch.close()
             self._stubs.clear()
+
+
+def _error_text(err: grpc.RpcError) -> str:
+    """'CODE: details', bounded."""
+    return f"{err.code().name}: {err.details() or ''}".rstrip(": ")[:300]
+
+
+def _calls(reqs: list[mw.AssignTaskRequest]) -> Iterator[tuple[int, int]]:
+    """Cut the assignments to one worker into calls of at most MAX_CALL_TASKS and
+    MAX_CALL_BYTES each (a single assignment is always sent): (start, end) pairs."""
+    lo, size = 0, 0
+    for i, req in enumerate(reqs):
+        n = req.ByteSize() + 8  # with the field's tag and length
+        if i > lo and (i - lo >= MAX_CALL_TASKS or size + n > MAX_CALL_BYTES):
+            yield lo, i
+            lo, size = i, 0
+        size += n
+    if lo < len(reqs):
+        yield lo, len(reqs)

@@ -64,6 +64,10 @@ class Scheduler:
         self._agent_id = ""
         self._agent_seen = 0.0
         self._stopping = False
+        # When the earliest avoidance offered in a snapshot lapses (AVOID_FOR_S): the
+        # queue must be offered again then, or a task that only an avoided worker fits
+        # waits until something else changes.
+        self._avoid_lapse: float | None = None
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     def start(self) -> None:
@@ -280,6 +284,7 @@ class Scheduler:
     def snapshot(self, tasks: list[Task], seq: int = 0) -> apb.SchedulingBatch:
         now = time.time()
         batch = apb.SchedulingBatch(sequence=seq, timestamp=now)
+        self._note_avoid_lapse(tasks, now)
         for t in tasks:
             batch.tasks.append(
                 apb.PendingTask(
@@ -312,6 +317,26 @@ class Scheduler:
             )
         return batch
 
+    def _note_avoid_lapse(self, tasks: list[Task], now: float) -> None:
+        lapses = [
+            t.queued_at + AVOID_FOR_S
+            for t in tasks
+            if t.avoid_workers and now - t.queued_at < AVOID_FOR_S
+        ]
+        if lapses:
+            with self._cond:
+                if self._avoid_lapse is None or min(lapses) < self._avoid_lapse:
+                    self._avoid_lapse = min(lapses)
+
+    def _wakeup(self) -> float | None:
+        """When the loop must offer the queue again: a backoff or an avoidance ends.
+        Called with self._cond held; forgets an avoidance lapse that is due."""
+        lapse = self._avoid_lapse
+        if lapse is not None and time.time() >= lapse:
+            self._avoid_lapse = None
+        times = [w for w in (self._tasks.next_wakeup(), lapse) if w is not None]
+        return min(times) if times else None
+
     def dry_run(self, task: Task) -> DecisionRecord:
         """What the default policy would decide for this task now, changing nothing."""
         decisions = self._decide(self.snapshot([task]))
@@ -326,7 +351,7 @@ class Scheduler:
         fallback_version = pinned_version = -1
         while True:
             with self._cond:
-                wake = self._tasks.next_wakeup()
+                wake = self._wakeup()
                 timeout = 0.2 if wake is None else max(0.0, min(0.2, wake - time.time()))
                 self._cond.wait(timeout=timeout)
                 if self._stopping:

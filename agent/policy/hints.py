@@ -1,7 +1,8 @@
 """The smallest change that would make an unplaceable task placeable.
 
-The checks follow the filter order: no healthy worker at all (when every worker is
-draining: which one to take back with `cloudai drain WORKER --undo`), then labels nobody has,
+The checks follow the filter order: no healthy worker at all (what the workers are
+instead: draining, with the one to take back with `cloudai drain WORKER --undo`, and/or
+inactive; or none there at all), then labels nobody has,
 then workers the task must avoid, then resources. For resources the hint prefers a
 single change: if some worker misses only one resource, lower that request to the
 most that is free on such a worker, choosing the resource that needs the smallest
@@ -27,24 +28,42 @@ def placement_hint(task: TaskRequest, state: ClusterState, only: int | None = No
     healthy = pool & state.active
     if not healthy.any():
         if only is None:
-            every = state.draining.all() and len(state) > 0
-            return _draining_hint(task, state) if every else "no healthy worker"
+            return _no_active_hint(task, state)
         health = state.health_of(only).value.lower()
         return f"worker {state.ids[only]} is {health}: pin another worker"
     base, why = _matching(task, state, healthy, only)
     return why or _resource_hint(task, state, base, only)
 
 
+def _no_active_hint(task: TaskRequest, state: ClusterState) -> str:
+    """No worker is active: say what the workers are instead."""
+    if len(state) == 0:
+        return "no worker to place on (none registered, or all unreachable): start a worker"
+    if state.draining.any():
+        return _draining_hint(task, state)
+    if len(state) == 1:
+        return f"worker {state.ids[0]} is inactive (no heartbeats): restart it or start another"
+    return f"all {len(state)} workers are inactive (no heartbeats): restart one or start another"
+
+
 def _draining_hint(task: TaskRequest, state: ClusterState) -> str:
-    """Every worker drains: name one to take back (one the task fits, if any), and
-    what else the task would need there if none fits as it is."""
+    """No worker is active and some drain (the others are inactive): name one to take
+    back (one the task fits, if any), and what else the task would need there if none
+    fits as it is."""
     base, why = _matching(task, state, state.draining, None)
-    # Every worker is draining, so "healthy" in the usual hint means "any" here.
+    # Only the draining workers are looked at, so "healthy" in the usual hint is dropped.
     then = (why or _resource_hint(task, state, base, None)).replace("healthy ", "")
     fits = base & np.all(state.free >= np.array(task.demand)[:, None] - EPS, axis=0)
     pick = state.ids[int(np.argmax(fits if fits.any() else base if base.any() else state.draining))]
+    draining = int(state.draining.sum())
     if len(state) == 1:
         hint = f"worker {pick} is draining: `cloudai drain {pick} --undo` lets it take tasks again"
+    elif draining < len(state):
+        inactive = len(state) - draining
+        hint = (
+            f"no active worker ({draining} draining, {inactive} inactive): "
+            f"`cloudai drain {pick} --undo` lets {pick} take tasks again"
+        )
     else:
         hint = (
             f"all {len(state)} workers are draining: "

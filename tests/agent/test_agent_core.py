@@ -120,7 +120,8 @@ HINTS = [
         "no healthy worker",
         [make_worker("a").unhealthy(), make_worker("b").draining()],
         make_task("t"),
-        "no healthy worker",
+        "no active worker (1 draining, 1 inactive): "
+        "`cloudai drain b --undo` lets b take tasks again",
     ),
     (
         "no gpu anywhere",
@@ -210,7 +211,8 @@ def test_decision_record_carries_the_explanation():
 def test_empty_batch_and_empty_cluster():
     assert place_batch([], make_state(make_worker("w")), now=0) == []
     [p] = place_batch([make_task("t").build()], make_state(), now=0)
-    assert (p.worker_id, p.hint) == ("", "no healthy worker")
+    assert p.worker_id == ""
+    assert p.hint == "no worker to place on (none registered, or all unreachable): start a worker"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -36,10 +36,23 @@ CASES = [
         "all 2 workers are draining: `cloudai drain b --undo` lets b take tasks again",
     ),
     (
-        "not all draining: unchanged",
+        "draining and inactive: says both, names the drain to undo",
         [make_worker("a").unhealthy(), make_worker("b").draining()],
         make_task("t"),
-        "no healthy worker",
+        "no active worker (1 draining, 1 inactive): "
+        "`cloudai drain b --undo` lets b take tasks again",
+    ),
+    (
+        "one worker, inactive",
+        [make_worker("a").unhealthy()],
+        make_task("t"),
+        "worker a is inactive (no heartbeats): restart it or start another",
+    ),
+    (
+        "all inactive",
+        [make_worker("a").unhealthy(), make_worker("b").unhealthy()],
+        make_task("t"),
+        "all 2 workers are inactive (no heartbeats): restart one or start another",
     ),
 ]
 
