@@ -41,6 +41,8 @@ LABEL_TIMEOUT = "cloudai.timeout_s"
 # Docker's json-file logs grow without bound by default; a chatty task must not
 # fill the worker's disk.
 _LOG_CONFIG = LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"})
+# Docker's smallest CPU limit (`docker run --cpus` takes 0.01 and up).
+MIN_CPU = 0.01
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 # With a read-only root filesystem a task still gets a small, non-executable /tmp.
 _TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
@@ -85,9 +87,9 @@ def limits_for(
     none: an unlimited container can take the whole machine down (fork bombs too)."""
     memory = spec.resources.memory_bytes or default_memory
     cpu = spec.resources.cpu or default_cpu
-    # Docker refuses a CPU limit above the host's core count: clamp rather than fail
-    # a task that asked for more than this machine has.
-    cpu = min(cpu, float(os.cpu_count() or 1))
+    # Docker refuses a CPU limit above the host's core count, and the kernel one below
+    # 0.01 CPU (a CFS quota under 1 ms): clamp rather than fail the task at every start.
+    cpu = max(MIN_CPU, min(cpu, float(os.cpu_count() or 1)))
     return Limits(memory_bytes=int(memory), nano_cpus=int(cpu * 1e9), pids=pids_limit)
 
 

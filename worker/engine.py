@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 
 import docker
-from docker.errors import APIError
+from docker.errors import APIError, NotFound
 
-from cloudai.errors import Unavailable
+from cloudai.errors import InvalidArgument, Unavailable
 from cloudai.worker.containers import DOCKER_ERRORS
 from cloudai.worker.outcome import one_line, unreachable_cause
 
@@ -53,6 +53,20 @@ class EngineConnection:
                 self._client, client = client, None
         if client is not None:
             client.close()
+
+    def check_network(self, network: str) -> None:
+        """At start-up: raise InvalidArgument when the network tasks join is not on the
+        engine; every task would fail at create, on a worker that looks healthy."""
+        try:
+            self.client().networks.get(network)
+        except NotFound:
+            where = f" at {self.address}" if self.address else ""
+            raise InvalidArgument(
+                f"Docker network {network!r} not found on the engine{where}; create it "
+                f"(docker network create {network}) or pick another --network"
+            ) from None
+        except DOCKER_ERRORS:
+            pass  # the engine answered a ping just now; a blip is not this check's business
 
     def client(self) -> docker.DockerClient:
         """Created lazily and again after a failure, so a worker keeps going across an

@@ -27,7 +27,7 @@ from cloudai.model import Reason, TaskSpec, TaskState
 from cloudai.worker import containers as ct
 from cloudai.worker.containers import DOCKER_ERRORS
 from cloudai.worker.engine import EngineConnection, engine_gone
-from cloudai.worker.images import ImageList, ensure_image
+from cloudai.worker.images import ImageList, Pull
 from cloudai.worker.logs import LogStream, collect_tail, last_lines
 from cloudai.worker.outcome import (
     Outcome,
@@ -37,6 +37,7 @@ from cloudai.worker.outcome import (
     readopted_outcome,
     start_failure_message,
     stopped_by_signal,
+    unknown_user_outcome,
 )
 
 # Called once the container runs: (started_at, container_id).
@@ -111,8 +112,10 @@ class DockerExecutor:
             self._unregister(active)
 
     def check_engine(self) -> None:
-        """Raise Unavailable (one line) unless the Docker engine answers now."""
+        """Raise Unavailable (one line) unless the Docker engine answers now, and
+        InvalidArgument when the tasks' network is not on it: every task would fail."""
         self._engine.check()
+        self._engine.check_network(self._settings.network_mode)
 
     def cancel(self, task_id: str, attempt: int = 0) -> bool:
         """Kill the attempt's container (attempt 0: every attempt of the task). The
@@ -206,9 +209,11 @@ class DockerExecutor:
 
     def _run(self, active: _Active, spec: TaskSpec, on_running: OnRunning | None) -> Outcome:
         client = self._engine.client()
-        failed_pull = ensure_image(client, spec.image, spec.always_pull)
-        if failed_pull is not None:
-            return failed_pull
+        pull = Pull(client, spec.image, spec.always_pull)
+        if not pull.wait(active.cancel, self.poll_interval):
+            return Outcome(TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled while pulling")
+        if pull.outcome is not None:
+            return pull.outcome
         self._images.invalidate()  # advertise a freshly pulled image soon
         if active.cancel.is_set():
             return Outcome(TaskState.CANCELLED, None, Reason.CANCELLED, "cancelled before start")
@@ -220,7 +225,7 @@ class DockerExecutor:
         )
         container = self._create(client, active, spec, limits)
         try:
-            return self._start(active, container, spec.timeout_s, limits, on_running)
+            return self._start(active, container, spec, limits, on_running)
         finally:
             if not self.keep_finished:
                 self._remove(container)
@@ -241,7 +246,7 @@ class DockerExecutor:
         self,
         active: _Active,
         container: Container,
-        timeout_s: float,
+        spec: TaskSpec,
         limits: ct.Limits,
         on_running: OnRunning | None,
     ) -> Outcome:
@@ -252,18 +257,22 @@ class DockerExecutor:
         try:
             container.start()
         except APIError as err:
-            return self._start_failed(container, err)
+            return self._start_failed(container, err, spec.user)
         started_at = time.time()
         if on_running is not None:
             try:
                 on_running(started_at, container.id or "")
             except Exception as err:  # a reporting bug must not kill the task
                 print(f"[{self.worker_id}] on_running callback failed: {err!r}", flush=True)
-        return self._supervise(active, container, started_at, timeout_s, limits.memory_bytes)
+        return self._supervise(active, container, started_at, spec.timeout_s, limits.memory_bytes)
 
-    def _start_failed(self, container: Container, err: APIError) -> Outcome:
+    def _start_failed(self, container: Container, err: APIError, task_user: str) -> Outcome:
         """`docker run` exits 126/127 when the command cannot be executed: that is the
-        task's own failure. Anything else at start is the engine's."""
+        task's own failure, and so is a --user its image does not know. Anything else
+        at start is the engine's."""
+        bad_user = unknown_user_outcome(err.explanation or str(err), task_user, time.time())
+        if bad_user is not None:
+            return bad_user
         container.reload()
         code = int(container.attrs.get("State", {}).get("ExitCode", 0))
         if code in (126, 127):

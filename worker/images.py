@@ -10,6 +10,7 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 
+from cloudai.validation import MAX_IMAGE_LEN
 from cloudai.worker.containers import DOCKER_ERRORS
 from cloudai.worker.outcome import Outcome, pull_outcome
 
@@ -40,6 +41,46 @@ def ensure_image(client: docker.DockerClient, image: str, always_pull: bool) -> 
     except APIError as err:
         return pull_outcome(image, err.explanation or str(err), time.time())
     return None
+
+
+class Pull:
+    """`ensure_image` in a thread of its own, so that a cancel need not wait for it: a
+    registry that does not answer holds a pull for dockerd's 30 s, a slow one for as
+    long as the download takes. An abandoned pull ends on its own (its thread is a
+    daemon, and what it fetched is simply cached)."""
+
+    def __init__(self, client: docker.DockerClient, image: str, always_pull: bool) -> None:
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+        args = (client, image, always_pull)
+        threading.Thread(target=self._run, args=args, name="pull", daemon=True).start()
+
+    def _run(self, client: docker.DockerClient, image: str, always_pull: bool) -> None:
+        try:
+            self.outcome = ensure_image(client, image, always_pull)
+        except BaseException as err:  # handed to the waiting thread
+            self.error = err
+        finally:
+            self.done.set()
+
+    def wait(self, cancelled: threading.Event, poll_s: float) -> bool:
+        """Block until the pull ended (True: see outcome/error, which it re-raises)
+        or `cancelled` is set (False)."""
+        while not self.done.wait(poll_s):
+            if cancelled.is_set():
+                return False
+        if self.error is not None:
+            raise self.error
+        return True
+
+
+def advertised(tag: str) -> bool:
+    """Whether a local tag goes into heartbeats. Docker allows names of 255 characters
+    plus a tag of 128, longer than any image a task may name: the master refuses a
+    registration or heartbeat that lists one, so a single such tag on the host would
+    leave every worker on it unable to register."""
+    return "<none>" not in tag and len(tag) <= MAX_IMAGE_LEN and tag.isprintable()
 
 
 class ImageList:
@@ -83,5 +124,5 @@ class ImageList:
         with self._lock:
             self._refresh = None
             if images is not None:
-                self._tags = [t for image in images for t in image.tags if "<none>" not in t]
+                self._tags = [t for image in images for t in image.tags if advertised(t)]
                 self._stamp = time.monotonic()

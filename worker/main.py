@@ -18,9 +18,9 @@ EXIT_FAILED = 1
 def run_worker(settings: WorkerSettings) -> int:
     """Start a node, serve until a signal, shut down cleanly. Returns the exit status:
     0 after a clean shutdown, 1 with one line on stderr when the node could not start
-    (a bad setting, its port in use, no Docker engine answering) or the master
-    refused it for good (its id is held by another live worker, or its token is refused
-    at the first registration)."""
+    (a bad setting, its port in use, no Docker engine answering, no such --network on
+    it) or the master refused it for good (its id is held by another live worker, or
+    its token or request is refused at the first registration)."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -49,8 +49,8 @@ class MemberHooks:
     stop_attempts: Callable[[Sequence[common_pb2.TaskRef]], None]
     say: Callable[[str], None]
     # The master refused this worker for good (its id is held by another live worker,
-    # or its token is refused before it ever registered): the node stops and the
-    # process exits non-zero with this one line.
+    # or its token or request is refused before it ever registered): the node stops
+    # and the process exits non-zero with this one line.
     fail: Callable[[str], None] = lambda message: None
 
 
@@ -138,14 +138,17 @@ class Membership:
 
     def _refused_for_good(self, err: grpc.RpcError) -> str:
         """Why retrying registration is pointless, or "". Another live worker holds our
-        id; or the master refuses our token (or certificate) before we were ever
-        registered, a mistake in this worker's setup. A worker registered before keeps
-        retrying: its token may be being rotated."""
+        id; or, before we were ever registered, the master refuses our token (or
+        certificate) or finds the request invalid (say an --ip it cannot take): a
+        mistake in this worker's setup. A worker registered before keeps retrying: its
+        token may be being rotated."""
         code = _code(err)
         if code == grpc.StatusCode.ALREADY_EXISTS:
             return err.details() or "worker id in use"
         if code in _DENIED and self.registrations == 0:
             return f"the master refused this worker's token: {err.details() or code.name}"
+        if code == grpc.StatusCode.INVALID_ARGUMENT and self.registrations == 0:
+            return f"the master refused this worker's registration: {err.details() or code.name}"
         return ""
 
     def _registered(self, resp: mw.RegisterWorkerResponse) -> None:

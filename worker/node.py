@@ -28,7 +28,7 @@ from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.rpc import build_server, listen_address
 from cloudai.security.setup import for_worker
-from cloudai.validation import format_size
+from cloudai.validation import format_size, validate_id, validate_labels
 from cloudai.worker.containers import policy_problem
 from cloudai.worker.executor import DockerExecutor
 from cloudai.worker.logs import LogStream
@@ -47,6 +47,9 @@ DONE_MEMORY = 1024
 
 class WorkerNode:
     def __init__(self, settings: WorkerSettings, *, executor: DockerExecutor | None = None) -> None:
+        # What the master would refuse at every registration, refused here at once.
+        validate_id("worker id", settings.id)
+        validate_labels(dict(settings.labels))
         self.settings = settings
         self.executor = executor or DockerExecutor(settings)
         self.executor.keep_finished = True  # removed once the master has the result

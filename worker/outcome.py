@@ -142,6 +142,27 @@ def start_failure_message(explanation: str) -> str:
     return "cannot start: " + one_line(m.group(1) if m else text)
 
 
+_UNKNOWN_USER = re.compile(r"unable to find (user|group) ([^:\s]+)")
+
+
+def unknown_user_outcome(explanation: str, task_user: str, finished_at: float) -> Outcome | None:
+    """The task's own --user names a user or group its image does not have: no retry
+    fixes that (invalid_spec). None for any other start failure, and when the user
+    is the worker's default (`cloudai worker --user`): another worker may run it."""
+    m = _UNKNOWN_USER.search(explanation)
+    if not task_user or m is None:
+        return None
+    kind, name = m.groups()
+    where = "/etc/passwd" if kind == "user" else "/etc/group"
+    message = (
+        f"cannot start: the image has no {kind} {one_line(name, 64)} (--user {task_user}); "
+        f"name one from its {where} or give a numeric id"
+    )
+    return Outcome(
+        TaskState.FAILED, None, Reason.INVALID_SPEC, one_line(message), finished_at=finished_at
+    )
+
+
 def finished_outcome(
     docker_state: dict,
     *,
