@@ -7,6 +7,7 @@ an engine: the executor gathers facts, these functions name the outcome.
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 
 import requests
@@ -189,7 +190,17 @@ def finished_outcome(
         )
     if code == 0:
         return Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, "")
-    return Outcome(TaskState.FAILED, code, Reason.NONZERO_EXIT, f"exited with code {code}")
+    return Outcome(TaskState.FAILED, code, Reason.NONZERO_EXIT, exit_message(code))
+
+
+def exit_message(code: int) -> str:
+    """'exited with code 3'; a code above 128 is how a shell reports death by a signal,
+    so it names the signal too: 'exited with code 137 (128 + SIGKILL)'."""
+    try:
+        name = signal.Signals(code - 128).name if 128 < code < 128 + 65 else ""
+    except ValueError:  # not a signal this platform has
+        name = ""
+    return f"exited with code {code}" + (f" (128 + {name})" if name else "")
 
 
 def readopted_outcome(outcome: Outcome, docker_state: dict) -> Outcome:

@@ -33,6 +33,13 @@ def test_nonzero_exit_is_failed_with_its_code_and_logs(executor: DockerExecutor)
     assert 0 < out.started_at <= out.finished_at
 
 
+def test_an_exit_code_from_a_signal_names_the_signal(executor: DockerExecutor) -> None:
+    # The task's own child dies of SIGKILL and the shell passes its status on (137).
+    out = executor.run(new_task_id(), 1, spec("sh", "-c", "sleep 30 & kill -9 $!; wait $!"))
+    assert (out.state, out.exit_code, out.reason) == (TaskState.FAILED, 137, Reason.NONZERO_EXIT)
+    assert out.message == "exited with code 137 (128 + SIGKILL)"
+
+
 def test_success_collects_stdout_and_stderr(executor: DockerExecutor) -> None:
     out = executor.run(new_task_id(), 1, spec("sh", "-c", "echo to-out; echo to-err >&2"))
     assert (out.state, out.exit_code, out.reason) == (TaskState.SUCCEEDED, 0, Reason.COMPLETED)
