@@ -49,6 +49,12 @@ _HEALTHY_STREAM_S = 2.0
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 # Retries after such a refusal, once served: slow, as only an operator can fix it.
 REFUSED_BACKOFF_S = (1.0, 30.0)
+# Per batch: at most this many placements the master refused, one line each, and this
+# many reasons in the line that sums up the tasks left pending (a queue of thousands of
+# tasks that fit nowhere is pushed again with every batch: one line per task would
+# flood the log).
+MAX_REFUSED_LINES = 10
+MAX_PENDING_REASONS = 3
 
 
 def choose_profile(settings: AgentSettings) -> Profile:
@@ -97,8 +103,10 @@ class Backoff:
 
 class Agent:
     def __init__(self, settings: AgentSettings, *, backoff: Backoff | None = None) -> None:
-        """Raises ConfigError for an unknown policy, a bad profile file, or TLS files
-        or a token file that cannot be read."""
+        """Raises ConfigError for an empty id, an unknown policy, a bad profile file, or
+        TLS files or a token file that cannot be read."""
+        if not settings.agent_id.strip():
+            raise ConfigError("--id: the agent id must not be empty (default: agent-1)")
         self.settings = settings
         self.transport = transport_for(settings)
         self.policy_name = settings.policy
@@ -243,11 +251,36 @@ class Agent:
             accepted,
             (time.perf_counter() - started) * 1000,
         )
-        where = {p.task_id: p.worker_id for p in placements}
-        for r in results.results:
-            if not r.accepted:
-                on = f" on {where[r.task_id]}" if where.get(r.task_id) else ""
-                log.info("task %s not placed%s: %s", r.task_id, on, r.reason or "no reason given")
+        _log_not_placed(batch.sequence, placements, results.results)
+
+
+def _log_not_placed(sequence: int, placements, results) -> None:
+    """One line per placement the master refused (up to MAX_REFUSED_LINES), and one
+    line for the tasks the policy left pending, counted by reason."""
+    where = {p.task_id: p.worker_id for p in placements}
+    refused = [r for r in results if not r.accepted and where.get(r.task_id)]
+    for r in refused[:MAX_REFUSED_LINES]:
+        why = r.reason or "no reason given"
+        log.info("task %s not placed on %s: %s", r.task_id, where[r.task_id], why)
+    if len(refused) > MAX_REFUSED_LINES:
+        log.info(
+            "batch %d: %d more placement(s) refused", sequence, len(refused) - MAX_REFUSED_LINES
+        )
+    pending = [r for r in results if not r.accepted and not where.get(r.task_id)]
+    if pending:
+        log.info("batch %d: %d task(s) left pending: %s", sequence, len(pending), _reasons(pending))
+
+
+def _reasons(results) -> str:
+    """The reasons, most common first (at most MAX_PENDING_REASONS), each with its
+    count and one task, e.g. `no healthy worker (3, e.g. t-1)`."""
+    by: dict[str, list[str]] = {}
+    for r in results:
+        by.setdefault(r.reason or "no reason given", []).append(r.task_id)
+    top = sorted(by.items(), key=lambda kv: -len(kv[1]))
+    text = "; ".join(f"{why} ({len(ids)}, e.g. {ids[0]})" for why, ids in top[:MAX_PENDING_REASONS])
+    rest = len(top) - MAX_PENDING_REASONS
+    return text + (f"; {rest} other reason(s)" if rest > 0 else "")
 
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:

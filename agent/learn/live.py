@@ -24,12 +24,15 @@ import logging
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from cloudai.agent.policy.baselines import baseline_profile
 from cloudai.agent.policy.core import place_batch
 from cloudai.agent.policy.placement import Placement
 from cloudai.agent.policy.profiles import Profile
 from cloudai.agent.policy.snapshot import CPU, ClusterState, TaskRequest
 from cloudai.convert import spec_from_pb
+from cloudai.model import TaskSpec
 from cloudai.proto import master_agent_pb2
 
 from .model import LearnedModel, ModelError, load_default_model, load_model
@@ -37,6 +40,7 @@ from .predictors import packed_memory
 
 log = logging.getLogger("cloudai.agent")
 DEFAULT_MEMORY_MARGIN = 0.2
+DEFAULT = "(the shipped model)"
 
 
 class LearnedPolicy:
@@ -103,10 +107,29 @@ def _model_or_none(path: str, warning: str) -> LearnedModel | None:
     """The model file at `path` (the shipped model when empty); None, after logging
     `warning` with the reason, when it is missing or corrupt."""
     try:
-        return load_model(path) if path else load_default_model()
+        model = load_model(path) if path else load_default_model()
+        _check_predictors(model, path)
     except ModelError as err:
         log.warning(warning, err)
         return None
+    return model
+
+
+def _check_predictors(model: LearnedModel, path: str) -> None:
+    """ModelError unless the model's predictors (if any) answer for one task: a file
+    whose estimators cannot predict here (another scikit-learn, a damaged pickle)
+    would otherwise fail every batch the agent is sent."""
+    pred = (model.predictors or {}).get("tasks")
+    if pred is None:
+        return
+    probe, name = [TaskSpec(image="probe")], repr(path or DEFAULT)
+    try:
+        ok = all(np.shape(f(probe)) == (1,) for f in (pred.predict_runtime, pred.predict_memory))
+    except Exception as err:  # whatever the estimator raises, the model is unusable
+        why = (str(err) or type(err).__name__).splitlines()[0]
+        raise ModelError(f"model file {name}: its predictors cannot predict: {why}") from err
+    if not ok:
+        raise ModelError(f"model file {name}: its predictors give no prediction per task")
 
 
 @dataclasses.dataclass

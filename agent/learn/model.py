@@ -206,7 +206,21 @@ def _other_problem(data: dict[str, Any]) -> str:
     for key in ("predictors", "meta"):
         if not isinstance(data.get(key) or {}, dict):
             return f"{key!r} must be a table or None, got {type(data[key]).__name__}"
+    return _predictors_problem((data.get("predictors") or {}).get("tasks"))
+
+
+def _predictors_problem(pred: Any) -> str:
+    """What is wrong with a model's task predictors ("" when none or usable): they
+    must predict run times and peak memory (the agent calls both on every batch)."""
+    if pred is None:
+        return ""
+    missing = [m for m in PREDICT_METHODS if not callable(getattr(pred, m, None))]
+    if missing:
+        return f"'predictors' has no {missing[0]}() (got {type(pred).__name__})"
     return ""
+
+
+PREDICT_METHODS = ("predict_runtime", "predict_memory")
 
 
 _default: LearnedModel | None = None

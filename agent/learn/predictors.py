@@ -10,8 +10,9 @@ leak. Targets are log1p(seconds) and log1p(bytes); scikit-learn's
 HistGradientBoostingRegressor handles the missing statistics natively. A feature
 that is missing in *every* training example (no task has an owner or a name, or every
 command ran only once) carries nothing to learn from and makes scikit-learn's fit fail,
-so training drops it; the predictor remembers the columns it kept (`columns`) and
-prediction reads the same ones.
+so training drops it, for each model on its own (peaks may be unknown in every run
+while run times are known); the predictor remembers the columns each model kept
+(`columns`, `memory_columns`) and prediction reads the same ones.
 
 At inference the predictor keeps the per-key statistics of its whole training
 history. `cloudai agent train` retrains from the store on demand.
@@ -134,26 +135,47 @@ class Predictors:
         stats: _Stats,
         n_examples: int,
         columns: Sequence[int] | None = None,
+        memory_columns: Sequence[int] | None = None,
     ) -> None:
         self.runtime_model, self.memory_model = runtime, memory
         self.stats, self.n_examples = stats, n_examples
-        # Indices into FEATURES the models were fitted on (None: all of them).
+        # Indices into FEATURES the runtime model was fitted on (None: all of them).
         self.columns = None if columns is None else [int(c) for c in columns]
+        # ... and the memory model (None: the runtime model's, as in older files).
+        self.memory_columns = None if memory_columns is None else [int(c) for c in memory_columns]
+
+    def _columns(self, which: int) -> list[int] | None:
+        cols = getattr(self, "columns", None)  # files from before `columns` existed
+        mem = getattr(self, "memory_columns", None)  # ... or `memory_columns`
+        return mem if which == 1 and mem is not None else cols
 
     @property
     def features(self) -> tuple[str, ...]:
-        """The names of the features the models read."""
-        cols = getattr(self, "columns", None)  # files from before `columns` existed
+        """The names of the features the runtime model reads."""
+        cols = self._columns(0)
+        return FEATURES if cols is None else tuple(FEATURES[c] for c in cols)
+
+    @property
+    def memory_features(self) -> tuple[str, ...]:
+        """The names of the features the memory model reads."""
+        cols = self._columns(1)
         return FEATURES if cols is None else tuple(FEATURES[c] for c in cols)
 
     @property
     def dropped(self) -> tuple[str, ...]:
-        """Features left out because no training example had a value for them."""
-        return tuple(f for f in FEATURES if f not in self.features)
+        """Features neither model reads: no training example had a value for them."""
+        read = {*self.features, *self.memory_features}
+        return tuple(f for f in FEATURES if f not in read)
+
+    @property
+    def memory_dropped(self) -> tuple[str, ...]:
+        """Features only the memory model leaves out (no earlier run of that key had a
+        known peak, e.g. every container ended before its memory was sampled)."""
+        return tuple(f for f in self.features if f not in self.memory_features)
 
     def _x(self, specs: Sequence[TaskSpec], which: int) -> np.ndarray:
         x = np.array([_request(s) + self.stats.features(s, which) for s in specs], np.float64)
-        cols = getattr(self, "columns", None)
+        cols = self._columns(which)
         return x if cols is None else x[:, cols]
 
     @classmethod
@@ -174,8 +196,10 @@ class Predictors:
         mem_rows = peaks > 0 if (peaks > 0).sum() >= MIN_EXAMPLES else np.ones(len(peaks), bool)
         y_mem = np.log1p(peaks[mem_rows])
         x_mem_known = np.array(x_mem)[mem_rows]
-        cols = _informative(np.array(x_run), x_mem_known)
-        x_run, x_mem = np.array(x_run)[:, cols], x_mem_known[:, cols]
+        # Each model keeps the columns it has values for: peaks may be unknown in every
+        # run (short containers) while run times, always known, still carry history.
+        cols, mem_cols = _informative(np.array(x_run)), _informative(x_mem_known)
+        x_run, x_mem = np.array(x_run)[:, cols], x_mem_known[:, mem_cols]
         # Small histories (a new cluster) still need leaves: the default of 20 examples
         # per leaf would leave a few dozen runs unsplit.
         leaf = max(2, min(20, len(examples) // 10))
@@ -185,7 +209,7 @@ class Predictors:
         with threadpool_limits(1):
             runtime = HistGradientBoostingRegressor(**params).fit(x_run, y_run)
             memory = HistGradientBoostingRegressor(**params).fit(x_mem, y_mem)
-        return cls(runtime, memory, stats, len(examples), cols)
+        return cls(runtime, memory, stats, len(examples), cols, mem_cols)
 
     def predict_runtime(self, specs: Sequence[TaskSpec]) -> np.ndarray:
         if not specs:
@@ -218,11 +242,11 @@ class Predictors:
         return {f: got.get(f, 0.0) for f in FEATURES}
 
 
-def _informative(*xs: np.ndarray) -> list[int]:
-    """The columns with a value in at least one row of every matrix: a column that is
-    all NaN (every example missing the statistic) is dropped. `log_runs` is never NaN,
-    so at least one column is always kept."""
-    return [c for c in range(len(FEATURES)) if all(np.isfinite(x[:, c]).any() for x in xs)]
+def _informative(x: np.ndarray) -> list[int]:
+    """The columns with a value in at least one row: a column that is all NaN (every
+    example missing the statistic) is dropped. `log_runs` is never NaN, so at least
+    one column is always kept."""
+    return [c for c in range(len(FEATURES)) if np.isfinite(x[:, c]).any()]
 
 
 def packed_memory(requested: int, predicted: float, margin: float) -> int:

@@ -77,7 +77,7 @@ class TrainConfig:
         """Raise ConfigError (one line, named by `cloudai sim train`'s flag) for a
         setting out of range; return self when every one is usable."""
         least = {"iterations": 0, "population": 1, "windows": 0, "length": 1}
-        least.update(synthetic=0, validation=0, block=1, recent=0)
+        least.update(synthetic=0, validation=0, block=1, recent=0, workers=1)
         for key, low in least.items():
             value = getattr(self, key)
             if value < low:

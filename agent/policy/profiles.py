@@ -197,6 +197,8 @@ def load_profile(path: str | Path, registry: Registry = REGISTRY) -> Profile:
         text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read profile file {str(p)!r}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"profile file {str(p)!r} is not UTF-8 text: {err.reason}") from err
     try:
         data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as err:

@@ -111,7 +111,14 @@ def load_trace(path: str | Path, cfg: SimConfig | None = None) -> Trace:
     else:
         raise ConfigError(f"unknown trace format {fmt!r} (known: swf, openb)")
     lo, hi = cfg.slice
-    return trace if (lo, hi) == (0.0, 1.0) else trace.fraction(lo, hi)
+    if (lo, hi) == (0.0, 1.0):
+        return trace
+    part = trace.fraction(lo, hi)
+    if not len(part):  # metrics of no jobs would read as a perfect result
+        raise ConfigError(
+            f"--slice {lo:g}:{hi:g} leaves none of the {len(trace)} jobs of {trace.name}"
+        )
+    return part
 
 
 def load_nodes(cfg: SimConfig) -> Nodes:

@@ -358,13 +358,21 @@ def _train_config(o: _TrainOptions):
         block=o.block,
         load=_load(o.load),
         features=_names(o.features, FEATURES, "--features") or FEATURES,
-        modes=_names(o.modes, ("backfill", "no_backfill"), "--modes"),
+        modes=_modes(o.modes),
         validation=o.validation,
         start_from_base=o.start_from_base,
         objective=_one(o.objective, ("logmean", "mean"), "--objective"),
         recent=o.recent,
         sampler=_one(o.sampler, ("bootstrap", "resample"), "--sampler"),
     )
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    """The weight vectors --modes names; at least one (else nothing would be trained)."""
+    modes = _names(text, ("backfill", "no_backfill"), "--modes")
+    if not modes:
+        raise ConfigError(f"--modes {text!r}: name backfill, no_backfill or both")
+    return modes
 
 
 def _one(text: str, known: tuple[str, ...], flag: str) -> str:
@@ -392,9 +400,12 @@ def agent_train(
         fail(f"cannot train: {err}")
     path = model.save(out)
     print(f"✓ predictors {model.version} trained on {model.meta['examples']} runs -> {path}")
-    dropped = model.predictors["tasks"].dropped if model.predictors else ()
-    if dropped:
-        print(f"  left out (no run in the history has a value): {', '.join(dropped)}")
+    pred = model.predictors["tasks"] if model.predictors else None
+    if pred is not None and pred.dropped:
+        print(f"  left out (no run in the history has a value): {', '.join(pred.dropped)}")
+    if pred is not None and pred.memory_dropped:
+        names = ", ".join(pred.memory_dropped)
+        print(f"  left out of the memory model (no earlier run has a known peak): {names}")
 
 
 def register(app: typer.Typer, agent_app: typer.Typer) -> None:
