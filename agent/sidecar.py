@@ -31,7 +31,13 @@ from cloudai.errors import CloudAIError, ConfigError
 from cloudai.proto import master_agent_pb2, master_agent_pb2_grpc
 from cloudai.security.tls import transport_for
 
-from .learn.live import LearnedPolicy, disagreement_line, learned_or_none, shadow_or_none
+from .learn.live import (
+    LearnedPolicy,
+    disagreement_line,
+    kinds,
+    learned_or_none,
+    shadow_or_none,
+)
 from .policy.baselines import BASELINE_PROFILES
 from .policy.core import place_batch
 from .policy.profiles import BUILTIN_PROFILES, Profile, resolve_profile
@@ -338,6 +344,7 @@ def run_agent(settings: AgentSettings) -> int:
         return 1
     if agent.shadow is not None:
         s = agent.shadow
-        print(f"shadow {s.name}: disagreement rate {s.rate:.1%} over {s.decisions} decision(s)")
+        rate = f"disagreement rate {s.rate:.1%} over {s.decisions} decision(s)"
+        print(f"shadow {s.name}: {rate}{kinds(s)}")
     print("✓ agent stopped", flush=True)
     return 0

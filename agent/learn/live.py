@@ -14,7 +14,10 @@ The disagreement rate is over *decisions*: a task in a batch that at least one o
 two policies placed. A task neither placed (it fits nowhere, and stays pending) is no
 decision, so a queue of unplaceable tasks, pushed again with every batch, does not
 dilute the rate. A task is counted once per batch that decides it (again only if the
-master sends it again, e.g. after refusing the placement).
+master sends it again, e.g. after refusing the placement). A disagreement is of one
+of two kinds, counted apart: both policies placed the task, on different workers; or
+only one placed it (with more queued work than room, the two orders chose different
+tasks to run now).
 """
 
 from __future__ import annotations
@@ -155,6 +158,7 @@ class Shadow:
             raise ValueError("a learned shadow needs its LearnedPolicy")
         self.decisions = 0
         self.disagreements = 0
+        self.elsewhere = 0  # both placed the task, on different workers
 
     @property
     def rate(self) -> float:
@@ -179,6 +183,7 @@ class Shadow:
         diff = [(t, a or "-", b or "-") for t, a, b in decided if a != b]
         self.decisions += len(decided)
         self.disagreements += len(diff)
+        self.elsewhere += sum(1 for _, a, b in diff if "-" not in (a, b))
         return ShadowBatch(len(decided), diff)
 
 
@@ -201,4 +206,14 @@ def disagreement_line(shadow: Shadow, outcome: ShadowBatch) -> str:
     return (
         f"shadow {shadow.name}: {len(diff)} of {n} decision(s) differ{': ' if diff else ''}"
         f"{shown}{more}; disagreement rate {shadow.rate:.1%} over {shadow.decisions}"
+        f"{kinds(shadow)}"
     )
+
+
+def kinds(shadow: Shadow) -> str:
+    """' (where 1, which 3)': the disagreements so far on another worker, and those
+    where only one policy placed the task (another order); '' when there are none."""
+    if not shadow.disagreements:
+        return ""
+    which = shadow.disagreements - shadow.elsewhere
+    return f" (another worker {shadow.elsewhere}, another task chosen {which})"

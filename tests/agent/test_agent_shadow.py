@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloudai.agent.learn.live import Shadow
+from cloudai.agent.learn.live import Shadow, kinds
 from cloudai.agent.policy import make_task, make_worker
 from cloudai.agent.policy.placement import Placement
 from cloudai.agent.sidecar import Agent, run_agent
@@ -78,6 +78,7 @@ def test_pending_tasks_do_not_dilute_the_disagreement_rate(fake, caplog):
     assert len(lines) == 4
     assert lines[-1].endswith(
         "shadow spread: 1 of 1 decision(s) differ: p4: busy->idle; disagreement rate 100.0% over 4"
+        " (another worker 4, another task chosen 0)"
     )
 
 
@@ -91,6 +92,7 @@ def test_a_decision_counts_when_only_one_policy_placed_the_task():
     outcome = shadow.compare(pb, tasks, state, active)
     assert outcome.decisions == 2 and outcome.diff == [("b", "-", "idle")]
     assert shadow.rate == 0.5
+    assert (shadow.elsewhere, kinds(shadow)) == (0, " (another worker 0, another task chosen 1)")
     # A batch of tasks neither policy can place is no decision at all.
     stuck = batch(2)
     tasks, state = batch_from_pb(stuck)
