@@ -132,22 +132,16 @@ class Master:
 
     def _open_store(self, warn: Callable[[str], None]) -> Store:
         s = self.settings
+        # The store makes the folders it needs, and reports a failure in one line.
         fallback = data_dir() / "master.db"
-        fallback.parent.mkdir(parents=True, exist_ok=True)
-        url = s.db_url()
-        if url.startswith("sqlite:///"):
-            from pathlib import Path
-
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
-                parents=True, exist_ok=True
-            )
         password = s.mongodb_password.get_secret_value() if s.mongodb_password else None
         return open_store(
-            url,
+            s.db_url(),
             mongo_username=s.mongodb_username,
             mongo_password=password,
             fallback_sqlite_path=str(fallback),
             warn=warn,
+            exclusive=True,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -217,8 +211,13 @@ class Master:
         entry = self.registry.get(spec.pinned_worker)
         if entry is None:
             raise NotFound(f"unknown worker {spec.pinned_worker!r} (see `workers`)")
-        if entry.record.health != WorkerHealth.ACTIVE or not entry.registered:
+        if entry.record.health != WorkerHealth.ACTIVE:
             raise Conflict(f"worker {spec.pinned_worker!r} is {entry.record.health.value.lower()}")
+        if not entry.registered:  # known from the store, silent since this master started
+            raise Conflict(
+                f"worker {spec.pinned_worker!r} has not registered with this master since it "
+                "started: wait for its next heartbeat, or pin another worker"
+            )
         if not spec.resources.fits_in(entry.record.capacity):
             raise InvalidArgument(
                 f"task does not fit worker {spec.pinned_worker!r}: "
