@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import joblib
 import pytest
@@ -39,14 +38,6 @@ class RefusingMaster(FakeMaster):
                 for d in request.decisions
             ]
         )
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeMaster, int]]:
-    master = FakeMaster()
-    server, port = serve(master)
-    yield master, port
-    server.stop(0)
 
 
 def settings(port: int, **kw: str) -> AgentSettings:

@@ -9,9 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-
-import pytest
 
 from cloudai.agent.learn.live import Shadow, kinds
 from cloudai.agent.policy import make_task, make_worker
@@ -20,7 +17,7 @@ from cloudai.agent.sidecar import Agent, run_agent
 from cloudai.agent.wire import batch_from_pb, batch_to_pb
 from cloudai.config import AgentSettings
 
-from .agent_fakes import FakeMaster, serve
+from .agent_fakes import FakeMaster
 
 WAIT_S = 10.0
 WORKERS = [
@@ -34,14 +31,6 @@ def batch(seq: int, *task_ids: str):
     """The three tasks nobody can place (they stay pending) plus these new ones."""
     tasks = [*STUCK, *(make_task(t).build() for t in task_ids)]
     return batch_to_pb(tasks, WORKERS, sequence=seq, timestamp=1.0)
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeMaster, int]]:
-    master = FakeMaster()
-    server, port = serve(master)
-    yield master, port
-    server.stop(0)
 
 
 def run(agent: Agent, master: FakeMaster, batches) -> None:
