@@ -72,7 +72,11 @@ def certs_init(
     from cloudai.security import certs
 
     try:
-        workers = dict(certs.parse_worker_arg(w) for w in worker or [])
+        pairs = [certs.parse_worker_arg(w) for w in worker or []]
+        workers = dict(pairs)
+        if len(workers) < len(pairs):
+            twice = next(w for w, _ in pairs if [p for p, _ in pairs].count(w) > 1)
+            fail(f"--worker {twice} is given twice: give all its hosts in one --worker")
         issued = certs.init_pki(
             directory,
             hosts=list(host or []),

@@ -24,6 +24,8 @@ import datetime as dt
 import ipaddress
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,27 +159,29 @@ def init_pki(
 
     hosts: extra master SANs; workers: worker id -> extra SANs (its --ip);
     agents / clients: names of client certificates (default ["agent"] / ["admin"]).
-    Refuses to overwrite an existing CA unless `force`."""
+    Every name, host and the validity are checked before anything is written, so a
+    typo leaves no half-made CA behind. Refuses to overwrite an existing CA unless
+    `force`."""
     root = Path(directory)
+    plan = [(MASTER_NAME, hosts or [])]
+    for worker_id, extra in (workers or {}).items():
+        own = [worker_id] if _is_host_name(worker_id) else []
+        plan.append((worker_id, [*own, *extra]))
+    plan += [(n, []) for n in (agents if agents is not None else [AGENT_NAME])]
+    plan += [(n, []) for n in (clients if clients is not None else ["admin"])]
+    _check_plan(plan, days)
     if (root / f"{CA_NAME}.key").exists() and not force:
         raise ConfigError(
             f"{root} already holds a CA; use `cloudai certs issue` to add certificates "
             "or --force to start over"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
-    ca = Authority.create()
-    _write(root / f"{CA_NAME}.crt", _cert_pem(ca.cert), 0o644)
-    _write(root / f"{CA_NAME}.key", _key_pem(ca.key), 0o600)
-    issued = [Issued(CA_NAME, root / f"{CA_NAME}.crt", root / f"{CA_NAME}.key")]
-    issued.append(issue(root, MASTER_NAME, hosts or [], days=days, ca=ca))
-    for worker_id, extra in (workers or {}).items():
-        own = [worker_id] if _is_host_name(worker_id) else []
-        issued.append(issue(root, worker_id, [*own, *extra], days=days, ca=ca))
-    for name in agents if agents is not None else [AGENT_NAME]:
-        issued.append(issue(root, name, [], days=days, ca=ca))
-    for name in clients if clients is not None else ["admin"]:
-        issued.append(issue(root, name, [], days=days, ca=ca))
+    with _writing(root):
+        _make_private_dir(root)
+        ca = Authority.create()
+        _write(root / f"{CA_NAME}.crt", _cert_pem(ca.cert), 0o644)
+        _write(root / f"{CA_NAME}.key", _key_pem(ca.key), 0o600)
+        issued = [Issued(CA_NAME, root / f"{CA_NAME}.crt", root / f"{CA_NAME}.key")]
+        issued += [issue(root, name, sans, days=days, ca=ca) for name, sans in plan]
     return issued
 
 
@@ -193,19 +197,66 @@ def issue(
 ) -> Issued:
     """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA.
     `not_before` / `not_after` override the validity (tests make expired ones)."""
+    sans = _check_leaf(name, hosts)
+    if not_after is None:
+        _check_days(days)
+    root = Path(directory)
+    ca = ca or Authority.load(root)
+    cert, key = ca.issue(name, sans, days=days, not_before=not_before, not_after=not_after)
+    with _writing(root):
+        _write(root / f"{name}.crt", _cert_pem(cert), 0o644)
+        _write(root / f"{name}.key", _key_pem(key), 0o600)
+    return Issued(name, root / f"{name}.crt", root / f"{name}.key", sans)
+
+
+def _check_plan(plan: list[tuple[str, list[str]]], days: int) -> None:
+    """InvalidArgument for a bad validity, name or host, or a name given twice (the
+    second certificate would silently replace the first, e.g. a worker's the master's)."""
+    _check_days(days)
+    seen: set[str] = set()
+    for name, hosts in plan:
+        _check_leaf(name, hosts)
+        if name in seen:
+            raise InvalidArgument(
+                f"certificate name {name!r} is given twice: every master, worker, agent "
+                "and client needs its own name"
+            )
+        seen.add(name)
+
+
+def _check_leaf(name: str, hosts: list[str]) -> list[str]:
+    """The SANs of a leaf certificate for `name`; InvalidArgument if anything is bad."""
     if not _NAME_RE.match(name) or name == CA_NAME:
         raise InvalidArgument(
             f"invalid certificate name {name!r}: 1-63 letters, digits, '.', '_', '-' (not 'ca')"
         )
-    root = Path(directory)
-    ca = ca or Authority.load(root)
     sans = _dedupe([*_LOOPBACK_SANS, *(h for h in hosts if h)])
     for san in sans:
-        _general_name(san)  # validate before writing anything
-    cert, key = ca.issue(name, sans, days=days, not_before=not_before, not_after=not_after)
-    _write(root / f"{name}.crt", _cert_pem(cert), 0o644)
-    _write(root / f"{name}.key", _key_pem(key), 0o600)
-    return Issued(name, root / f"{name}.crt", root / f"{name}.key", sans)
+        _general_name(san)
+    return sans
+
+
+def _check_days(days: int) -> None:
+    if days < 1:
+        raise InvalidArgument(f"--days must be at least 1, not {days}")
+
+
+def _make_private_dir(root: Path) -> None:
+    """Create the folder mode 0700. An existing folder is tightened only if empty: one
+    that already holds other files (`certs init .`) keeps its mode; the keys are 0600."""
+    if root.is_dir() and any(root.iterdir()):
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+
+
+@contextmanager
+def _writing(root: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        where = f": {err.filename}" if err.filename and str(err.filename) != str(root) else ""
+        raise ConfigError(f"cannot write certificates to {root}{where}: {err.strerror}") from err
 
 
 def common_name(cert_pem: bytes) -> str:

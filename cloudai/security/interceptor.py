@@ -241,7 +241,8 @@ def _wrap(handler: grpc.RpcMethodHandler, check: Callable[..., Identity]):
 
         def unary_stream(request, context):
             ident = check(request, context)
-            yield from _iterate_as(ident, lambda: inner_us(request, context))
+            recheck = lambda: check(request, context)  # noqa: E731
+            yield from _iterate_as(ident, lambda: inner_us(request, context), recheck)
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
     if handler.stream_unary:
@@ -259,24 +260,36 @@ def _wrap(handler: grpc.RpcMethodHandler, check: Callable[..., Identity]):
 
     def stream_stream(request_iterator, context):
         ident = check(None, context)
-        yield from _iterate_as(ident, lambda: inner_ss(request_iterator, context))
+        recheck = lambda: check(None, context)  # noqa: E731
+        yield from _iterate_as(ident, lambda: inner_ss(request_iterator, context), recheck)
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
 
 
-def _iterate_as(ident: Identity, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """Run a response generator with the caller's identity set on every step."""
+def _iterate_as(
+    ident: Identity, make: Callable[[], Iterator[Any]], recheck: Callable[[], Identity]
+) -> Iterator[Any]:
+    """Run a response generator with the caller's identity set on every step. The
+    token is checked again before every message: a stream opened before its token
+    was revoked (an agent's work stream, `logs --follow`) ends at its next message
+    with UNAUTHENTICATED instead of serving on."""
     token = _current.set(ident)
     try:
         it = iter(make())
     finally:
         _current.reset(token)
-    while True:
-        token = _current.set(ident)
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        finally:
-            _current.reset(token)
-        yield item
+    try:
+        while True:
+            token = _current.set(ident)
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                _current.reset(token)
+            recheck()  # aborts the call when the token no longer passes
+            yield item
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()

@@ -17,6 +17,7 @@ on a running master at its next call, without a restart.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -25,6 +26,8 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -143,7 +146,7 @@ class TokenStore:
             )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = token_hash(token)
-        with self._lock:
+        with self._lock, self._file_lock():
             entries = self._read_file()
             entries[digest] = {
                 "role": role.value,
@@ -157,7 +160,9 @@ class TokenStore:
     def revoke(self, *, token: str = "", token_id: str = "", subject: str = "") -> list[str]:
         """Revoke by the token itself, by its id (a hash prefix of >= 8 hex digits),
         or every token of a subject. Returns the ids revoked; NotFound if none match."""
-        with self._lock:
+        if not self.path.exists():
+            raise NotFound(f"tokens file {self.path} does not exist")
+        with self._lock, self._file_lock():
             entries = self._read_file()
             if token:
                 keys = [k for k in entries if hmac.compare_digest(k, token_hash(token))]
@@ -207,19 +212,59 @@ class TokenStore:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as err:
             raise ConfigError(f"tokens file {self.path} is not valid JSON: {err.msg}") from err
-        tokens = data.get("tokens", {}) if isinstance(data, dict) else {}
-        if not isinstance(tokens, dict):
-            raise ConfigError(f"tokens file {self.path} has no 'tokens' object")
-        return {k: v for k, v in tokens.items() if isinstance(v, dict) and "role" in v}
+        # Anything else is another file given by mistake: never read as "no tokens",
+        # and never overwritten by `token create`.
+        if not isinstance(data, dict) or (data and not isinstance(data.get("tokens"), dict)):
+            raise ConfigError(
+                f"{self.path} is not a CloudAI tokens file (no 'tokens' object): check --file"
+            )
+        tokens = data.get("tokens", {})
+        for digest, entry in tokens.items():
+            _check_entry(self.path, digest, entry)
+        return tokens
 
     def _write_file(self, entries: dict[str, dict]) -> None:
         """Atomically, mode 0600: the hashes are not secrets, but the file is policy."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "tokens": entries}, f, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": 1, "tokens": entries}, f, indent=2, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise ConfigError(f"cannot write tokens file {self.path}: {err.strerror}") from err
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise read-modify-write across processes: two `token create` (or a
+        create and a revoke) run at once must not drop each other's change."""
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise ConfigError(f"cannot write tokens file {self.path}: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _check_entry(path: Path, digest: object, entry: object) -> None:
+    """ConfigError naming the entry unless it is a well-formed token record."""
+    where = f"tokens file {path}, entry {str(digest)[:ID_LEN]!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} is not an object")
+    role = entry.get("role")
+    if role not in {r.value for r in Role}:
+        raise ConfigError(f"{where} has an unknown role {str(role)[:32]!r}")
+    created = entry.get("created_at", 0.0)
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise ConfigError(f"{where} has a created_at that is not a number")
+    if not isinstance(entry.get("subject", ""), str):
+        raise ConfigError(f"{where} has a subject that is not a string")
 
 
 def read_token(token: str = "", token_file: str = "") -> str:

@@ -57,6 +57,7 @@ def open_store(
     mongo_password: str | None = None,
     fallback_sqlite_path: str | Path | None = None,
     warn: Callable[[str], object] = print,
+    exclusive: bool = False,
 ) -> Store:
     """Open the store named by `url`.
 
@@ -65,14 +66,16 @@ def open_store(
     inserted into a URI that has none. If MongoDB does not answer within
     MONGO_PING_TIMEOUT_S, one line goes to `warn` and a SQLiteStore at
     `fallback_sqlite_path` is returned (ConfigError if there is none).
-    Anything else raises ConfigError.
+    Anything else raises ConfigError. `exclusive`: a master's SQLite file, which
+    a second master may not open (StoreError).
     """
     if not url or not url.strip():
         raise ConfigError("no store URL configured")
     url = url.strip()
     if url.startswith(_MONGO_SCHEMES):
-        return _open_mongo(url, mongo_username, mongo_password, fallback_sqlite_path, warn)
-    return SQLiteStore(sqlite_path(url))
+        fallback = fallback_sqlite_path
+        return _open_mongo(url, mongo_username, mongo_password, fallback, warn, exclusive)
+    return SQLiteStore(sqlite_path(url), exclusive=exclusive)
 
 
 def _open_mongo(
@@ -81,6 +84,7 @@ def _open_mongo(
     password: str | None,
     fallback: str | Path | None,
     warn: Callable[[str], object],
+    exclusive: bool,
 ) -> Store:
     uri = with_credentials(url, username, password)
     masked = mask_uri(uri)
@@ -91,7 +95,7 @@ def _open_mongo(
             raise ConfigError(
                 f"MongoDB unreachable at {masked}: {err}; and no fallback SQLite path is set"
             ) from err
-        store = SQLiteStore(fallback)
+        store = SQLiteStore(fallback, exclusive=exclusive)
         reason = " ".join(str(err).split())  # one line, whatever the driver said
         warn(f"MongoDB unreachable at {masked}: {reason}; falling back to SQLite at {store.path}")
         return store

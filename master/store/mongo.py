@@ -9,6 +9,7 @@ into CloudAI errors here and nowhere else.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -133,8 +134,12 @@ def new_client(uri: str, **options: Any) -> MongoClient:
     unresolvable mongodb+srv:// name (resolved right here) as Unavailable."""
     pw = _password_of(uri)
     try:
-        return MongoClient(uri, **options)
-    except (ConfigurationError, ValueError) as err:  # pymongo raises both for bad URIs
+        with warnings.catch_warnings():
+            # pymongo only warns about a bad option value (serverSelectionTimeoutMS=abc)
+            # and then ignores it: a typo in the URI is bad input, not a Python warning.
+            warnings.simplefilter("error", UserWarning)
+            return MongoClient(uri, **options)
+    except (ConfigurationError, ValueError, UserWarning) as err:  # bad URIs
         if _DNS_FAILURE.search(str(err)):
             raise Unavailable(short_reason(err, [pw])) from err
         reason = short_reason(err, [pw])

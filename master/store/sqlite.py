@@ -29,6 +29,7 @@ from cloudai.model import (
 )
 
 from .base import Store, cut_log_tail
+from .sqlite_file import MasterLock, check_schema
 
 MEMORY = ":memory:"
 SCHEMA_VERSION = 1
@@ -86,9 +87,10 @@ def _dumps(doc: dict) -> str:
 
 
 class SQLiteStore(Store):
-    """`Store` over one SQLite file (or ":memory:")."""
+    """`Store` over one SQLite file (or ":memory:"). `exclusive`: hold the file for
+    one master (a second one is refused); readers such as `agent train` pass False."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
         raw = str(path)
         if raw == MEMORY:
             self.path = MEMORY
@@ -99,24 +101,29 @@ class SQLiteStore(Store):
             self.url = f"sqlite:///{resolved}"
         self._lock = threading.RLock()
         self._batch_depth = 0
-        self._conn = self._connect()
+        self._master_lock: MasterLock | None = None
+        try:
+            self._conn = self._connect(exclusive)
+        except BaseException:
+            self._unlock()
+            raise
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, exclusive: bool) -> sqlite3.Connection:
         try:
             if self.path != MEMORY:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                if exclusive:
+                    self._master_lock = MasterLock(self.path, self.url)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a write is
             # exactly one transaction and nothing stays open between calls.
             conn = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=10.0
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            # CREATE ... IF NOT EXISTS only reads the schema: opening a large
-            # file costs the same as opening an empty one.
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            try:
+                _prepare(conn, self.url)
+            except BaseException:
+                conn.close()
+                raise
             return conn
         except (sqlite3.Error, OSError) as err:
             raise StoreError(f"cannot open SQLite store at {self.url}: {err}") from err
@@ -189,12 +196,18 @@ class SQLiteStore(Store):
         with suppress(sqlite3.Error):
             self._conn.execute("ROLLBACK")
 
+    def _unlock(self) -> None:
+        if self._master_lock is not None:
+            self._master_lock.release()
+
     def close(self) -> None:
         with self._lock:
             try:
                 self._conn.close()
             except sqlite3.Error as err:
                 raise StoreError(f"closing {self.url} failed: {err}") from err
+            finally:
+                self._unlock()
 
     # -- workers ----------------------------------------------------------------
     def upsert_worker(self, worker: WorkerRecord) -> None:
@@ -350,6 +363,19 @@ class SQLiteStore(Store):
         with self._read() as c:
             rows = c.execute(sql, params).fetchall()
         return [DecisionRecord.from_dict(json.loads(r[0])) for r in rows]
+
+
+def _prepare(conn: sqlite3.Connection, url: str) -> None:
+    # Before any write: another program's database, or a newer CloudAI's, is
+    # refused as it is, not converted to WAL and half-migrated.
+    check_schema(conn, url, SCHEMA_VERSION)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    # CREATE ... IF NOT EXISTS only reads the schema: opening a large
+    # file costs the same as opening an empty one.
+    conn.executescript(_SCHEMA)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def list_tasks_query(
