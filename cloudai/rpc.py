@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cloudai.errors import CloudAIError, ConfigError
+from cloudai.errors import CloudAIError, ConfigError, StoreError
 
 # Messages are bounded: a log tail is 64 KiB, a scheduling batch can be large.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -276,16 +276,37 @@ class _BearerToken(
         return continuation(self._details(client_call_details), request_iterator)
 
 
+# Trailing metadata naming a master-side failure whose status code clients would
+# otherwise read as a transport error: UNAVAILABLE from a failing store.
+ERROR_KIND_KEY = "cloudai-error"
+STORE_FAILED = "store"
+
+
 def abort(context: grpc.ServicerContext, err: CloudAIError) -> NoReturn:
-    """Leave a servicer with the error's status code and its message."""
+    """Leave a servicer with the error's status code and its message. A store failure
+    is UNAVAILABLE (retry later) like a lost connection, so it is also marked in the
+    trailing metadata: clients can then say the master answered but its store failed."""
+    if isinstance(err, StoreError):
+        context.set_trailing_metadata(((ERROR_KIND_KEY, STORE_FAILED),))
     context.abort(err.code, str(err))
     raise AssertionError("unreachable: context.abort raises")
+
+
+def store_failed(err: grpc.RpcError) -> bool:
+    """The master answered this call, but its store failed (see abort)."""
+    try:
+        meta = err.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - not a call error: no metadata
+        return False
+    return any(k == ERROR_KIND_KEY and v == STORE_FAILED for k, v in meta)
 
 
 def describe_rpc_error(err: grpc.RpcError, target: str) -> str:
     """One line for a user: what failed and what to do."""
     code = err.code() if hasattr(err, "code") else None
     detail = err.details() if hasattr(err, "details") else str(err)
+    if store_failed(err):
+        return f"the CloudAI master at {target} cannot use its store (try again later): {detail}"
     if code == grpc.StatusCode.UNAVAILABLE and _looks_like_tls(detail or ""):
         if _plaintext_peer(detail or ""):
             return (

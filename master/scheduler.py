@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from cloudai.convert import decision_from_pb, health_to_pb, resources_to_pb, spec_to_pb
+from cloudai.errors import StoreError
 from cloudai.model import DecisionRecord, Task
 from cloudai.proto import master_agent_pb2 as apb
 
@@ -28,6 +29,10 @@ from .registry import WorkerRegistry
 from .tasks import TaskManager
 
 log = logging.getLogger("cloudai.master")
+# When the store fails, the loop tries again after STORE_RETRY_S and logs the error at
+# most once per STORE_LOG_INTERVAL_S.
+STORE_RETRY_S = 1.0
+STORE_LOG_INTERVAL_S = 10.0
 MAX_BATCH = 10_000
 AVOID_FOR_S = 10.0
 MAX_NAMED_UNREACHABLE = 3  # more unreachable workers are counted, not named, in explain
@@ -64,6 +69,7 @@ class Scheduler:
         self._agent_id = ""
         self._agent_seen = 0.0
         self._stopping = False
+        self._store_logged = -STORE_LOG_INTERVAL_S
         # When the earliest avoidance offered in a snapshot lapses (AVOID_FOR_S): the
         # queue must be offered again then, or a task that only an avoided worker fits
         # waits until something else changes.
@@ -369,8 +375,22 @@ class Scheduler:
                 if due and version != fallback_version:
                     fallback_version = version
                     self._fallback()
+            except StoreError as err:
+                # Not a bug: the store failed (a full disk, a database outage). Nothing
+                # was placed; try again shortly, as the store may come back.
+                fallback_version = pinned_version = -1
+                self._store_failed(err)
             except Exception:  # a bug must not kill the scheduler thread
                 log.exception("scheduler loop error")
+
+    def _store_failed(self, err: StoreError) -> None:
+        now = time.monotonic()
+        if now - self._store_logged >= STORE_LOG_INTERVAL_S:
+            self._store_logged = now
+            log.error("placing tasks failed, retrying every %.0fs: %s", STORE_RETRY_S, err)
+        with self._cond:
+            if not self._stopping:
+                self._cond.wait(timeout=STORE_RETRY_S)
 
     def _place_pinned(self) -> None:
         decisions = [

@@ -11,10 +11,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
+from cloudai import rpc
 from cloudai.config import MasterSettings
 from cloudai.convert import (
     decision_to_pb,
@@ -23,7 +24,7 @@ from cloudai.convert import (
     state_from_pb,
     task_to_pb,
 )
-from cloudai.errors import CloudAIError, InvalidArgument, NotFound
+from cloudai.errors import CloudAIError, InvalidArgument, NotFound, StoreError
 from cloudai.model import Resources, TaskState, WorkerRecord
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc as cpb_grpc
@@ -52,7 +53,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(self, request, context)
         except CloudAIError as err:
-            context.abort(err.code, str(err))
+            _fail(context, err, fn.__name__)
         except ValueError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except Exception:
@@ -63,6 +64,22 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             context.abort(grpc.StatusCode.INTERNAL, "internal error (see the master's log)")
 
     return wrapper
+
+
+# A failing store fails every call: its error is logged at most once per interval.
+STORE_LOG_INTERVAL_S = 10.0
+_store_logged = [-STORE_LOG_INTERVAL_S]
+
+
+def _fail(context: Any, err: CloudAIError, call: str) -> NoReturn:
+    """Abort the call with err; a store failure is also logged for the operator (the
+    caller only learns that the master could not use its store)."""
+    if isinstance(err, StoreError):
+        now = time.monotonic()
+        if now - _store_logged[0] >= STORE_LOG_INTERVAL_S:
+            _store_logged[0] = now
+            log.error("%s failed: %s", call, err)
+    rpc.abort(context, err)
 
 
 def _aborted(context: Any) -> bool:
@@ -265,7 +282,7 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
                 request.task_id, request.follow, request.tail_lines, context.is_active
             )
         except CloudAIError as err:
-            context.abort(err.code, str(err))
+            _fail(context, err, "StreamLogs")
 
     @_guard
     def Explain(self, request: cpb.ExplainRequest, context: Any) -> cpb.ExplainResponse:
@@ -306,7 +323,7 @@ class MasterAgentServicer(apb_grpc.MasterAgentServicer):
         try:
             inputs.check_watch(request)
         except CloudAIError as err:
-            context.abort(err.code, str(err))
+            _fail(context, err, "WatchSchedulingWork")
         # add_callback: the stream stops counting as connected the moment it ends.
         yield from self.m.scheduler.watch(request, context.is_active, context.add_callback)
 

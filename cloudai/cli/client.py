@@ -160,6 +160,8 @@ def describe_error(err: grpc.RpcError, target: str, *, streamed: bool = False) -
     code = err.code() if hasattr(err, "code") else None
     raw = err.details() if hasattr(err, "details") else str(err)
     detail = " ".join((raw or "").split())
+    if rpc.store_failed(err):
+        return rpc.describe_rpc_error(err, target)
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return f"{target} is not a CloudAI master (it does not serve the client API)"
     if streamed and code in _UNREACHABLE:
