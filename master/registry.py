@@ -12,6 +12,12 @@ latest state in turn, so the store ends with the last health whatever the order.
 A worker whose heartbeats arrive but that the master cannot call (a wrong or
 firewalled address) is marked unreachable, in memory only: placement leaves it out
 until the dispatcher reaches it again. A new registration clears the mark.
+
+A worker that stops gracefully says so (a heartbeat with `leaving`): it turns INACTIVE
+at once, in memory only, so placement leaves it out, and its id is free for a restart
+at another address. Its tasks are not lost yet: it leaves its containers running for a
+restarted worker to re-adopt, so they wait for the heartbeat timeout as a silent
+worker's do (`expire`), and only then is the worker lost (and INACTIVE in the store).
 """
 
 from __future__ import annotations
@@ -70,10 +76,18 @@ class WorkerEntry:
     drain_requested: bool = False
     # Set while the master cannot reach the worker; replaced, never changed in place.
     unreachable: Unreachable | None = None
+    # When the worker said it was shutting down (0: it did not). In memory only.
+    left_at: float = 0.0
 
     @property
     def healthy(self) -> bool:
         return self.record.health == WorkerHealth.ACTIVE
+
+    @property
+    def lost(self) -> bool:
+        """INACTIVE, and not because it left within the heartbeat timeout: the tasks
+        it held have no owner any more."""
+        return self.record.health == WorkerHealth.INACTIVE and not self.left_at
 
 
 class WorkerRegistry:
@@ -154,11 +168,10 @@ class WorkerRegistry:
         heartbeat names (a superseded process: it must register again)."""
         now = time.time()
         with self._lock:
-            entry = self._workers.get(worker_id)
-            if entry is None or not entry.registered:
-                return None, False
-            if address and address != entry.record.address:
-                _log_superseded(worker_id, address, entry.record.address)
+            entry = self._live_entry(worker_id, address)
+            # After a leave, only a heartbeat that was in flight can come from that
+            # process (a restart registers first): it must not make the worker ACTIVE.
+            if entry is None or entry.left_at:
                 return None, False
             entry.record.last_heartbeat = now
             entry.telemetry = telemetry
@@ -179,16 +192,42 @@ class WorkerRegistry:
             self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
         return entry, revived
 
+    def leave(self, worker_id: str, address: str = "") -> WorkerEntry | None:
+        """The worker is shutting down: INACTIVE from now on (not persisted), its tasks
+        left to `expire`. None if it is unknown or registered at another address."""
+        now = time.time()
+        with self._lock:
+            entry = self._live_entry(worker_id, address)
+            if entry is None:
+                return None
+            entry.record.last_heartbeat = now
+            entry.record.health = WorkerHealth.INACTIVE
+            entry.left_at = entry.left_at or now
+            return entry
+
+    def _live_entry(self, worker_id: str, address: str) -> WorkerEntry | None:
+        """The registered entry of the process at `address` (any, if empty), or None.
+        Called with the lock held."""
+        entry = self._workers.get(worker_id)
+        if entry is None or not entry.registered:
+            return None
+        if address and address != entry.record.address:
+            _log_superseded(worker_id, address, entry.record.address)
+            return None
+        return entry
+
     def expire(self) -> list[str]:
-        """Mark workers silent for longer than the timeout INACTIVE; return their ids."""
+        """Mark workers silent for longer than the timeout INACTIVE, and those that
+        left, lost; return their ids."""
         now = time.time()
         lost = []
         with self._lock:
             for entry in self._workers.values():
                 rec = entry.record
-                if rec.health != WorkerHealth.INACTIVE and now - rec.last_heartbeat > self._timeout:
-                    rec.health = WorkerHealth.INACTIVE
-                    lost.append(rec.id)
+                if entry.lost or now - rec.last_heartbeat <= self._timeout:
+                    continue
+                rec.health, entry.left_at = WorkerHealth.INACTIVE, 0.0
+                lost.append(rec.id)
         for worker_id in lost:
             self._persist_health(worker_id)
         return lost
@@ -247,7 +286,8 @@ class WorkerRegistry:
         with self._persist:
             with self._lock:
                 entry = self._workers.get(worker_id)
-                if entry is None:
+                # A worker that left stays as it was in the store until it expires.
+                if entry is None or entry.left_at:
                     return
                 health, seen = entry.record.health, entry.record.last_heartbeat
             self._store.set_worker_health(worker_id, health, seen)
@@ -294,9 +334,10 @@ def _holder_problem(old: WorkerEntry | None, rec: WorkerRecord, timeout_s: float
     """Why `rec` may not take its id: another live worker holds it. Live means heard
     from within the heartbeat timeout by this master process; another address or host
     means another process. A restart at the same address on the same host (the old
-    process is gone: the port is free again) and a worker that went silent are fine."""
-    if old is None or not old.registered:
-        return ""
+    process is gone: the port is free again), a worker that went silent and one that
+    said it shut down are fine."""
+    if old is None or not old.registered or old.left_at:
+        return ""  # unknown, silent since a master restart, or shut down
     held = old.record
     silent_s = time.time() - held.last_heartbeat
     same_host = not held.hostname or not rec.hostname or held.hostname == rec.hostname

@@ -192,10 +192,11 @@ class Master:
     def _requeue_ownerless(self) -> None:
         """Tasks held by a worker that is inactive or unknown have no live owner: a
         master killed between marking a worker lost and requeueing its tasks leaves
-        them so. Requeue them too, so nothing stays RUNNING without an owner."""
+        them so. Requeue them too, so nothing stays RUNNING without an owner. A worker
+        that left (shut down) still owns its tasks until its heartbeat timeout."""
         for worker_id in self.tasks.active_worker_ids():
             entry = self.registry.get(worker_id)
-            if entry is None or entry.record.health == WorkerHealth.INACTIVE:
+            if entry is None or entry.lost:
                 moved = self.tasks.worker_lost(worker_id)
                 if moved:
                     log.warning(
@@ -211,6 +212,8 @@ class Master:
         entry = self.registry.get(spec.pinned_worker)
         if entry is None:
             raise NotFound(f"unknown worker {spec.pinned_worker!r} (see `workers`)")
+        if entry.left_at:
+            raise Conflict(f"worker {spec.pinned_worker!r} is inactive: it shut down")
         if entry.record.health != WorkerHealth.ACTIVE:
             raise Conflict(f"worker {spec.pinned_worker!r} is {entry.record.health.value.lower()}")
         if not entry.registered:  # known from the store, silent since this master started

@@ -123,6 +123,8 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
         inputs.check_heartbeat(request)
         if request.address:
             inputs.check_address("address", request.address)
+        if request.leaving:
+            return self._leave(request)
         running = [(r.task_id, r.attempt) for r in request.running]
         entry, revived = self.m.registry.heartbeat(
             request.worker_id,
@@ -146,6 +148,24 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
         return mw.HeartbeatResponse(
             known=True, stop=self._stale(request.worker_id, running), drain=entry.drain_requested
         )
+
+    def _leave(self, request: mw.HeartbeatRequest) -> mw.HeartbeatResponse:
+        """The worker shuts down: place nothing more on it. Its tasks are not requeued
+        here: their containers keep running for a restarted worker to re-adopt, and
+        the heartbeat timeout decides about them as for a silent worker."""
+        entry = self.m.registry.leave(request.worker_id, request.address)
+        if entry is None:
+            return mw.HeartbeatResponse(known=False)
+        held = len(self.m.tasks.live_on(request.worker_id))
+        log.info(
+            "worker %s left (shut down): placing nothing more on it%s",
+            request.worker_id,
+            f"; its {held} task(s) wait {self.m.settings.heartbeat_timeout:g}s for it to come back"
+            if held
+            else "",
+        )
+        self.m.scheduler.notify()
+        return mw.HeartbeatResponse(known=True)
 
     def _stale(self, worker_id: str, running: list[tuple[str, int]]) -> list[pb.TaskRef]:
         """Attempts the worker runs that are no longer current there: it must stop them."""

@@ -4,6 +4,10 @@ Loop: register (retrying with backoff while the master is down), then heartbeat
 every interval. A failed heartbeat or an answer of known=False sends the loop back
 to registration, which is how a worker finds its way back to a restarted master,
 whether that master kept its store or started on a fresh one.
+
+On a graceful stop the worker says it leaves (`leave`), so the master stops placing
+tasks on it at once instead of at the heartbeat timeout. Best effort, and bounded:
+a master that is down must not hold up the shutdown.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from cloudai.worker.reporter import backoff_delays
 
 REGISTER_BACKOFF_S = (0.5, 10.0)
 RPC_TIMEOUT_S = 5.0
+# How long a stopping worker waits for a heartbeat or registration in flight, or else
+# for the master to take its leave: a master that does not answer costs this once.
+STOP_WAIT_S = 1.0
 
 
 # gRPC's own reconnect backoff grows to 120 s by default: after a long master outage
@@ -78,10 +85,34 @@ class Membership:
         self.address = address
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
+        """Stop registering and heartbeating. A call still in flight after `timeout`
+        (a master that hangs) is left to fail on its own."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=RPC_TIMEOUT_S + 1)
+            self._thread.join(timeout=timeout)
+
+    def leave(self, timeout: float = STOP_WAIT_S) -> bool:
+        """Tell the master this worker shuts down (after stop()), so that it places
+        nothing more on it; its containers are left to a restarted worker. Best effort
+        within `timeout`. True if the master took it."""
+        if not self.registrations or not self.address:
+            return False  # never registered: the master has nothing to forget
+        master = self._settings.master
+        if self._thread.is_alive():  # its last call did not end within STOP_WAIT_S
+            self._hooks.say(f"leaving without telling the master at {master}: not answering")
+            return False
+        request = mw.HeartbeatRequest(
+            worker_id=self._settings.id, running=self._refs(), address=self.address, leaving=True
+        )
+        try:
+            resp = self._stub.SendHeartbeat(request, timeout=timeout)
+        except grpc.RpcError as err:
+            self._hooks.say(f"leaving without telling the master at {master}: {_why(err)}")
+            return False
+        if resp.known:
+            self._hooks.say("told the master this worker leaves: no new tasks")
+        return resp.known
 
     def _loop(self) -> None:
         while not self._stop.is_set():

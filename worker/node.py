@@ -113,9 +113,10 @@ class WorkerNode:
         self.membership.start(self.address)
 
     def stop(self, grace: float = 5.0, *, kill_running: bool = False) -> None:
-        """Stop heartbeats and new tasks, flush reports briefly, stop the server.
-        Running containers are left alone unless kill_running: a restarted worker
-        re-adopts them."""
+        """Stop heartbeats and new tasks, flush reports briefly, tell the master this
+        worker leaves (best effort, bounded), stop the server. Running containers are
+        left alone unless kill_running: a restarted worker re-adopts them. With
+        kill_running their CANCELLED results are flushed before the leave."""
         if self._stopped.is_set():
             return
         self._halt.set()
@@ -133,6 +134,7 @@ class WorkerNode:
         left = self.reporter.stop(flush_timeout=min(grace, 3.0))
         if left:
             self.say(f"{left} report(s) not delivered before shutdown")
+        self.membership.leave()
         if self._server is not None:
             self._server.stop(grace=min(grace, 1.0)).wait()
         self._channel.close()
