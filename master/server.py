@@ -288,6 +288,7 @@ class Master:
             hostname=r.hostname,
             version=r.version,
         )
+        info.left_at = e.left_at
         if mark is not None:
             info.unreachable_error = mark.error
             info.unreachable_since, info.unreachable_until = mark.since, mark.until

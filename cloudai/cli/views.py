@@ -44,7 +44,9 @@ def _res(r: pb.Resources) -> str:
 
 
 def _health(w: pb.WorkerInfo) -> str:
-    """The health, and for how long the master has not reached the worker, if so."""
+    """The health, and for how long the worker has been gone or unreachable, if so."""
+    if w.left_at:
+        return f"{health_name(w.health)} (left {max(0.0, time.time() - w.left_at):.0f}s ago)"
     if not w.unreachable_since:
         return health_name(w.health)
     since = max(0.0, time.time() - w.unreachable_since)

@@ -6,6 +6,7 @@ Real master and worker processes on loopback, real Docker."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -49,6 +50,8 @@ def test_a_worker_stopped_with_sigterm_gets_no_new_task_at_once(make_cluster):
     workers = {w["id"]: w for w in json.loads(c.cli("workers", "--json").stdout)}
     assert workers[victim]["health"] == "WORKER_HEALTH_INACTIVE"
     assert not workers[victim].get("unreachable_error")  # it left, it was not lost
+    assert workers[victim]["left_at"] >= began
+    assert re.search(rf"{victim}\b.*INACTIVE \(left \d+s ago\)", c.cli("workers").stdout)
     assert "left (shut down)" in c.log("master")
     record("worker_leave", exited_s=exited, left_out_s=left_out, timeout_s=TIMEOUT_S)
 
@@ -68,6 +71,7 @@ def test_a_worker_restarted_after_sigterm_is_active_and_readopts_its_task(make_c
     c.start_worker(wid)
     wait_until(lambda: health(c.workers()[wid]) == "ACTIVE", 15, f"{wid} back")
     back = time.time() - began
+    assert not c.workers()[wid].left_at  # registered again: no longer gone
     task = c.wait_terminal([task_id], 60)[task_id]
     assert state(task) == "SUCCEEDED" and [a.worker_id for a in task.attempts] == [wid]
     assert "re-adopting its container" in c.log(wid)
