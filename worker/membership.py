@@ -141,7 +141,7 @@ class Membership:
         # gives each known worker one heartbeat timeout to come back.
         low, high = REGISTER_BACKOFF_S
         delays = backoff_delays(low, max(low, min(high, self.interval)), self._rng)
-        master = self._settings.master
+        master, tries = self._settings.master, 0
         while not self._stop.is_set():
             try:
                 resp = self._stub.RegisterWorker(self._register_request(), timeout=RPC_TIMEOUT_S)
@@ -151,20 +151,18 @@ class Membership:
                     self._stop.set()  # no retry: the process exits 1 with this line
                     self._hooks.fail(fatal)
                     return False
-                delay = next(delays)
-                self._hooks.say(f"master at {master} {_why(err)}, retrying in {delay:.1f}s")
-                self._stop.wait(delay)
-                continue
-            if not resp.accepted:
-                delay = next(delays)
-                self._hooks.say(
-                    f"master at {master} refused registration ({resp.message}), "
-                    f"retrying in {delay:.1f}s"
-                )
-                self._stop.wait(delay)
-                continue
-            self._registered(resp)
-            return True
+                why = f"master at {master} {_why(err)}"
+            else:
+                if resp.accepted:
+                    self._registered(resp)
+                    return True
+                why = f"master at {master} refused registration ({resp.message})"
+            tries += 1
+            delay = next(delays)
+            if _worth_saying(tries):
+                count = f" (failed {tries} times in a row)" if tries > 1 else ""
+                self._hooks.say(f"{why}, retrying in {delay:.1f}s{count}")
+            self._stop.wait(delay)
         return False
 
     def _refused_for_good(self, err: grpc.RpcError) -> str:
@@ -231,6 +229,12 @@ _DENIED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
     return err.code() if hasattr(err, "code") else None
+
+
+def _worth_saying(tries: int) -> bool:
+    """Say the 1st, 2nd, 4th, 8th... failure in a row: a worker retrying for hours (its
+    master down, its token revoked) logs a dozen lines, not one every few seconds."""
+    return tries & (tries - 1) == 0
 
 
 def _why(err: grpc.RpcError) -> str:

@@ -291,3 +291,23 @@ def test_settings_reach_the_node(settings: WorkerSettings) -> None:
     node = WorkerNode(settings)
     assert node.capacity.cpu >= 1 and node.capacity.memory_bytes > 0
     node.stop()
+
+
+def test_a_long_registration_outage_is_logged_sparsely(
+    start_node: Callable[..., WorkerNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 1st, 2nd, 4th, 8th... failure in a row is said, with the count: a worker
+    whose master stays down (or refuses its token) does not log every few seconds."""
+    node = start_node(free_port(), heartbeat_interval=0.5)  # a try every 0.5 s
+    out, deadline = "", time.monotonic() + 30
+    while "(failed 8 times" not in out and time.monotonic() < deadline:
+        time.sleep(0.5)
+        out += capsys.readouterr().out
+    time.sleep(1.0)  # a few more tries, none of them said
+    node.stop(grace=0.5)
+    out += capsys.readouterr().out
+    lines = [x for x in out.splitlines() if "retrying in" in x]
+    assert "unreachable, retrying in" in lines[0] and "times in a row" not in lines[0]
+    counts = [int(x.split("(failed ")[1].split()[0]) for x in lines[1:]]
+    assert counts[:3] == [2, 4, 8], lines
+    assert len(lines) <= 5, lines
