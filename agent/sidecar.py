@@ -26,6 +26,7 @@ from types import FrameType
 
 import grpc
 
+from cloudai import rpc
 from cloudai.config import AgentSettings
 from cloudai.errors import CloudAIError, ConfigError
 from cloudai.proto import master_agent_pb2, master_agent_pb2_grpc
@@ -295,6 +296,8 @@ def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
 
 def _describe(err: grpc.RpcError) -> str:
     code = _code(err)
+    if rpc.store_failed(err):
+        return f"the master cannot use its store: {err.details()}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return "unavailable"
     details = err.details() if hasattr(err, "details") else str(err)

@@ -239,6 +239,8 @@ def _worth_saying(tries: int) -> bool:
 
 def _why(err: grpc.RpcError) -> str:
     code = _code(err)
+    if rpc.store_failed(err):
+        return f"cannot use its store: {err.details()}"
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
         return "unreachable"
     detail = err.details() if hasattr(err, "details") else ""
