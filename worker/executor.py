@@ -346,6 +346,9 @@ class DockerExecutor:
             container = self._reattach(active, "container stopped while the engine shut down")
         if engine_lost:
             outcome = after_engine_outage(outcome)
+            # It may have ended while the engine was away, not when we saw it: Docker knows.
+            ended = ct.parse_docker_time(state.get("FinishedAt"))
+            finished_at = ended if started_at <= ended < finished_at else finished_at
         if outcome.reason == Reason.OOM_KILLED:
             peak[0] = max(peak[0], memory_limit)  # it reached the limit, by definition
         outcome.log_tail = self._collect_logs(active, container)

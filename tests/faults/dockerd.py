@@ -14,13 +14,18 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .faultkit import health
 
 PID_FILE = Path("/var/run/docker.pid")
 LOG = Path("/var/log/cloudai-dockerd.log")
 SOCKET = "/var/run/docker.sock"
+LIVE_RESTORE = "--live-restore"
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ def _is_dockerd(pid: int) -> bool:
 
 def read_launch(pid: int) -> Launch:
     proc = Path(f"/proc/{pid}")
-    argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0") if a]
+    argv = _argv(pid)
     env = {}
     for item in proc.joinpath("environ").read_bytes().split(b"\0"):
         key, sep, value = item.decode(errors="replace").partition("=")
@@ -126,11 +131,12 @@ class Daemon:
         _wait(lambda: not answers(2.0), 10, "the Docker socket to stop answering")
         return took
 
-    def start(self, timeout: float = 60.0) -> float:
-        """Start dockerd as setup.sh does and wait until `docker info` answers.
-        Returns the seconds it took."""
+    def start(self, timeout: float = 60.0, extra: Sequence[str] = ()) -> float:
+        """Start dockerd as setup.sh does, plus the flags in `extra`, and wait until
+        `docker info` answers. Returns the seconds it took."""
         began = time.monotonic()
-        argv = " ".join(shlex.quote(a) for a in self.launch.argv)
+        words = [*self.launch.argv, *(a for a in extra if a not in self.launch.argv)]
+        argv = " ".join(shlex.quote(a) for a in words)
         log = shlex.quote(self.launch.log or str(LOG))
         # The shell exits at once: the daemon is nobody's child, as after setup.sh.
         subprocess.run(
@@ -152,6 +158,20 @@ class Daemon:
         else:
             _wait(answers, timeout, "`docker info` to answer", every=0.5)
 
+    def restore(self, timeout: float = 60.0) -> None:
+        """Leave the daemon as it was found (teardown): one running with other flags
+        (a test's `--live-restore`) is stopped and started with its own again."""
+        pid = running_pid()
+        with contextlib.suppress(OSError):  # it exited meanwhile: nothing to stop
+            if pid and _argv(pid) != self.launch.argv:
+                self.stop(timeout)
+        self.ensure_up(timeout)
+
+
+def _argv(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return [a.decode() for a in raw.split(b"\0") if a]
+
 
 def _is_systemd_unit(pid: int) -> bool:
     try:
@@ -167,3 +187,48 @@ def _wait(predicate, timeout: float, what: str, every: float = 0.1) -> None:
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# How long a test waits for other people's containers to end before it restarts dockerd.
+QUIET_WAIT_S = 120.0
+
+
+def wait_for_quiet_engine(docker_client) -> int:
+    """On a shared machine other suites may be running containers: wait (bounded) until
+    none runs. Returns how many still run."""
+    deadline = time.time() + QUIET_WAIT_S
+    while True:
+        running = len(docker_client.api.containers())
+        if not running or time.time() >= deadline:
+            return running
+        time.sleep(2)
+
+
+class HealthWatch:
+    """Polls the master's view of one worker 4 times a second in the background and
+    keeps every health other than ACTIVE it sees."""
+
+    def __init__(self, cluster, worker_id: str) -> None:
+        self.cluster, self.worker_id = cluster, worker_id
+        self.seen: list[tuple[float, str]] = []
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                h = health(self.cluster.workers()[self.worker_id])
+            except Exception as err:  # noqa: BLE001 - a failed poll is itself a finding
+                h = f"poll failed: {err!r}"
+            self.polls += 1
+            if h != "ACTIVE":
+                self.seen.append((time.time(), h))

@@ -16,12 +16,11 @@ starts dockerd again on any failure.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
 
-from .dockerd import Daemon
+from .dockerd import QUIET_WAIT_S, Daemon, HealthWatch, wait_for_quiet_engine
 from .faultkit import health, record, state, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart]
@@ -32,7 +31,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart]
 # (exit 137); it is cancelled once that is reported.
 CAUGHT = "trap 'echo stopped by SIGTERM; exit 143' TERM; echo started; sleep 8 & wait $!; echo done"
 STUBBORN = ["sleep", "300"]
-QUIET_WAIT_S = 120.0
 
 
 @pytest.fixture
@@ -45,7 +43,7 @@ def dockerd(make_cluster, docker_client):
         if os.environ.get("CI"):
             pytest.fail(f"cannot restart the real dockerd in CI: {why}")
         pytest.skip(f"real dockerd restart not possible here: {why}")
-    busy = _wait_for_quiet_engine(docker_client)
+    busy = wait_for_quiet_engine(docker_client)
     if busy and not os.environ.get("CI"):
         pytest.skip(
             f"{busy} container(s) of someone else kept running for {QUIET_WAIT_S:.0f}s: "
@@ -58,47 +56,6 @@ def dockerd(make_cluster, docker_client):
     finally:
         daemon.ensure_up()
         docker_client.ping()
-
-
-def _wait_for_quiet_engine(docker_client) -> int:
-    """On a shared machine other suites may be running containers: wait (bounded) until
-    none runs. Returns how many still run."""
-    deadline = time.time() + QUIET_WAIT_S
-    while True:
-        running = len(docker_client.api.containers())
-        if not running or time.time() >= deadline:
-            return running
-        time.sleep(2)
-
-
-class HealthWatch:
-    """Polls the master's view of one worker 4 times a second in the background and
-    keeps every health other than ACTIVE it sees."""
-
-    def __init__(self, cluster, worker_id: str) -> None:
-        self.cluster, self.worker_id = cluster, worker_id
-        self.seen: list[tuple[float, str]] = []
-        self.polls = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> HealthWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            try:
-                h = health(self.cluster.workers()[self.worker_id])
-            except Exception as err:  # noqa: BLE001 - a failed poll is itself a finding
-                h = f"poll failed: {err!r}"
-            self.polls += 1
-            if h != "ACTIVE":
-                self.seen.append((time.time(), h))
 
 
 def test_worker_survives_real_dockerd_restarts(make_cluster, dockerd, capsys, record_property):
