@@ -7,7 +7,8 @@ so the master absorbs thousands of heartbeats a second.
 The store is never called while the registry's lock is held: the task manager reads
 the registry in the middle of a store transaction, so holding both the other way
 round would deadlock. Health writes go through `_persist_health`, which writes the
-latest state in turn, so the store ends with the last health whatever the order.
+latest state in turn, so the store ends with the last health whatever the order (a
+drain is written under the same lock, before it is in effect: see `set_drain`).
 
 A worker whose heartbeats arrive but that the master cannot call (a wrong or
 firewalled address) is marked unreachable, in memory only: placement leaves it out
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import grpc
 
-from cloudai.errors import CloudAIError
+from cloudai.errors import CloudAIError, StoreError
 from cloudai.model import Resources, WorkerHealth, WorkerRecord
 from cloudai.proto import common_pb2 as pb
 
@@ -37,6 +38,8 @@ from . import retry
 from .store.base import Store
 
 log = logging.getLogger("cloudai.master")
+# A failing store fails every telemetry sample: logged at most once per interval.
+SAMPLE_LOG_INTERVAL_S = 10.0
 
 
 class WorkerIdInUse(CloudAIError):
@@ -98,6 +101,7 @@ class WorkerRegistry:
         self._lock = threading.Lock()
         self._persist = threading.Lock()  # taken before the store, never under _lock
         self._workers: dict[str, WorkerEntry] = {}
+        self._sample_failed_logged = -SAMPLE_LOG_INTERVAL_S
         now = time.time()
         for rec in store.list_workers():
             # Give every known worker a full timeout to come back after a master restart.
@@ -189,8 +193,20 @@ class WorkerRegistry:
         if revived:
             self._persist_health(worker_id)
         if sample:
-            self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
+            self._sample(worker_id, now, telemetry)
         return entry, revived
+
+    def _sample(self, worker_id: str, now: float, telemetry: pb.Telemetry) -> None:
+        """Store a telemetry sample. A failing store loses the sample, not the
+        heartbeat: failing it would send the worker back to registering (which needs
+        the store too), and lose it at the heartbeat timeout. Logged once per interval."""
+        try:
+            self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
+        except StoreError as err:
+            mono = time.monotonic()
+            if mono - self._sample_failed_logged >= SAMPLE_LOG_INTERVAL_S:
+                self._sample_failed_logged = mono
+                log.error("storing a telemetry sample of worker %s failed: %s", worker_id, err)
 
     def leave(self, worker_id: str, address: str = "") -> WorkerEntry | None:
         """The worker is shutting down: INACTIVE from now on (not persisted), its tasks
@@ -233,14 +249,20 @@ class WorkerRegistry:
         return lost
 
     def set_drain(self, worker_id: str, drain: bool) -> WorkerEntry | None:
-        with self._lock:
-            entry = self._workers.get(worker_id)
-            if entry is None:
-                return None
-            entry.drain_requested = drain
-            if entry.record.health != WorkerHealth.INACTIVE:
-                entry.record.health = WorkerHealth.DRAINING if drain else WorkerHealth.ACTIVE
-        self._persist_health(worker_id)
+        """Drain the worker or lift it: persisted first, then in effect, so that a
+        failing store (StoreError) leaves it as it was, as the caller is told."""
+        with self._persist:  # no registration replaces the entry meanwhile
+            with self._lock:
+                entry = self._workers.get(worker_id)
+                if entry is None:
+                    return None
+                health = _drained(entry.record.health, drain)
+                seen, left = entry.record.last_heartbeat, entry.left_at
+            if not left:  # a worker that left stays as it was in the store
+                self._store.set_worker_health(worker_id, health, seen)
+            with self._lock:
+                entry.drain_requested = drain
+                entry.record.health = _drained(entry.record.health, drain)
         return entry
 
     def mark_unreachable(
@@ -306,6 +328,13 @@ class WorkerRegistry:
     def capacity(self, worker_id: str) -> Resources | None:
         entry = self.get(worker_id)
         return entry.record.capacity if entry else None
+
+
+def _drained(health: WorkerHealth, drain: bool) -> WorkerHealth:
+    """The health after a drain or its undo: an inactive worker stays inactive."""
+    if health == WorkerHealth.INACTIVE:
+        return health
+    return WorkerHealth.DRAINING if drain else WorkerHealth.ACTIVE
 
 
 def _next_mark(old: Unreachable | None, error: str, now: float) -> Unreachable:

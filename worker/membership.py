@@ -141,7 +141,7 @@ class Membership:
         # gives each known worker one heartbeat timeout to come back.
         low, high = REGISTER_BACKOFF_S
         delays = backoff_delays(low, max(low, min(high, self.interval)), self._rng)
-        master, tries = self._settings.master, 0
+        master, tries, said = self._settings.master, 0, ""
         while not self._stop.is_set():
             try:
                 resp = self._stub.RegisterWorker(self._register_request(), timeout=RPC_TIMEOUT_S)
@@ -159,7 +159,8 @@ class Membership:
                 why = f"master at {master} refused registration ({resp.message})"
             tries += 1
             delay = next(delays)
-            if _worth_saying(tries):
+            if _worth_saying(tries) or why != said:  # a new reason is said at once
+                said = why
                 count = f" (failed {tries} times in a row)" if tries > 1 else ""
                 self._hooks.say(f"{why}, retrying in {delay:.1f}s{count}")
             self._stop.wait(delay)
@@ -233,7 +234,8 @@ def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
 
 def _worth_saying(tries: int) -> bool:
     """Say the 1st, 2nd, 4th, 8th... failure in a row: a worker retrying for hours (its
-    master down, its token revoked) logs a dozen lines, not one every few seconds."""
+    master down, its token revoked) logs a dozen lines, not one every few seconds.
+    (A failure for another reason than the last one said is said too.)"""
     return tries & (tries - 1) == 0
 
 

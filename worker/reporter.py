@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from cloudai import rpc
 from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
@@ -121,7 +122,7 @@ class Reporter:
                 if failures == 1 or failures % 10 == 0:
                     print(
                         f"[{self._name}] report {_describe(report)} not delivered "
-                        f"({_code(err)}), retrying in {delay:.1f}s",
+                        f"({_why(err)}), retrying in {delay:.1f}s",
                         flush=True,
                     )
                 self._stopping.wait(delay)
@@ -151,6 +152,13 @@ class Reporter:
 def _describe(report: mw.TaskStatusReport) -> str:
     state = common_pb2.TaskState.Name(report.state).removeprefix("TASK_STATE_")
     return f"task {report.task_id} attempt {report.attempt} {state}"
+
+
+def _why(err: Exception) -> str:
+    """The status code, or what failed when the master answered that its store did."""
+    if isinstance(err, grpc.RpcError) and rpc.store_failed(err):
+        return f"the master cannot use its store: {err.details()}"
+    return _code(err)
 
 
 def _code(err: Exception) -> str:
