@@ -12,8 +12,12 @@ import pytest
 
 from cloudai import rpc
 from cloudai.agent.sidecar import _describe
-from cloudai.cli.client import describe_error
+from cloudai.cli.client import Client, describe_error
+from cloudai.cli.reconnect import Patience
 from cloudai.errors import NotFound, StoreError
+from cloudai.proto import client_pb2 as cpb
+from cloudai.proto import client_pb2_grpc as cpb_grpc
+from cloudai.proto import common_pb2 as pb
 from cloudai.worker.membership import _why
 
 FULL = "SQLite write failed (sqlite:///m.db): database or disk is full"
@@ -68,3 +72,37 @@ def test_other_errors_and_lost_connections_are_not_store_failures(answer):
     assert lost.value.code() == grpc.StatusCode.UNAVAILABLE
     assert not rpc.store_failed(lost.value) and _why(lost.value) == "unreachable"
     assert "cannot reach the CloudAI master at m:1" in describe_error(lost.value, "m:1")
+
+
+class _FailingTwice(cpb_grpc.ClusterServicer):
+    """GetTask fails twice with a store failure, then answers."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def GetTask(self, request, context):
+        self.calls += 1
+        if self.calls <= 2:
+            rpc.abort(context, StoreError(FULL))
+        return pb.Task(id=request.task_id)
+
+
+def test_a_wait_riding_out_a_failing_store_says_so(capsys):
+    servicer = _FailingTwice()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    cpb_grpc.add_ClusterServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    client = Client(f"127.0.0.1:{port}", reconnect=30)
+    try:
+        task = Patience(client).call("GetTask", cpb.GetTaskRequest(task_id="t-1"))
+    finally:
+        client.close()
+        server.stop(None)
+    assert task.id == "t-1" and servicer.calls == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"cloudai: the CloudAI master at 127.0.0.1:{port} cannot use its store (try again "
+        f"later): {FULL}; retrying for up to 30s",
+        "cloudai: reconnected",
+    ]

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import grpc
 
+from cloudai import rpc
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 
@@ -60,19 +61,21 @@ class Patience:
             except grpc.RpcError as err:
                 if _code(err) not in RETRIABLE:
                     self.client.fail_with(err)
-                self.lost(describe_error(err, self.client.target))
+                self.lost(describe_error(err, self.client.target), store=rpc.store_failed(err))
                 continue
             self.back()
             return answer
 
-    def lost(self, why: str) -> None:
-        """The master is away: pause before the next try, or give up (exit 2)."""
+    def lost(self, why: str, *, store: bool = False) -> None:
+        """The master is away (or, `store`, answers that its store fails, as `why`
+        says): pause before the next try, or give up (exit 2)."""
         if self.seconds <= 0:
             fail(why, EXIT_UNREACHABLE)
         now = time.monotonic()
         if self._since is None:
             self._since = now
-            say(f"master at {self.client.target} unreachable; retrying for up to {self.seconds:g}s")
+            what = why if store else f"master at {self.client.target} unreachable"
+            say(f"{what}; retrying for up to {self.seconds:g}s")
         elif now - self._since >= self.seconds:
             fail(f"{why} (gave up after {self.seconds:g}s)", EXIT_UNREACHABLE)
         time.sleep(RETRY_EVERY_S)
@@ -179,11 +182,13 @@ class LogFollower:
                 if self._relay(self.client.raw_stream("StreamLogs", request)):
                     return
                 why = f"the CloudAI master at {self.client.target} ended the log stream early"
+                store = False
             except grpc.RpcError as err:
                 if _code(err) not in STREAM_RETRIABLE:
                     self.client.fail_with(err)
                 why = describe_error(err, self.client.target, streamed=True)
-            self.patience.lost(why)
+                store = rpc.store_failed(err)
+            self.patience.lost(why, store=store)
             self.patience.call("GetTask", cpb.GetTaskRequest(task_id=self.task_id))
             self.replay = Replay(self.seen)
 
