@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from .faultkit import health
 
 PID_FILE = Path("/var/run/docker.pid")
@@ -232,3 +234,19 @@ class HealthWatch:
             self.polls += 1
             if h != "ACTIVE":
                 self.seen.append((time.time(), h))
+
+
+def ensure_restartable(docker_client) -> None:
+    """Fail (in CI) or skip (elsewhere) a test that cannot restart the real dockerd;
+    on a shared machine, first wait (bounded) for other people's containers to end."""
+    why = Daemon.why_not_restartable()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot restart the real dockerd in CI: {why}")
+        pytest.skip(f"real dockerd restart not possible here: {why}")
+    busy = wait_for_quiet_engine(docker_client)
+    if busy and not os.environ.get("CI"):
+        pytest.skip(
+            f"{busy} container(s) of someone else kept running for {QUIET_WAIT_S:.0f}s: "
+            "restarting dockerd now would kill them"
+        )

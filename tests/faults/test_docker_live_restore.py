@@ -19,13 +19,12 @@ puts the daemon back as it was found (live-restore off) whatever happens.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from .dockerd import LIVE_RESTORE, QUIET_WAIT_S, Daemon, HealthWatch, wait_for_quiet_engine
+from .dockerd import LIVE_RESTORE, Daemon, HealthWatch, ensure_restartable
 from .faultkit import TERMINAL, containers_of, health, record, state, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart]
@@ -41,17 +40,7 @@ def live_dockerd(make_cluster, docker_client):
     """The machine's dockerd, restarted with --live-restore; put back as it was found
     (its own flags, live-restore off) at teardown whatever happened. Depends on
     make_cluster so that it is torn down first (the cluster's teardown needs Docker)."""
-    why = Daemon.why_not_restartable()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot restart the real dockerd in CI: {why}")
-        pytest.skip(f"real dockerd restart not possible here: {why}")
-    busy = wait_for_quiet_engine(docker_client)
-    if busy and not os.environ.get("CI"):
-        pytest.skip(
-            f"{busy} container(s) of someone else kept running for {QUIET_WAIT_S:.0f}s: "
-            "restarting dockerd now would kill them"
-        )
+    ensure_restartable(docker_client)
     daemon = Daemon()
     try:
         daemon.stop()

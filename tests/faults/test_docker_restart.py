@@ -15,12 +15,11 @@ starts dockerd again on any failure.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from .dockerd import QUIET_WAIT_S, Daemon, HealthWatch, wait_for_quiet_engine
+from .dockerd import Daemon, HealthWatch, ensure_restartable
 from .faultkit import health, record, state, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart]
@@ -38,17 +37,7 @@ def dockerd(make_cluster, docker_client):
     """The machine's dockerd, to restart; started again at teardown whatever happened.
     Depends on make_cluster so that it is torn down first: the cluster's teardown
     removes containers and needs the engine back."""
-    why = Daemon.why_not_restartable()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot restart the real dockerd in CI: {why}")
-        pytest.skip(f"real dockerd restart not possible here: {why}")
-    busy = wait_for_quiet_engine(docker_client)
-    if busy and not os.environ.get("CI"):
-        pytest.skip(
-            f"{busy} container(s) of someone else kept running for {QUIET_WAIT_S:.0f}s: "
-            "restarting dockerd now would kill them"
-        )
+    ensure_restartable(docker_client)
     daemon = Daemon()
     daemon.live_restore = bool(docker_client.info().get("LiveRestoreEnabled"))
     try:

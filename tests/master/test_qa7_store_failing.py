@@ -39,7 +39,7 @@ from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.worker.membership import MemberHooks, Membership
 
 from .harness import FakeWorkerServicer, serve_worker
-from .test_startup_errors import master_args, wait_serving
+from .test_startup_errors import serving_master
 
 TIMEOUT_S = 2.0
 UNLIMITED = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
@@ -49,23 +49,9 @@ UNLIMITED = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
 def master(tmp_path) -> Iterator[tuple[subprocess.Popen, int]]:
     port = free_port()
     env = dict(os.environ, CLOUDAI_TELEMETRY_SAMPLE_S="0.3")
-    args = master_args(
-        port, tmp_path / "m.db", "--heartbeat-timeout", str(TIMEOUT_S), "--agent-timeout", "0.2"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cloudai", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        wait_serving(port)
+    extra = ("--heartbeat-timeout", str(TIMEOUT_S), "--agent-timeout", "0.2")
+    with serving_master(port, tmp_path / "m.db", *extra, env=env) as proc:
         yield proc, port
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 def _workers(port: int) -> dict[str, pb.WorkerInfo]:

@@ -4,11 +4,13 @@ a port that another one holds (gRPC's default SO_REUSEPORT allowed that)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,29 @@ def wait_serving(port: int, timeout: float = 30) -> None:
         client_pb2_grpc.ClusterStub(ch).GetStatus(
             cpb.StatusRequest(), timeout=timeout, wait_for_ready=True
         )
+
+
+@contextlib.contextmanager
+def serving_master(
+    port: int, db: Path, *extra: str, env=None, preexec_fn=None
+) -> Iterator[subprocess.Popen]:
+    """A real master process on `port` (output merged into stdout), serving; stopped
+    with SIGTERM at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudai", *master_args(port, db, *extra)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
+    )
+    try:
+        wait_serving(port)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from cloudai.cli.demo import free_port
 
-from .test_startup_errors import master_args, wait_serving
+from .test_startup_errors import serving_master
 
 LIMIT_BYTES = 400_000
 
@@ -34,20 +34,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def limited_master(tmp_path):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cloudai", *master_args(port, tmp_path / "m.db")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_limit_file_size,
-    )
-    try:
-        wait_serving(port)
+    with serving_master(port, tmp_path / "m.db", preexec_fn=_limit_file_size) as proc:
         yield proc, f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 def test_a_failing_store_is_named_and_nothing_acknowledged_is_lost(limited_master):
