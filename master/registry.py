@@ -36,10 +36,9 @@ from cloudai.proto import common_pb2 as pb
 
 from . import retry
 from .store.base import Store
+from .throttle import Throttle
 
 log = logging.getLogger("cloudai.master")
-# A failing store fails every telemetry sample: logged at most once per interval.
-SAMPLE_LOG_INTERVAL_S = 10.0
 
 
 class WorkerIdInUse(CloudAIError):
@@ -101,7 +100,7 @@ class WorkerRegistry:
         self._lock = threading.Lock()
         self._persist = threading.Lock()  # taken before the store, never under _lock
         self._workers: dict[str, WorkerEntry] = {}
-        self._sample_failed_logged = -SAMPLE_LOG_INTERVAL_S
+        self._sample_log = Throttle()
         now = time.time()
         for rec in store.list_workers():
             # Give every known worker a full timeout to come back after a master restart.
@@ -203,9 +202,7 @@ class WorkerRegistry:
         try:
             self._store.add_telemetry_sample(worker_id, now, _telemetry_dict(telemetry))
         except StoreError as err:
-            mono = time.monotonic()
-            if mono - self._sample_failed_logged >= SAMPLE_LOG_INTERVAL_S:
-                self._sample_failed_logged = mono
+            if self._sample_log.ready():
                 log.error("storing a telemetry sample of worker %s failed: %s", worker_id, err)
 
     def leave(self, worker_id: str, address: str = "") -> WorkerEntry | None:

@@ -27,12 +27,11 @@ from cloudai.proto import master_agent_pb2 as apb
 from .dispatcher import Dispatcher
 from .registry import WorkerRegistry
 from .tasks import TaskManager
+from .throttle import Throttle
 
 log = logging.getLogger("cloudai.master")
-# When the store fails, the loop tries again after STORE_RETRY_S and logs the error at
-# most once per STORE_LOG_INTERVAL_S.
+# When the store fails, the loop tries again after STORE_RETRY_S (logged: throttle.py).
 STORE_RETRY_S = 1.0
-STORE_LOG_INTERVAL_S = 10.0
 MAX_BATCH = 10_000
 AVOID_FOR_S = 10.0
 MAX_NAMED_UNREACHABLE = 3  # more unreachable workers are counted, not named, in explain
@@ -69,7 +68,7 @@ class Scheduler:
         self._agent_id = ""
         self._agent_seen = 0.0
         self._stopping = False
-        self._store_logged = -STORE_LOG_INTERVAL_S
+        self._store_log = Throttle()
         # When the earliest avoidance offered in a snapshot lapses (AVOID_FOR_S): the
         # queue must be offered again then, or a task that only an avoided worker fits
         # waits until something else changes.
@@ -384,9 +383,7 @@ class Scheduler:
                 log.exception("scheduler loop error")
 
     def _store_failed(self, err: StoreError) -> None:
-        now = time.monotonic()
-        if now - self._store_logged >= STORE_LOG_INTERVAL_S:
-            self._store_logged = now
+        if self._store_log.ready():
             log.error("placing tasks failed, retrying every %.0fs: %s", STORE_RETRY_S, err)
         with self._cond:
             if not self._stopping:

@@ -39,6 +39,7 @@ from cloudai.validation import validate_id, validate_labels, validate_spec
 from .explain import explain_text
 from .registry import WorkerIdInUse
 from .tasks import Report
+from .throttle import Throttle
 
 if TYPE_CHECKING:
     from .server import Master
@@ -66,19 +67,14 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# A failing store fails every call: its error is logged at most once per interval.
-STORE_LOG_INTERVAL_S = 10.0
-_store_logged = [-STORE_LOG_INTERVAL_S]
+_store_log = Throttle()
 
 
 def _fail(context: Any, err: CloudAIError, call: str) -> NoReturn:
     """Abort the call with err; a store failure is also logged for the operator (the
     caller only learns that the master could not use its store)."""
-    if isinstance(err, StoreError):
-        now = time.monotonic()
-        if now - _store_logged[0] >= STORE_LOG_INTERVAL_S:
-            _store_logged[0] = now
-            log.error("%s failed: %s", call, err)
+    if isinstance(err, StoreError) and _store_log.ready():
+        log.error("%s failed: %s", call, err)
     rpc.abort(context, err)
 
 
