@@ -105,21 +105,26 @@ def test_a_new_reason_is_said_at_once_and_a_success_resets_the_count(fake):
     assert sum("registered with master" in x for x in said) == 2, said
 
 
-def test_a_report_the_master_could_not_store_is_retried_and_names_the_store(fake, capsys):
-    master, port = fake
-    master.store_reports = 2
+def _deliver(port: int, report: mw.TaskStatusReport) -> bool:
+    """Send one report with the worker's own Reporter; True once it was acknowledged."""
     channel = rpc.channel(f"127.0.0.1:{port}")
     reporter = Reporter(channel, name="w-qa7", backoff_initial=0.05, backoff_cap=0.1)
     reporter.start()
-    report = mw.TaskStatusReport(
-        worker_id="w-qa7", task_id="t-1", attempt=1, state=state_to_pb(TaskState.SUCCEEDED)
-    )
     try:
         reporter.submit(report)
-        assert reporter.flush(10)  # acknowledged once the store works again
+        return reporter.flush(10)
     finally:
         reporter.stop()
         channel.close()
+
+
+def test_a_report_the_master_could_not_store_is_retried_and_names_the_store(fake, capsys):
+    master, port = fake
+    master.store_reports = 2
+    report = mw.TaskStatusReport(
+        worker_id="w-qa7", task_id="t-1", attempt=1, state=state_to_pb(TaskState.SUCCEEDED)
+    )
+    assert _deliver(port, report)  # acknowledged once the store works again
     assert [r.task_id for r in master.reports] == ["t-1"] and master.store_reports == 0
     out = capsys.readouterr().out
     assert f"(the master cannot use its store: {FULL})" in out, out
@@ -129,14 +134,6 @@ def test_a_report_the_master_could_not_store_is_retried_and_names_the_store(fake
 def test_a_lost_connection_is_still_named_by_its_code(fake, capsys):
     master, port = fake
     master.fail_reports = 1
-    channel = rpc.channel(f"127.0.0.1:{port}")
-    reporter = Reporter(channel, name="w-qa7", backoff_initial=0.05, backoff_cap=0.1)
-    reporter.start()
-    try:
-        reporter.submit(mw.TaskStatusReport(worker_id="w-qa7", task_id="t-2", attempt=1))
-        assert reporter.flush(10)
-    finally:
-        reporter.stop()
-        channel.close()
+    assert _deliver(port, mw.TaskStatusReport(worker_id="w-qa7", task_id="t-2", attempt=1))
     out = capsys.readouterr().out
     assert "report task t-2 attempt 1 UNSPECIFIED not delivered (UNAVAILABLE)" in out, out
