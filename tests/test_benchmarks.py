@@ -110,3 +110,28 @@ def test_backfill_order_benchmark_matches_the_simulator_when_both_orders_agree()
     f1 = json.loads(done.stdout)["policies"]["f1"]["bsld"]
     assert rows[0]["seed1"] == round(f1, 2)
     assert all(r["val"] >= 1.0 and r["seed1"] >= 1.0 for r in rows)
+
+
+def test_seed_sweep_agrees_with_sim_compare_on_each_seed():
+    """Each seed's row is what `cloudai sim compare --seed S` prints for that seed."""
+    trace = str(ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz")
+    window = ("--sequences", "2", "--length", "200")
+    out = json.loads(_run("seed_sweep.py", "--trace", trace, *window, "--seeds", "3,5", "--json"))
+    assert [r["seed"] for r in out["rows"]] == [3, 5]
+    for row in out["rows"]:
+        cmd = [sys.executable, "-m", "cloudai", "sim", "compare", "--trace", trace, *window]
+        cmd += ["--seed", str(row["seed"]), "--policies", "fcfs,wfp3,unicep,sjf,f1,learned"]
+        pols = json.loads(
+            subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout
+        )["policies"]
+        learned = pols.pop("learned")["bsld"]
+        best = min(pols, key=lambda p: pols[p]["bsld"])
+        assert (row["best"], row["best_bsld"], row["learned"]) == (
+            best,
+            pols[best]["bsld"],
+            learned,
+        )
+        assert row["ratio"] == learned / pols[best]["bsld"]
+    ratios = [r["ratio"] for r in out["rows"]]
+    assert abs(out["median_ratio"] - sum(ratios) / 2) < 1e-12  # two seeds: their mean
+    assert out["seeds_meeting_target"] == sum(x <= 0.9 for x in ratios)
