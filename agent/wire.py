@@ -66,7 +66,14 @@ def state_from_pb(batch: master_agent_pb2.SchedulingBatch) -> ClusterState:
         cached_images=[list(w.cached_images) for w in ws],
         cpu_percent=cpu_pct,
         memory_percent=mem_pct,
+        left_s=[_left_s(w.left_at, batch.timestamp) for w in ws],
     )
+
+
+def _left_s(left_at: float, timestamp: float) -> float:
+    """Seconds from the worker's leave to the snapshot (both the master's clock);
+    -1 if it did not leave (or an older master did not say)."""
+    return max(0.0, timestamp - left_at) if left_at > 0 else -1.0
 
 
 def batch_from_pb(
@@ -83,11 +90,12 @@ def batch_to_pb(
     timestamp: float | None = None,
 ) -> master_agent_pb2.SchedulingBatch:
     """A SchedulingBatch carrying what the placement core reads (for tests and tools)."""
+    now = time.time() if timestamp is None else timestamp
     return master_agent_pb2.SchedulingBatch(
         sequence=sequence,
-        timestamp=time.time() if timestamp is None else timestamp,
+        timestamp=now,
         tasks=[_pending_pb(t) for t in tasks],
-        workers=[_worker_pb(w) for w in workers],
+        workers=[_worker_pb(w, now) for w in workers],
     )
 
 
@@ -109,7 +117,7 @@ def _pending_pb(t: TaskRequest) -> master_agent_pb2.PendingTask:
     )
 
 
-def _worker_pb(w: WorkerSpec) -> master_agent_pb2.WorkerSnapshot:
+def _worker_pb(w: WorkerSpec, timestamp: float) -> master_agent_pb2.WorkerSnapshot:
     return master_agent_pb2.WorkerSnapshot(
         worker_id=w.id,
         capacity=resources_to_pb(w.capacity),
@@ -118,6 +126,7 @@ def _worker_pb(w: WorkerSpec) -> master_agent_pb2.WorkerSnapshot:
         cached_images=sorted(w.cached_images),
         labels=dict(w.labels),
         health=health_to_pb(w.health),
+        left_at=timestamp - w.left_s if w.left_s >= 0 else 0.0,
     )
 
 

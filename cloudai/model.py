@@ -376,6 +376,8 @@ class WorkerRecord:
     version: str = ""
     registered_at: float = field(default_factory=time.time)
     last_heartbeat: float = field(default_factory=time.time)
+    # When it said it shut down (0: it did not, or registered since).
+    left_at: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -388,6 +390,7 @@ class WorkerRecord:
             "version": self.version,
             "registered_at": self.registered_at,
             "last_heartbeat": self.last_heartbeat,
+            "left_at": self.left_at,
         }
 
     @classmethod
@@ -402,6 +405,7 @@ class WorkerRecord:
             version=d.get("version", ""),
             registered_at=float(d.get("registered_at", 0.0)),
             last_heartbeat=float(d.get("last_heartbeat", 0.0)),
+            left_at=float(d.get("left_at", 0.0)),
         )
 
 

@@ -15,10 +15,12 @@ firewalled address) is marked unreachable, in memory only: placement leaves it o
 until the dispatcher reaches it again. A new registration clears the mark.
 
 A worker that stops gracefully says so (a heartbeat with `leaving`): it turns INACTIVE
-at once, in memory only, so placement leaves it out, and its id is free for a restart
-at another address. Its tasks are not lost yet: it leaves its containers running for a
-restarted worker to re-adopt, so they wait for the heartbeat timeout as a silent
-worker's do (`expire`), and only then is the worker lost (and INACTIVE in the store).
+at once, so placement leaves it out, and its id is free for a restart at another
+address. When it left is stored (`left_at`, kept until it registers again), so that a
+restarted master knows it shut down; its health in the store is not changed by the
+leave. Its tasks are not lost yet: it leaves its containers running for a restarted
+worker to re-adopt, so they wait for the heartbeat timeout as a silent worker's do
+(`expire`), and only then is the worker lost (and INACTIVE in the store).
 """
 
 from __future__ import annotations
@@ -78,18 +80,26 @@ class WorkerEntry:
     drain_requested: bool = False
     # Set while the master cannot reach the worker; replaced, never changed in place.
     unreachable: Unreachable | None = None
-    # When the worker said it was shutting down (0: it did not). In memory only.
+    # When the worker said it was shutting down (0: it did not). Stored; kept until it
+    # registers again.
     left_at: float = 0.0
+    # It left, and the heartbeat timeout has passed since (`expire`): its tasks are lost.
+    expired: bool = False
 
     @property
     def healthy(self) -> bool:
         return self.record.health == WorkerHealth.ACTIVE
 
     @property
+    def leaving(self) -> bool:
+        """It left, within the heartbeat timeout: it still owns its tasks."""
+        return bool(self.left_at) and not self.expired
+
+    @property
     def lost(self) -> bool:
         """INACTIVE, and not because it left within the heartbeat timeout: the tasks
         it held have no owner any more."""
-        return self.record.health == WorkerHealth.INACTIVE and not self.left_at
+        return self.record.health == WorkerHealth.INACTIVE and not self.leaving
 
 
 class WorkerRegistry:
@@ -101,13 +111,10 @@ class WorkerRegistry:
         self._persist = threading.Lock()  # taken before the store, never under _lock
         self._workers: dict[str, WorkerEntry] = {}
         self._sample_log = Throttle()
+        self._health_log = Throttle()
         now = time.time()
         for rec in store.list_workers():
-            # Give every known worker a full timeout to come back after a master restart.
-            rec.last_heartbeat = now
-            self._workers[rec.id] = WorkerEntry(
-                record=rec, drain_requested=rec.health == WorkerHealth.DRAINING
-            )
+            self._workers[rec.id] = _loaded(rec, now)
 
     def register(
         self,
@@ -206,17 +213,25 @@ class WorkerRegistry:
                 log.error("storing a telemetry sample of worker %s failed: %s", worker_id, err)
 
     def leave(self, worker_id: str, address: str = "") -> WorkerEntry | None:
-        """The worker is shutting down: INACTIVE from now on (not persisted), its tasks
-        left to `expire`. None if it is unknown or registered at another address."""
+        """The worker is shutting down: INACTIVE from now on, its tasks left to
+        `expire`. None if it is unknown or registered at another address. The leave
+        is stored (left_at, not the health); if that write fails it is in effect
+        still, until a master restart (logged)."""
         now = time.time()
-        with self._lock:
-            entry = self._live_entry(worker_id, address)
-            if entry is None:
-                return None
-            entry.record.last_heartbeat = now
-            entry.record.health = WorkerHealth.INACTIVE
-            entry.left_at = entry.left_at or now
-            return entry
+        with self._persist:  # no registration of its restart in between
+            with self._lock:
+                entry = self._live_entry(worker_id, address)
+                if entry is None:
+                    return None
+                entry.record.last_heartbeat = now
+                entry.record.health = WorkerHealth.INACTIVE
+                entry.left_at = entry.left_at or now
+            try:
+                self._store.set_worker_left(worker_id, entry.left_at)
+            except StoreError as err:
+                if self._health_log.ready():
+                    log.error("storing that worker %s left failed: %s", worker_id, err)
+        return entry
 
     def _live_entry(self, worker_id: str, address: str) -> WorkerEntry | None:
         """The registered entry of the process at `address` (any, if empty), or None.
@@ -239,10 +254,14 @@ class WorkerRegistry:
                 rec = entry.record
                 if entry.lost or now - rec.last_heartbeat <= self._timeout:
                     continue
-                rec.health, entry.left_at = WorkerHealth.INACTIVE, 0.0
+                rec.health, entry.expired = WorkerHealth.INACTIVE, True
                 lost.append(rec.id)
-        for worker_id in lost:
-            self._persist_health(worker_id)
+        for worker_id in lost:  # each on its own: one failing write stops no other
+            try:
+                self._persist_health(worker_id)
+            except StoreError as err:  # in effect in memory; a restart expires it again
+                if self._health_log.ready():
+                    log.error("storing that worker %s is inactive failed: %s", worker_id, err)
         return lost
 
     def set_drain(self, worker_id: str, drain: bool) -> WorkerEntry | None:
@@ -254,7 +273,7 @@ class WorkerRegistry:
                 if entry is None:
                     return None
                 health = _drained(entry.record.health, drain)
-                seen, left = entry.record.last_heartbeat, entry.left_at
+                seen, left = entry.record.last_heartbeat, entry.leaving
             if not left:  # a worker that left stays as it was in the store
                 self._store.set_worker_health(worker_id, health, seen)
             with self._lock:
@@ -306,7 +325,7 @@ class WorkerRegistry:
             with self._lock:
                 entry = self._workers.get(worker_id)
                 # A worker that left stays as it was in the store until it expires.
-                if entry is None or entry.left_at:
+                if entry is None or entry.leaving:
                     return
                 health, seen = entry.record.health, entry.record.last_heartbeat
             self._store.set_worker_health(worker_id, health, seen)
@@ -325,6 +344,18 @@ class WorkerRegistry:
     def capacity(self, worker_id: str) -> Resources | None:
         entry = self.get(worker_id)
         return entry.record.capacity if entry else None
+
+
+def _loaded(rec: WorkerRecord, now: float) -> WorkerEntry:
+    """A worker known from the store, after a master restart: unregistered, with a
+    full timeout to come back. One that had left is INACTIVE (left_at kept), and
+    already lost if it had been stored INACTIVE (its timeout passed)."""
+    stored, rec.last_heartbeat = rec.health, now
+    entry = WorkerEntry(record=rec, drain_requested=stored == WorkerHealth.DRAINING)
+    if rec.left_at:
+        entry.left_at, entry.expired = rec.left_at, stored == WorkerHealth.INACTIVE
+        rec.health = WorkerHealth.INACTIVE
+    return entry
 
 
 def _drained(health: WorkerHealth, drain: bool) -> WorkerHealth:

@@ -73,6 +73,8 @@ class Scheduler:
         # queue must be offered again then, or a task that only an avoided worker fits
         # waits until something else changes.
         self._avoid_lapse: float | None = None
+        # When to offer the queue again after an agent's commit failed in the store.
+        self._store_retry_at: float | None = None
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     def start(self) -> None:
@@ -228,6 +230,13 @@ class Scheduler:
             log.info("agent %s answering again; fallback off", batch.agent_id or "?")
         try:
             results = self._apply_all(batch.decisions, source="agent")
+        except StoreError:
+            # Nothing was committed. Offer the queue again shortly, on this stream
+            # too: the agent may keep it open, and no queue change may come.
+            with self._cond:
+                self._store_retry_at = time.time() + STORE_RETRY_S
+                self._cond.notify_all()
+            raise
         finally:
             with self._cond:
                 # A well-formed answer (the servicer refuses malformed ones before
@@ -318,6 +327,7 @@ class Scheduler:
                     cached_images=e.cached_images,
                     labels=e.record.labels,
                     health=health_to_pb(e.record.health),
+                    left_at=e.left_at,
                 )
             )
         return batch
@@ -334,13 +344,19 @@ class Scheduler:
                     self._avoid_lapse = min(lapses)
 
     def _wakeup(self) -> float | None:
-        """When the loop must offer the queue again: a backoff or an avoidance ends.
-        Called with self._cond held; forgets an avoidance lapse that is due."""
-        lapse = self._avoid_lapse
-        if lapse is not None and time.time() >= lapse:
-            self._avoid_lapse = None
-        times = [w for w in (self._tasks.next_wakeup(), lapse) if w is not None]
+        """When the loop must offer the queue again: a backoff or an avoidance ends,
+        or a store failure's retry is due. Called with self._cond held."""
+        timers = (self._tasks.next_wakeup(), self._avoid_lapse, self._store_retry_at)
+        times = [w for w in timers if w is not None]
         return min(times) if times else None
+
+    def _forget_due(self, now: float) -> None:
+        """The queue is offered again now: forget the avoidance lapse and the store
+        retry that this covers (each is offered once, not on every loop after)."""
+        if self._avoid_lapse is not None and now >= self._avoid_lapse:
+            self._avoid_lapse = None
+        if self._store_retry_at is not None and now >= self._store_retry_at:
+            self._store_retry_at = None
 
     def dry_run(self, task: Task) -> DecisionRecord:
         """What the default policy would decide for this task now, changing nothing."""
@@ -364,6 +380,7 @@ class Scheduler:
                 if wake is not None and time.time() >= wake:
                     # A retry's backoff ran out: that is a queue change too.
                     self._version += 1
+                    self._forget_due(time.time())
                     self._cond.notify_all()
                 version, due = self._version, self._fallback_due(time.time())
             try:

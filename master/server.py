@@ -17,7 +17,7 @@ import grpc
 from cloudai import __version__, rpc
 from cloudai.config import MasterSettings, data_dir
 from cloudai.convert import health_to_pb, resources_to_pb
-from cloudai.errors import CloudAIError, Conflict, InvalidArgument, NotFound, PermissionDenied
+from cloudai.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from cloudai.model import Resources, Task, TaskSpec, WorkerHealth
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc as cpb_grpc
@@ -34,11 +34,11 @@ from .scheduler import Decider, Scheduler
 from .servicers import ClusterServicer, MasterAgentServicer, MasterWorkerServicer
 from .store import open_store
 from .store.base import Store
+from .sweeper import Sweeper
 from .tasks import TaskManager
 
 log = logging.getLogger("cloudai.master")
 SERVICES = ("cloudai.v1.MasterWorker", "cloudai.v1.Cluster", "cloudai.v1.MasterAgent")
-TRIM_EVERY_S = 3600.0  # how often old telemetry samples are deleted
 
 
 def default_decider() -> Decider:
@@ -128,7 +128,17 @@ class Master:
         )
         self._stop = threading.Event()
         self._logs = TaskLogs(self.tasks, self.dispatcher, self.stored_log, self._stop)
-        self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
+        self.sweeper = Sweeper(
+            self.store,
+            self.registry,
+            self.tasks,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            telemetry_retention_s=settings.telemetry_retention_s,
+            notify=lambda: self.scheduler.notify(),
+        )
+        self._sweeper = threading.Thread(
+            target=self.sweeper.run, args=(self._stop,), name="sweeper", daemon=True
+        )
 
     def _open_store(self, warn: Callable[[str], None]) -> Store:
         s = self.settings
@@ -160,51 +170,6 @@ class Master:
         self.server.stop(grace).wait(grace + 1)
         self.dispatcher.close()
         self.store.close()
-
-    def _sweep(self) -> None:
-        """Mark silent workers inactive and requeue their tasks; trim old telemetry."""
-        interval = min(1.0, self.settings.heartbeat_timeout / 4)
-        trimmed_at = 0.0
-        while not self._stop.wait(interval):
-            try:
-                if time.time() - trimmed_at >= TRIM_EVERY_S:
-                    trimmed_at = time.time()
-                    self._trim_telemetry()
-                for worker_id in self.registry.expire():
-                    moved = self.tasks.worker_lost(worker_id)
-                    log.warning(
-                        "worker %s lost (no heartbeat for %.0fs); requeued %d task(s)",
-                        worker_id,
-                        self.settings.heartbeat_timeout,
-                        len(moved),
-                    )
-                    self.scheduler.notify()
-                self._requeue_ownerless()
-            except CloudAIError as err:
-                log.error("sweeper: %s", err)
-
-    def _trim_telemetry(self) -> None:
-        keep = self.settings.telemetry_retention_s
-        n = self.store.trim_telemetry(time.time() - keep)
-        if n:
-            log.info("deleted %d telemetry sample(s) older than %.0f s", n, keep)
-
-    def _requeue_ownerless(self) -> None:
-        """Tasks held by a worker that is inactive or unknown have no live owner: a
-        master killed between marking a worker lost and requeueing its tasks leaves
-        them so. Requeue them too, so nothing stays RUNNING without an owner. A worker
-        that left (shut down) still owns its tasks until its heartbeat timeout."""
-        for worker_id in self.tasks.active_worker_ids():
-            entry = self.registry.get(worker_id)
-            if entry is None or entry.lost:
-                moved = self.tasks.worker_lost(worker_id)
-                if moved:
-                    log.warning(
-                        "worker %s is %s: requeued %d task(s) it held",
-                        worker_id,
-                        "unknown" if entry is None else "inactive",
-                        len(moved),
-                    )
 
     # -- operations used by servicers and the console ---------------------------------
     def check_pin(self, spec: TaskSpec) -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cloudai.proto import common_pb2 as cloudai_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cloudai/proto/master_agent.proto\x12\ncloudai.v1\x1a\x1a\x63loudai/proto/common.proto\"k\n\x0cWatchRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0f\n\x07profile\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\"\x91\x01\n\x0bPendingTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\"\n\x04spec\x18\x03 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x11\n\tqueued_at\x18\x05 \x01(\x01\x12\x15\n\ravoid_workers\x18\x06 \x03(\t\"\xc8\x02\n\x0eWorkerSnapshot\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\'\n\x08\x63\x61pacity\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12(\n\tallocated\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12(\n\ttelemetry\x18\x04 \x01(\x0b\x32\x15.cloudai.v1.Telemetry\x12\x15\n\rcached_images\x18\x05 \x03(\t\x12\x36\n\x06labels\x18\x06 \x03(\x0b\x32&.cloudai.v1.WorkerSnapshot.LabelsEntry\x12(\n\x06health\x18\x07 \x01(\x0e\x32\x18.cloudai.v1.WorkerHealth\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x0fSchedulingBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x11\n\ttimestamp\x18\x02 \x01(\x01\x12&\n\x05tasks\x18\x03 \x03(\x0b\x32\x17.cloudai.v1.PendingTask\x12+\n\x07workers\x18\x04 \x03(\x0b\x32\x1a.cloudai.v1.WorkerSnapshot\"\x8f\x01\n\tCandidate\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x01\x12\x31\n\x06scores\x18\x03 \x03(\x0b\x32!.cloudai.v1.Candidate.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8e\x03\n\x08\x44\x65\x63ision\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12)\n\ncandidates\x18\x07 \x03(\x0b\x32\x15.cloudai.v1.Candidate\x12\x38\n\nrejections\x18\x08 \x03(\x0b\x32$.cloudai.v1.Decision.RejectionsEntry\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x0c\n\x04hint\x18\n \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x0b \x01(\x08\x12\x12\n\ndecided_at\x18\x0c \x01(\x01\x12\x0e\n\x06source\x18\r \x01(\t\x12\x11\n\tcommitted\x18\x0e \x01(\x08\x12\x15\n\rreject_reason\x18\x0f \x01(\t\x1a\x31\n\x0fRejectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"]\n\x0ePlacementBatch\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\'\n\tdecisions\x18\x03 \x03(\x0b\x32\x14.cloudai.v1.Decision\"D\n\x0fPlacementResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"@\n\x10PlacementResults\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.cloudai.v1.PlacementResult2\xab\x01\n\x0bMasterAgent\x12N\n\x13WatchSchedulingWork\x12\x18.cloudai.v1.WatchRequest\x1a\x1b.cloudai.v1.SchedulingBatch0\x01\x12L\n\x10SubmitPlacements\x12\x1a.cloudai.v1.PlacementBatch\x1a\x1c.cloudai.v1.PlacementResultsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cloudai/proto/master_agent.proto\x12\ncloudai.v1\x1a\x1a\x63loudai/proto/common.proto\"k\n\x0cWatchRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0f\n\x07profile\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\"\x91\x01\n\x0bPendingTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\"\n\x04spec\x18\x03 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x11\n\tqueued_at\x18\x05 \x01(\x01\x12\x15\n\ravoid_workers\x18\x06 \x03(\t\"\xd9\x02\n\x0eWorkerSnapshot\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\'\n\x08\x63\x61pacity\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12(\n\tallocated\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12(\n\ttelemetry\x18\x04 \x01(\x0b\x32\x15.cloudai.v1.Telemetry\x12\x15\n\rcached_images\x18\x05 \x03(\t\x12\x36\n\x06labels\x18\x06 \x03(\x0b\x32&.cloudai.v1.WorkerSnapshot.LabelsEntry\x12(\n\x06health\x18\x07 \x01(\x0e\x32\x18.cloudai.v1.WorkerHealth\x12\x0f\n\x07left_at\x18\x08 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x0fSchedulingBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x11\n\ttimestamp\x18\x02 \x01(\x01\x12&\n\x05tasks\x18\x03 \x03(\x0b\x32\x17.cloudai.v1.PendingTask\x12+\n\x07workers\x18\x04 \x03(\x0b\x32\x1a.cloudai.v1.WorkerSnapshot\"\x8f\x01\n\tCandidate\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x01\x12\x31\n\x06scores\x18\x03 \x03(\x0b\x32!.cloudai.v1.Candidate.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8e\x03\n\x08\x44\x65\x63ision\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12)\n\ncandidates\x18\x07 \x03(\x0b\x32\x15.cloudai.v1.Candidate\x12\x38\n\nrejections\x18\x08 \x03(\x0b\x32$.cloudai.v1.Decision.RejectionsEntry\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x0c\n\x04hint\x18\n \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x0b \x01(\x08\x12\x12\n\ndecided_at\x18\x0c \x01(\x01\x12\x0e\n\x06source\x18\r \x01(\t\x12\x11\n\tcommitted\x18\x0e \x01(\x08\x12\x15\n\rreject_reason\x18\x0f \x01(\t\x1a\x31\n\x0fRejectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"]\n\x0ePlacementBatch\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\'\n\tdecisions\x18\x03 \x03(\x0b\x32\x14.cloudai.v1.Decision\"D\n\x0fPlacementResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"@\n\x10PlacementResults\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.cloudai.v1.PlacementResult2\xab\x01\n\x0bMasterAgent\x12N\n\x13WatchSchedulingWork\x12\x18.cloudai.v1.WatchRequest\x1a\x1b.cloudai.v1.SchedulingBatch0\x01\x12L\n\x10SubmitPlacements\x12\x1a.cloudai.v1.PlacementBatch\x1a\x1c.cloudai.v1.PlacementResultsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,25 +43,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PENDINGTASK']._serialized_start=186
   _globals['_PENDINGTASK']._serialized_end=331
   _globals['_WORKERSNAPSHOT']._serialized_start=334
-  _globals['_WORKERSNAPSHOT']._serialized_end=662
-  _globals['_WORKERSNAPSHOT_LABELSENTRY']._serialized_start=617
-  _globals['_WORKERSNAPSHOT_LABELSENTRY']._serialized_end=662
-  _globals['_SCHEDULINGBATCH']._serialized_start=665
-  _globals['_SCHEDULINGBATCH']._serialized_end=804
-  _globals['_CANDIDATE']._serialized_start=807
-  _globals['_CANDIDATE']._serialized_end=950
-  _globals['_CANDIDATE_SCORESENTRY']._serialized_start=905
-  _globals['_CANDIDATE_SCORESENTRY']._serialized_end=950
-  _globals['_DECISION']._serialized_start=953
-  _globals['_DECISION']._serialized_end=1351
-  _globals['_DECISION_REJECTIONSENTRY']._serialized_start=1302
-  _globals['_DECISION_REJECTIONSENTRY']._serialized_end=1351
-  _globals['_PLACEMENTBATCH']._serialized_start=1353
-  _globals['_PLACEMENTBATCH']._serialized_end=1446
-  _globals['_PLACEMENTRESULT']._serialized_start=1448
-  _globals['_PLACEMENTRESULT']._serialized_end=1516
-  _globals['_PLACEMENTRESULTS']._serialized_start=1518
-  _globals['_PLACEMENTRESULTS']._serialized_end=1582
-  _globals['_MASTERAGENT']._serialized_start=1585
-  _globals['_MASTERAGENT']._serialized_end=1756
+  _globals['_WORKERSNAPSHOT']._serialized_end=679
+  _globals['_WORKERSNAPSHOT_LABELSENTRY']._serialized_start=634
+  _globals['_WORKERSNAPSHOT_LABELSENTRY']._serialized_end=679
+  _globals['_SCHEDULINGBATCH']._serialized_start=682
+  _globals['_SCHEDULINGBATCH']._serialized_end=821
+  _globals['_CANDIDATE']._serialized_start=824
+  _globals['_CANDIDATE']._serialized_end=967
+  _globals['_CANDIDATE_SCORESENTRY']._serialized_start=922
+  _globals['_CANDIDATE_SCORESENTRY']._serialized_end=967
+  _globals['_DECISION']._serialized_start=970
+  _globals['_DECISION']._serialized_end=1368
+  _globals['_DECISION_REJECTIONSENTRY']._serialized_start=1319
+  _globals['_DECISION_REJECTIONSENTRY']._serialized_end=1368
+  _globals['_PLACEMENTBATCH']._serialized_start=1370
+  _globals['_PLACEMENTBATCH']._serialized_end=1463
+  _globals['_PLACEMENTRESULT']._serialized_start=1465
+  _globals['_PLACEMENTRESULT']._serialized_end=1533
+  _globals['_PLACEMENTRESULTS']._serialized_start=1535
+  _globals['_PLACEMENTRESULTS']._serialized_end=1599
+  _globals['_MASTERAGENT']._serialized_start=1602
+  _globals['_MASTERAGENT']._serialized_end=1773
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ class PendingTask(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., queued_at: _Optional[float] = ..., avoid_workers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkerSnapshot(_message.Message):
-    __slots__ = ("worker_id", "capacity", "allocated", "telemetry", "cached_images", "labels", "health")
+    __slots__ = ("worker_id", "capacity", "allocated", "telemetry", "cached_images", "labels", "health", "left_at")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class WorkerSnapshot(_message.Message):
     CACHED_IMAGES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    LEFT_AT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     capacity: _common_pb2.Resources
     allocated: _common_pb2.Resources
@@ -60,7 +61,8 @@ class WorkerSnapshot(_message.Message):
     cached_images: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
     health: _common_pb2.WorkerHealth
-    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., telemetry: _Optional[_Union[_common_pb2.Telemetry, _Mapping]] = ..., cached_images: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[_common_pb2.WorkerHealth, str]] = ...) -> None: ...
+    left_at: float
+    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., telemetry: _Optional[_Union[_common_pb2.Telemetry, _Mapping]] = ..., cached_images: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[_common_pb2.WorkerHealth, str]] = ..., left_at: _Optional[float] = ...) -> None: ...
 
 class SchedulingBatch(_message.Message):
     __slots__ = ("sequence", "timestamp", "tasks", "workers")

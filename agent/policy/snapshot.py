@@ -104,6 +104,9 @@ class WorkerSpec:
     cached_images: frozenset[str] = frozenset()
     cpu_percent: float = 0.0
     memory_percent: float = 0.0
+    # Seconds since the worker said it shut down, when the snapshot was taken; -1
+    # if it did not (an inactive worker without it stopped heartbeating).
+    left_s: float = -1.0
 
 
 class WorkerView(NamedTuple):
@@ -146,6 +149,7 @@ class ClusterState:
         cached_images: Sequence[Iterable[str]],
         cpu_percent: np.ndarray,
         memory_percent: np.ndarray,
+        left_s: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         n = len(ids)
         self.ids = list(ids)
@@ -160,6 +164,8 @@ class ClusterState:
         self.cached_images = [frozenset(normalise_image(i) for i in imgs) for imgs in cached_images]
         self.cpu_percent = np.clip(np.asarray(cpu_percent, np.float64), 0.0, 100.0)
         self.memory_percent = np.clip(np.asarray(memory_percent, np.float64), 0.0, 100.0)
+        # Seconds since each worker said it shut down; -1 where it did not (hints.py).
+        self.left_s = np.full(n, -1.0) if left_s is None else np.asarray(left_s, np.float64)
         self.view = self._build_view()
         self._label_masks: dict[tuple[str, str], np.ndarray] = {}
         self._image_masks: dict[str, np.ndarray] = {}
@@ -176,6 +182,7 @@ class ClusterState:
             cached_images=[w.cached_images for w in ws],
             cpu_percent=np.array([w.cpu_percent for w in ws], np.float64),
             memory_percent=np.array([w.memory_percent for w in ws], np.float64),
+            left_s=np.array([w.left_s for w in ws], np.float64),
         )
 
     def __len__(self) -> int:
@@ -280,6 +287,7 @@ class ClusterState:
             cached_images=self.cached_images[i],
             cpu_percent=float(self.cpu_percent[i]),
             memory_percent=float(self.memory_percent[i]),
+            left_s=float(self.left_s[i]),
         )
 
 

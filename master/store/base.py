@@ -55,6 +55,12 @@ class Store(ABC):
         """Set health and last-seen time. False if the worker is unknown."""
 
     @abstractmethod
+    def set_worker_left(self, worker_id: str, at: float) -> bool:
+        """Record that the worker said it shut down at `at` (0 clears it); its health
+        is left as it is. A new registration (upsert_worker) clears it too. False if
+        the worker is unknown."""
+
+    @abstractmethod
     def add_telemetry_sample(self, worker_id: str, at: float, sample: dict) -> None:
         """Append one sampled telemetry point (the master samples; it does not store every beat)."""
 

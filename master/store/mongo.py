@@ -248,6 +248,11 @@ class MongoStore(Store):
             res = self._workers.update_one({"_id": worker_id}, {"$set": change})
         return res.matched_count == 1
 
+    def set_worker_left(self, worker_id: str, at: float) -> bool:
+        with self._errors("set_worker_left"):
+            res = self._workers.update_one({"_id": worker_id}, {"$set": {"left_at": float(at)}})
+        return res.matched_count == 1
+
     def add_telemetry_sample(self, worker_id: str, at: float, sample: dict) -> None:
         with self._errors("add_telemetry_sample"):
             self._telemetry.insert_one(

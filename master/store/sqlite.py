@@ -237,6 +237,16 @@ class SQLiteStore(Store):
             )
             return cur.rowcount == 1
 
+    def set_worker_left(self, worker_id: str, at: float) -> bool:
+        # In the JSON document, as every worker field: no column, so a database of an
+        # older CloudAI opens as it is (its workers have no left_at: they did not leave).
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE workers SET doc = json_set(doc, '$.left_at', ?) WHERE id = ?",
+                (float(at), worker_id),
+            )
+            return cur.rowcount == 1
+
     def add_telemetry_sample(self, worker_id: str, at: float, sample: dict) -> None:
         with self._write() as c:
             c.execute(

@@ -70,6 +70,30 @@ def test_set_worker_health(store: Store, worker_id: str, expect_ok: bool) -> Non
         assert store.get_worker(worker_id) is None  # no record conjured up
 
 
+def test_a_worker_leave_is_stored_until_it_registers_again(backend: Backend) -> None:
+    """set_worker_left keeps the health as it is, survives a reopen (a master
+    restart), and a new registration (upsert_worker) clears it."""
+    first = backend.open()
+    first.upsert_worker(make_worker("w-1", zone="a"))
+    assert first.set_worker_left("w-1", at=321.5)
+    assert not first.set_worker_left("w-unknown", at=1.0)
+    assert first.get_worker("w-unknown") is None  # no record conjured up
+    first.close()
+
+    second = backend.open()
+    try:
+        stored = second.get_worker("w-1")
+        assert stored is not None and stored.left_at == 321.5
+        assert (stored.health, stored.labels) == (WorkerHealth.ACTIVE, {"zone": "a"})
+        assert second.set_worker_health("w-1", WorkerHealth.INACTIVE, at=400.0)
+        assert second.get_worker("w-1").left_at == 321.5  # a health write keeps it
+        second.upsert_worker(make_worker("w-1", zone="a"))  # it registers again
+        assert second.get_worker("w-1") == make_worker("w-1", zone="a")
+        assert second.get_worker("w-1").left_at == 0.0
+    finally:
+        second.close()
+
+
 def test_telemetry_history_is_newest_samples_oldest_first(store: Store) -> None:
     for at in [3.0, 1.0, 5.0, 2.0, 4.0]:
         store.add_telemetry_sample("w-1", at, {"cpu": at / 10, "mem": int(at) * 100})

@@ -1,0 +1,75 @@
+"""The hint for a task no worker can take tells a worker that shut down (it said so:
+`left_s`, from the snapshot's `left_at`) from one that stopped heartbeating."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudai.agent.policy import make_task, make_worker, place_batch
+from cloudai.agent.policy.hints import placement_hint
+from cloudai.agent.policy.snapshot import ClusterState
+from cloudai.agent.wire import batch_to_pb, state_from_pb
+
+
+def _inactive(wid: str, left_s: float = -1.0):
+    spec = make_worker(wid).cpu(4).mem("4g").unhealthy().build()
+    spec.left_s = left_s
+    return spec
+
+
+CASES = [
+    (
+        "one worker, shut down",
+        [_inactive("w1", 12.4)],
+        "worker w1 shut down 12s ago: restart it or start another",
+    ),
+    (
+        "one worker, shut down long ago",
+        [_inactive("w1", 600)],
+        "worker w1 shut down 10m ago: restart it or start another",
+    ),
+    (
+        "one worker, killed",
+        [_inactive("w1")],
+        "worker w1 is inactive (no heartbeats): restart it or start another",
+    ),
+    (
+        "all shut down: names the latest",
+        [_inactive("a", 30), _inactive("b", 5), _inactive("c", 90)],
+        "all 3 workers shut down (the last, b 5s ago): restart one or start another",
+    ),
+    (
+        "some shut down, some killed",
+        [_inactive("a", 30), _inactive("b"), _inactive("c", 8)],
+        "all 3 workers are inactive (2 shut down, the last c 8s ago; 1 without heartbeats): "
+        "restart one or start another",
+    ),
+    (
+        "all killed",
+        [_inactive("a"), _inactive("b")],
+        "all 2 workers are inactive (no heartbeats): restart one or start another",
+    ),
+]
+
+
+@pytest.mark.parametrize("workers,hint", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hint_names_the_workers_that_shut_down(workers, hint):
+    [p] = place_batch([make_task("t").cpu(1).build()], ClusterState.from_workers(workers), now=0)
+    assert (p.worker_id, p.hint) == ("", hint)
+
+
+def test_a_pinned_task_hint_says_its_worker_shut_down():
+    state = ClusterState.from_workers([_inactive("w1", 3), _inactive("w2")])
+    task = make_task("t").cpu(1).build()
+    assert placement_hint(task, state, only=0) == "worker w1 shut down 3s ago: pin another worker"
+    assert placement_hint(task, state, only=1) == "worker w2 is inactive: pin another worker"
+
+
+def test_left_at_crosses_the_wire_as_seconds_before_the_snapshot():
+    workers = [_inactive("w1", 7.5), _inactive("w2")]
+    batch = batch_to_pb([], workers, timestamp=1000.0)
+    assert [w.left_at for w in batch.workers] == [992.5, 0.0]
+    assert state_from_pb(batch).left_s.tolist() == [7.5, -1.0]
+    # A master without the field (an older one) sends 0: no worker left.
+    batch.workers[0].ClearField("left_at")
+    assert state_from_pb(batch).left_s.tolist() == [-1.0, -1.0]

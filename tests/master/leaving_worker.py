@@ -1,0 +1,77 @@
+"""A worker process without Docker, for the tests of a worker's leave: the worker's
+own Membership (registration, heartbeats, and on SIGTERM the leave, as `cloudai
+worker` does) and a Worker gRPC server that accepts every task and runs nothing.
+A real `cloudai worker` needs a Docker engine; its leave is the same Membership call.
+
+    python -m tests.master.leaving_worker ID MASTER_PORT WORKER_PORT [CPU]
+
+Prints `registered` once registered and `assigned TASK ATTEMPT` per assignment."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import closing
+
+from cloudai import rpc
+from cloudai.config import WorkerSettings
+from cloudai.model import Resources
+from cloudai.worker.membership import MemberHooks, Membership
+
+from .harness import FakeWorkerServicer, serve_worker
+
+PORTS = range(47100, 47200)  # the loopback ports these tests may use
+
+
+def free_port(avoid: tuple[int, ...] = ()) -> int:
+    """A port of PORTS that nothing listens on now."""
+    for port in PORTS:
+        if port in avoid:
+            continue
+        with closing(socket.socket()) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+
+
+class Printing(FakeWorkerServicer):
+    def AssignTask(self, request, context):  # noqa: N802 - gRPC naming
+        print(f"assigned {request.task_id} {request.attempt}", flush=True)
+        return super().AssignTask(request, context)
+
+
+def main(worker_id: str, master_port: int, port: int, cpu: float = 4.0) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server, _ = serve_worker(Printing(), f"127.0.0.1:{port}")
+    settings = WorkerSettings(
+        _env_file=None,
+        id=worker_id,
+        master=f"127.0.0.1:{master_port}",
+        ip="127.0.0.1",
+        heartbeat_interval=0.2,
+    )
+    hooks = MemberHooks(running=list, cached_images=list, stop_attempts=lambda r: None, say=print)
+    with rpc.channel(settings.master) as channel:
+        member = Membership(settings, channel, Resources(cpu, 8 * 2**30, 0), hooks)
+        member.start(f"127.0.0.1:{port}")
+        while not member.registrations:
+            time.sleep(0.05)
+        print("registered", flush=True)
+        while not stop.wait(0.1):
+            pass
+        member.stop()
+        member.leave()  # what a worker stopped with SIGTERM does
+    server.stop(0)
+    return 0
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    sys.exit(main(args[0], int(args[1]), int(args[2]), *(float(a) for a in args[3:])))
