@@ -193,7 +193,7 @@ class TaskManager:
         if entry is None or not entry.registered:
             return f"worker {worker_id!r} is not registered"
         if entry.left_at:
-            return f"worker {worker_id!r} shut down {time.time() - entry.left_at:.0f}s ago"
+            return f"worker {worker_id!r} shut down"
         if not entry.healthy:
             return f"worker {worker_id!r} is {entry.record.health.value.lower()}"
         if task.spec.pinned_worker and task.spec.pinned_worker != worker_id:

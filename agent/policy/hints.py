@@ -31,9 +31,7 @@ def placement_hint(task: TaskRequest, state: ClusterState, only: int | None = No
         if only is None:
             return _no_active_hint(task, state)
         if state.left_s[only] >= 0:
-            return (
-                f"worker {state.ids[only]} shut down {_ago(state.left_s[only])}: pin another worker"
-            )
+            return f"worker {state.ids[only]} shut down: pin another worker"
         health = state.health_of(only).value.lower()
         return f"worker {state.ids[only]} is {health}: pin another worker"
     base, why = _matching(task, state, healthy, only)
@@ -51,32 +49,21 @@ def _no_active_hint(task: TaskRequest, state: ClusterState) -> str:
 
 def _inactive_hint(state: ClusterState) -> str:
     """Every worker is inactive: say which shut down (they said so when they stopped)
-    and which stopped heartbeating (killed, hung, or cut off)."""
-    n, left = len(state), np.flatnonzero(state.left_s >= 0)
+    and which stopped heartbeating (killed, hung, or cut off). No age: a hint is kept
+    with its decision and read later (`cloudai workers` shows when each left)."""
+    n, left = len(state), int(np.count_nonzero(state.left_s >= 0))
     if n == 1:
-        if left.size:
-            ago = _ago(state.left_s[0])
-            return f"worker {state.ids[0]} shut down {ago}: restart it or start another"
+        if left:
+            return f"worker {state.ids[0]} shut down: restart it or start another"
         return f"worker {state.ids[0]} is inactive (no heartbeats): restart it or start another"
-    if not left.size:
+    if not left:
         return f"all {n} workers are inactive (no heartbeats): restart one or start another"
-    last = int(left[np.argmin(state.left_s[left])])  # the latest to shut down
-    latest = f"{state.ids[last]} {_ago(state.left_s[last])}"
-    if left.size == n:
-        return f"all {n} workers shut down (the last, {latest}): restart one or start another"
+    if left == n:
+        return f"all {n} workers shut down: restart one or start another"
     return (
-        f"all {n} workers are inactive ({left.size} shut down, the last {latest}; "
-        f"{n - left.size} without heartbeats): restart one or start another"
+        f"all {n} workers are inactive ({left} shut down, {n - left} without heartbeats): "
+        "restart one or start another"
     )
-
-
-def _ago(seconds: float) -> str:
-    """'12s ago', '5m ago', '3h ago'."""
-    if seconds < 120:
-        return f"{seconds:.0f}s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m ago"
-    return f"{seconds / 3600:.0f}h ago"
 
 
 def _draining_hint(task: TaskRequest, state: ClusterState) -> str:

@@ -21,12 +21,7 @@ CASES = [
     (
         "one worker, shut down",
         [_inactive("w1", 12.4)],
-        "worker w1 shut down 12s ago: restart it or start another",
-    ),
-    (
-        "one worker, shut down long ago",
-        [_inactive("w1", 600)],
-        "worker w1 shut down 10m ago: restart it or start another",
+        "worker w1 shut down: restart it or start another",
     ),
     (
         "one worker, killed",
@@ -34,14 +29,14 @@ CASES = [
         "worker w1 is inactive (no heartbeats): restart it or start another",
     ),
     (
-        "all shut down: names the latest",
+        "all shut down",
         [_inactive("a", 30), _inactive("b", 5), _inactive("c", 90)],
-        "all 3 workers shut down (the last, b 5s ago): restart one or start another",
+        "all 3 workers shut down: restart one or start another",
     ),
     (
         "some shut down, some killed",
         [_inactive("a", 30), _inactive("b"), _inactive("c", 8)],
-        "all 3 workers are inactive (2 shut down, the last c 8s ago; 1 without heartbeats): "
+        "all 3 workers are inactive (2 shut down, 1 without heartbeats): "
         "restart one or start another",
     ),
     (
@@ -61,7 +56,7 @@ def test_hint_names_the_workers_that_shut_down(workers, hint):
 def test_a_pinned_task_hint_says_its_worker_shut_down():
     state = ClusterState.from_workers([_inactive("w1", 3), _inactive("w2")])
     task = make_task("t").cpu(1).build()
-    assert placement_hint(task, state, only=0) == "worker w1 shut down 3s ago: pin another worker"
+    assert placement_hint(task, state, only=0) == "worker w1 shut down: pin another worker"
     assert placement_hint(task, state, only=1) == "worker w2 is inactive: pin another worker"
 
 

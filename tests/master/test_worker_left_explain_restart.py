@@ -2,8 +2,8 @@
 stopped heartbeating (SIGKILL), in `cloudai explain` and across a master restart.
 
 - explain's hint for a task no worker can take said "worker w1 is inactive (no
-  heartbeats)" for a worker that had shut down; it now says "worker w1 shut down 3s
-  ago", and a pinned task waiting for it says so too. A killed worker keeps the
+  heartbeats)" for a worker that had shut down; it now says "worker w1 shut down",
+  and a pinned task waiting for it says so too. A killed worker keeps the
   "no heartbeats" wording.
 - The leave was in memory only: a restarted master showed the worker as an ACTIVE,
   unregistered one. It is stored now: after a restart `cloudai workers` shows it
@@ -131,7 +131,7 @@ def test_explain_says_a_worker_shut_down_and_a_killed_one_sent_no_heartbeats(clu
 
         c.stop_worker("w1", signal.SIGTERM)
         _wait(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
-        text = _hint(c, waiting, r"pinned worker w1: worker 'w1' shut down \d+s ago")
+        text = _hint(c, waiting, r"pinned worker w1: worker 'w1' shut down")
         assert "inactive" not in text, text
 
         c.stop_worker("w2", signal.SIGKILL)  # no leave: inactive at the heartbeat timeout
@@ -139,7 +139,7 @@ def test_explain_says_a_worker_shut_down_and_a_killed_one_sent_no_heartbeats(clu
         task = c.submit("--cpu", "1")
         text = _hint(c, task, r"smallest change that would make it placeable: all 2 workers")
         assert re.search(
-            r"all 2 workers are inactive \(1 shut down, the last w1 \d+s ago; 1 without "
+            r"all 2 workers are inactive \(1 shut down, 1 without "
             r"heartbeats\): restart one or start another",
             text,
         ), text
@@ -152,7 +152,7 @@ def test_explain_of_the_only_worker_shut_down_or_killed(cluster):
         c.stop_worker("w1", signal.SIGTERM)
         _wait(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
         task = c.submit()
-        text = _hint(c, task, r"placeable: worker w1 shut down \d+s ago: restart it or start")
+        text = _hint(c, task, r"placeable: worker w1 shut down: restart it or start")
         assert "no heartbeats" not in text, text
 
         c.start_worker("w1")  # back, then killed: it says nothing
