@@ -23,6 +23,7 @@ from cloudai.master.server import Master
 from cloudai.master.store import SQLiteStore
 from cloudai.model import Task, TaskState
 from cloudai.proto import master_agent_pb2 as apb
+from tests.faults.faultkit import wait_until
 
 from .harness import Harness
 from .test_tasks import spec
@@ -83,17 +84,8 @@ def make(tmp_path):
         h.close()
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _placed_once(h: Harness, w, ids: list[str], store: FailingCommits) -> None:
-    _wait(lambda: len(w.servicer.assigned) >= len(ids), 10, "the dispatches")
+    wait_until(lambda: len(w.servicer.assigned) >= len(ids), 10, "the dispatches")
     time.sleep(0.3)  # a second dispatch of the same task would show by now
     assert sorted(w.servicer.assigned) == sorted((t, 1) for t in ids)
     for t in ids:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.faultkit import wait_until
+
 from .leaving_worker import free_port
 from .test_startup_errors import serving_master
 
@@ -99,15 +101,6 @@ def cluster(tmp_path) -> Iterator[Cluster]:
     c.close()
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        if value := predicate():
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def _hint(c: Cluster, task_id: str, pattern: str) -> str:
     """The explain text of task_id once it matches pattern (decisions come in the
     background: the master's fallback places within --agent-timeout)."""
@@ -116,7 +109,7 @@ def _hint(c: Cluster, task_id: str, pattern: str) -> str:
         text = c.cli("explain", task_id)
         return text if re.search(pattern, text) else ""
 
-    return _wait(matching, 10, f"explain {task_id} to match {pattern!r}")
+    return wait_until(matching, 10, f"explain {task_id} to match {pattern!r}")
 
 
 def test_explain_says_a_worker_shut_down_and_a_killed_one_sent_no_heartbeats(cluster):
@@ -130,12 +123,12 @@ def test_explain_says_a_worker_shut_down_and_a_killed_one_sent_no_heartbeats(clu
         _hint(c, waiting, r"waiting for pinned worker w1: task does not fit")
 
         c.stop_worker("w1", signal.SIGTERM)
-        _wait(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
+        wait_until(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
         text = _hint(c, waiting, r"pinned worker w1: worker 'w1' shut down")
         assert "inactive" not in text, text
 
         c.stop_worker("w2", signal.SIGKILL)  # no leave: inactive at the heartbeat timeout
-        _wait(lambda: "INACTIVE" in c.workers_json()["w2"]["health"], 3 * TIMEOUT_S, "w2 lost")
+        wait_until(lambda: "INACTIVE" in c.workers_json()["w2"]["health"], 3 * TIMEOUT_S, "w2 lost")
         task = c.submit("--cpu", "1")
         text = _hint(c, task, r"smallest change that would make it placeable: all 2 workers")
         assert re.search(
@@ -150,15 +143,15 @@ def test_explain_of_the_only_worker_shut_down_or_killed(cluster):
     with c.serving():
         c.start_worker("w1")
         c.stop_worker("w1", signal.SIGTERM)
-        _wait(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
+        wait_until(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
         task = c.submit()
         text = _hint(c, task, r"placeable: worker w1 shut down: restart it or start")
         assert "no heartbeats" not in text, text
 
         c.start_worker("w1")  # back, then killed: it says nothing
-        _wait(lambda: "PLACED" in c.cli("task", task), 5, "the task placed on w1")
+        wait_until(lambda: "PLACED" in c.cli("task", task), 5, "the task placed on w1")
         c.stop_worker("w1", signal.SIGKILL)
-        _wait(lambda: "INACTIVE" in c.workers_json()["w1"]["health"], 3 * TIMEOUT_S, "w1 lost")
+        wait_until(lambda: "INACTIVE" in c.workers_json()["w1"]["health"], 3 * TIMEOUT_S, "w1 lost")
         task = c.submit()
         text = _hint(c, task, r"placeable: worker w1 is inactive \(no heartbeats\): restart it")
         assert "shut down" not in text, text
@@ -169,7 +162,7 @@ def test_a_leave_outlives_a_master_restart_and_a_registration_clears_it(cluster)
     with c.serving():
         c.start_worker("w1")
         c.stop_worker("w1", signal.SIGTERM)
-        left_at = _wait(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
+        left_at = wait_until(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
     with c.serving():  # the same database
         w1 = c.workers_json()["w1"]
         assert w1["health"] == "WORKER_HEALTH_INACTIVE"
@@ -182,5 +175,5 @@ def test_a_leave_outlives_a_master_restart_and_a_registration_clears_it(cluster)
         c.start_worker("w1")  # it restarts and registers
         w1 = c.workers_json()["w1"]
         assert w1["health"] == "WORKER_HEALTH_ACTIVE" and not w1.get("left_at"), w1
-        _wait(lambda: "PLACED" in c.cli("task", task), 5, "the task placed on w1")
+        wait_until(lambda: "PLACED" in c.cli("task", task), 5, "the task placed on w1")
         assert "w1" in c.cli("task", task)
