@@ -28,16 +28,18 @@ import grpc
 
 from cloudai import rpc
 from cloudai.config import AgentSettings
-from cloudai.errors import CloudAIError, ConfigError
+from cloudai.errors import CloudAIError, ConfigError, InvalidArgument
 from cloudai.proto import master_agent_pb2, master_agent_pb2_grpc
+from cloudai.security.inputs import MAX_SHORT_TEXT, check_id
 from cloudai.security.tls import transport_for
+from cloudai.validation import validate_text
 
 from .learn.live import (
     LearnedPolicy,
     disagreement_line,
-    kinds,
     learned_or_none,
     shadow_or_none,
+    summary_line,
 )
 from .policy.baselines import BASELINE_PROFILES
 from .policy.core import place_batch
@@ -131,6 +133,7 @@ class Agent:
                     settings.model,
                 )
         self.shadow = shadow_or_none(settings.shadow, settings.model) if settings.shadow else None
+        self._check_watch()
         self.backoff = backoff or Backoff()
         self.refused_backoff = Backoff(*REFUSED_BACKOFF_S)
         self.batches = 0
@@ -152,6 +155,25 @@ class Agent:
         self.policy_name = LEARNED if self.learned else "default"
         self.profile = self.learned.base if self.learned else resolve_profile("default")
         self.model_version = self.learned.version if self.learned else ""
+
+    def _watch_request(self) -> master_agent_pb2.WatchRequest:
+        return master_agent_pb2.WatchRequest(
+            agent_id=self.settings.agent_id,
+            policy=self.policy_name,
+            profile=self.profile.name,
+            model_version=self.model_version,
+        )
+
+    def _check_watch(self) -> None:
+        """ConfigError for what the master would refuse on every watch (the agent
+        would otherwise retry for ever): an id, or a profile name, it does not take."""
+        where = f" in {self.settings.profile!r}" if self.settings.profile else ""
+        try:
+            check_id("--id", self.settings.agent_id, optional=True)
+            validate_text(f"the profile's name{where}", self.profile.name, MAX_SHORT_TEXT)
+        except InvalidArgument as err:
+            refused = "" if str(err).startswith("--id") else " (the master refuses it)"
+            raise ConfigError(f"{err}{refused}") from None
 
     def run(self) -> None:
         """Watch, place and submit until `stop()`; reconnect on failure. Returns early,
@@ -192,13 +214,7 @@ class Agent:
                 self._call.cancel()
 
     def _serve(self, stub: master_agent_pb2_grpc.MasterAgentStub) -> None:
-        request = master_agent_pb2.WatchRequest(
-            agent_id=self.settings.agent_id,
-            policy=self.policy_name,
-            profile=self.profile.name,
-            model_version=self.model_version,
-        )
-        call = stub.WatchSchedulingWork(request)
+        call = stub.WatchSchedulingWork(self._watch_request())
         with self._lock:
             self._call = call
         if self._stop.is_set():
@@ -229,16 +245,16 @@ class Agent:
     ) -> None:
         started = time.perf_counter()
         tasks, state = batch_from_pb(batch)
-        profile, given = self.profile, tasks
         try:
             if self.learned is not None:
-                tasks, profile = self.learned.prepare(batch, tasks, state)
-            placements = place_batch(tasks, state, profile, now=batch.timestamp or None)
+                placements = self.learned.place(batch, tasks, state)
+            else:
+                placements = place_batch(tasks, state, self.profile, now=batch.timestamp or None)
         except Exception:  # a policy bug: say so, and let the master fall back
             log.exception("batch %d: placement failed", batch.sequence)
             return
         if self.shadow is not None:
-            self._shadow(batch, given, state, placements)
+            self._shadow(batch, tasks, state, placements)
         msg = placements_to_pb(
             placements,
             agent_id=self.settings.agent_id,
@@ -346,8 +362,6 @@ def run_agent(settings: AgentSettings) -> int:
         )
         return 1
     if agent.shadow is not None:
-        s = agent.shadow
-        rate = f"disagreement rate {s.rate:.1%} over {s.decisions} decision(s)"
-        print(f"shadow {s.name}: {rate}{kinds(s)}")
+        print(summary_line(agent.shadow))
     print("✓ agent stopped", flush=True)
     return 0

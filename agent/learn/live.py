@@ -5,6 +5,9 @@ the tasks (with memory packed by prediction when enabled), the snapshot, and the
 model's profile whose `learned` orderer gets the batch's runtime estimates and the
 cluster's free and largest cpu. The placement itself is `place_batch`, as for every
 other policy; the simulator resolves the same orderer from the same model file.
+`LearnedPolicy.place` does both; with memory packed by prediction it then re-places,
+by request, any task whose request does not fit where it went (the master commits by
+request, and would refuse it).
 
 `Shadow` places each batch a second time with a candidate policy, on a copy of the
 snapshot, and counts the tasks where the two choices differ. Nothing it decides is
@@ -33,7 +36,7 @@ from cloudai.agent.policy.baselines import baseline_profile
 from cloudai.agent.policy.core import place_batch
 from cloudai.agent.policy.placement import Placement
 from cloudai.agent.policy.profiles import Profile
-from cloudai.agent.policy.snapshot import CPU, ClusterState, TaskRequest
+from cloudai.agent.policy.snapshot import CPU, MEM, ClusterState, TaskRequest
 from cloudai.convert import spec_from_pb
 from cloudai.model import TaskSpec
 from cloudai.proto import master_agent_pb2
@@ -87,6 +90,20 @@ class LearnedPolicy:
         merged = {**self.base.params, "learned": params}
         return tasks, dataclasses.replace(self.base, params=merged)
 
+    def place(
+        self,
+        batch: master_agent_pb2.SchedulingBatch,
+        tasks: list[TaskRequest],
+        state: ClusterState,
+    ) -> list[Placement]:
+        """Place the batch with this model. With memory packing, no task is left on a
+        worker its *request* does not fit: the master commits by request and would
+        refuse it, and the task would wait although another worker has room."""
+        packed, profile = self.prepare(batch, tasks, state)
+        now = batch.timestamp or None
+        placements = place_batch(packed, state, profile, now=now)
+        return placements if packed is tasks else by_request(placements, tasks, state, profile, now)
+
     def _runtimes(self, batch: master_agent_pb2.SchedulingBatch) -> dict[str, float]:
         """Predicted seconds when the model has predictors, else the task's timeout
         (the user's own bound, like an SWF requested time) where one is set."""
@@ -95,6 +112,32 @@ class LearnedPolicy:
             pred = self.predictors.predict_runtime(specs)
             return {t.task_id: float(p) for t, p in zip(batch.tasks, pred.tolist(), strict=True)}
         return {t.task_id: t.spec.timeout_s for t in batch.tasks if t.spec.timeout_s > 0}
+
+
+def by_request(
+    placements: list[Placement],
+    tasks: Sequence[TaskRequest],
+    state: ClusterState,
+    profile: Profile,
+    now: float | None,
+) -> list[Placement]:
+    """`placements` (made with packed memory) whose requests fit, in decision order;
+    the tasks whose request does not fit where they went are placed again, by their
+    request, on what the kept placements leave free."""
+    request = {t.task_id: t for t in tasks}
+    work, kept, again = state.copy(), [], []
+    for p in placements:
+        t, i = request[p.task_id], state.index.get(p.worker_id, -1)
+        if not p.placed:
+            kept.append(p)
+        elif i >= 0 and work.free[MEM, i] >= t.memory_bytes:
+            work.reserve(i, t.cpu, t.memory_bytes, t.gpu)
+            kept.append(p)
+        else:
+            again.append(t)
+    if not again:
+        return placements
+    return kept + place_batch(again, work, profile, now=now, mutate=True)
 
 
 def learned_or_none(path: str, **kw: object) -> LearnedPolicy | None:
@@ -172,12 +215,12 @@ class Shadow:
         active: Sequence[Placement],
     ) -> ShadowBatch:
         """Place the batch with the shadow policy and count where it differs."""
-        profile = self.profile
         if self.learned is not None:
-            tasks, profile = self.learned.prepare(batch, tasks, state)
-        assert profile is not None
-        now = batch.timestamp or None
-        theirs = {p.task_id: p.worker_id for p in place_batch(tasks, state, profile, now=now)}
+            ours = self.learned.place(batch, tasks, state)
+        else:
+            assert self.profile is not None
+            ours = place_batch(tasks, state, self.profile, now=batch.timestamp or None)
+        theirs = {p.task_id: p.worker_id for p in ours}
         decided = [(p.task_id, p.worker_id, theirs.get(p.task_id, "")) for p in active]
         decided = [(t, a, b) for t, a, b in decided if a or b]
         diff = [(t, a or "-", b or "-") for t, a, b in decided if a != b]
@@ -199,8 +242,13 @@ def shadow_or_none(policy: str, model_path: str = "") -> Shadow | None:
     return None if model is None else Shadow(policy, LearnedPolicy(model))
 
 
+NO_DECISION = "no decision compared yet (neither policy has placed a task)"
+
+
 def disagreement_line(shadow: Shadow, outcome: ShadowBatch) -> str:
     diff, n = outcome.diff, outcome.decisions
+    if not shadow.decisions:  # a rate of 0.0% would read as full agreement
+        return f"shadow {shadow.name}: {NO_DECISION}"
     shown = ", ".join(f"{t}: {a}->{b}" for t, a, b in diff[:5])
     more = f" (+{len(diff) - 5} more)" if len(diff) > 5 else ""
     return (
@@ -208,6 +256,14 @@ def disagreement_line(shadow: Shadow, outcome: ShadowBatch) -> str:
         f"{shown}{more}; disagreement rate {shadow.rate:.1%} over {shadow.decisions}"
         f"{kinds(shadow)}"
     )
+
+
+def summary_line(shadow: Shadow) -> str:
+    """The line the agent prints when it stops: the rate over the whole run."""
+    if not shadow.decisions:
+        return f"shadow {shadow.name}: {NO_DECISION}"
+    rate = f"disagreement rate {shadow.rate:.1%} over {shadow.decisions} decision(s)"
+    return f"shadow {shadow.name}: {rate}{kinds(shadow)}"
 
 
 def kinds(shadow: Shadow) -> str:

@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 
 from cloudai.agent.policy.profiles import Profile
-from cloudai.errors import ConfigError
+from cloudai.errors import ConfigError, InvalidArgument
+from cloudai.security.inputs import MAX_SHORT_TEXT
+from cloudai.validation import validate_text
 
 from .priority import FEATURES
 
@@ -160,16 +162,28 @@ def _from_dict(data: Any, p: Path) -> LearnedModel:
     reason = ""
     if data.get("format_version") != FORMAT_VERSION:
         reason = f"unsupported model format {data.get('format_version')!r}"
+    version = str(data.get("version") or "unversioned")
     reason = reason or _priority_problem(data.get("priority")) or _other_problem(data)
+    reason = reason or _label_problem(version)
     if reason:
         raise ModelError(f"model file {str(p)!r} is invalid: {reason}")
     return LearnedModel(
-        version=str(data.get("version") or "unversioned"),
+        version=version,
         priority=data["priority"],
         profile=data.get("profile"),
         predictors=data.get("predictors"),
         meta=dict(data.get("meta") or {}),
     )
+
+
+def _label_problem(version: str) -> str:
+    """What the master would refuse in the model's version ("" when nothing): it is
+    sent with every decision, and a refused one would keep the agent from placing."""
+    try:
+        validate_text("its version", version, MAX_SHORT_TEXT)
+    except InvalidArgument as err:
+        return str(err)
+    return ""
 
 
 def _priority_problem(prio: Any) -> str:

@@ -297,10 +297,13 @@ def _existing_store(url: str) -> None:
 def with_predictors(
     base: LearnedModel, examples: Sequence[Example], seed: int = 0, source: str = ""
 ) -> LearnedModel:
+    from cloudai.master.store.mongo import mask_uri
+
     pred = Predictors.fit(examples, seed)
     meta = {
         **base.meta,
-        "predictors_trained_on": source,
+        # Kept in the file, which is shared: a MongoDB URL without its password.
+        "predictors_trained_on": mask_uri(source),
         "examples": len(examples),
         "predictor_features": list(pred.features),
     }

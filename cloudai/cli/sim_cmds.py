@@ -384,6 +384,7 @@ def agent_train(
     db: str = typer.Option(None, "--db", help="The master's store URL (CLOUDAI_DB)."),
     out: str = typer.Option(..., "--out", help="Model file to write."),
     base: str = typer.Option("", "--base", help="Model whose policy to keep (default: shipped)."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Retrain the runtime and memory predictors on the master's task history."""
     import os
@@ -399,12 +400,31 @@ def agent_train(
     except ValueError as err:
         fail(f"cannot train: {err}")
     path = model.save(out)
-    print(f"✓ predictors {model.version} trained on {model.meta['examples']} runs -> {path}")
     pred = model.predictors["tasks"] if model.predictors else None
-    if pred is not None and pred.dropped:
-        print(f"  left out (no run in the history has a value): {', '.join(pred.dropped)}")
-    if pred is not None and pred.memory_dropped:
-        names = ", ".join(pred.memory_dropped)
+    report = {
+        "version": model.version,
+        "model": str(path),
+        "examples": model.meta["examples"],
+        "trained_on": model.meta["predictors_trained_on"],
+        "dropped": list(pred.dropped) if pred is not None else [],
+        "memory_dropped": list(pred.memory_dropped) if pred is not None else [],
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_trained(report)
+
+
+def _print_trained(report: dict) -> None:
+    print(
+        f"✓ predictors {report['version']} trained on {report['examples']} runs "
+        f"-> {report['model']}"
+    )
+    if report["dropped"]:
+        names = ", ".join(report["dropped"])
+        print(f"  left out (no run in the history has a value): {names}")
+    if report["memory_dropped"]:
+        names = ", ".join(report["memory_dropped"])
         print(f"  left out of the memory model (no earlier run has a known peak): {names}")
 
 
