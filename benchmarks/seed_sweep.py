@@ -17,6 +17,7 @@ and other seeds' windows overlap those jobs, so only seed 1 is held out for it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -39,7 +40,7 @@ def seeds(spec: str) -> list[int]:
 def sweep(trace, cfg: SimConfig, model, seed_list: list[int], progress=None) -> list[dict]:
     rows = []
     for s in seed_list:
-        c = SimConfig(**{**cfg.__dict__, "seed": s})
+        c = dataclasses.replace(cfg, seed=s)
         bsld = {p: run_policy(trace, p, c)["bsld"] for p in HEURISTICS}
         best = min(bsld, key=bsld.get)
         learned = run_policy(trace, "learned", c, model)["bsld"]
