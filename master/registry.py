@@ -76,6 +76,9 @@ class WorkerEntry:
     # Registered with this master process (False for records loaded from the store
     # after a restart: those workers are asked to register again).
     registered: bool = False
+    # When this master loaded it from the store (0: registered with this master): the
+    # heartbeat timeout counts from then until it is heard from (`silent_since`).
+    loaded_at: float = 0.0
     last_sample: float = 0.0
     drain_requested: bool = False
     # Set while the master cannot reach the worker; replaced, never changed in place.
@@ -89,6 +92,12 @@ class WorkerEntry:
     @property
     def healthy(self) -> bool:
         return self.record.health == WorkerHealth.ACTIVE
+
+    @property
+    def silent_since(self) -> float:
+        """Since when the heartbeat timeout counts: its last heartbeat, or for a worker
+        not heard from since this master loaded it, the later of that and the load."""
+        return max(self.record.last_heartbeat, self.loaded_at)
 
     @property
     def leaving(self) -> bool:
@@ -252,7 +261,7 @@ class WorkerRegistry:
         with self._lock:
             for entry in self._workers.values():
                 rec = entry.record
-                if entry.lost or now - rec.last_heartbeat <= self._timeout:
+                if entry.lost or now - entry.silent_since <= self._timeout:
                     continue
                 rec.health, entry.expired = WorkerHealth.INACTIVE, True
                 lost.append(rec.id)
@@ -348,13 +357,20 @@ class WorkerRegistry:
 
 def _loaded(rec: WorkerRecord, now: float) -> WorkerEntry:
     """A worker known from the store, after a master restart: unregistered, with a
-    full timeout to come back. One that had left is INACTIVE (left_at kept), and
-    already lost if it had been stored INACTIVE (its timeout passed)."""
-    stored, rec.last_heartbeat = rec.health, now
-    entry = WorkerEntry(record=rec, drain_requested=stored == WorkerHealth.DRAINING)
+    full timeout to come back (from `now`, loaded_at). One that had left is INACTIVE
+    (left_at kept), and already lost if it had been stored INACTIVE (its timeout passed).
+
+    Its last heartbeat is kept only where the store has it right (heartbeats are not
+    stored, only health changes): one that left was last heard when it left, and one
+    stored INACTIVE when its heartbeats stopped. One stored ACTIVE or DRAINING may have
+    beaten until the master stopped: when is not known (0), and no time is made up."""
+    stored = rec.health
+    entry = WorkerEntry(record=rec, drain_requested=stored == WorkerHealth.DRAINING, loaded_at=now)
     if rec.left_at:
         entry.left_at, entry.expired = rec.left_at, stored == WorkerHealth.INACTIVE
-        rec.health = WorkerHealth.INACTIVE
+        rec.health, rec.last_heartbeat = WorkerHealth.INACTIVE, rec.left_at
+    elif stored != WorkerHealth.INACTIVE:
+        rec.last_heartbeat = 0.0
     return entry
 
 

@@ -253,7 +253,7 @@ class Master:
             hostname=r.hostname,
             version=r.version,
         )
-        info.left_at = e.left_at
+        info.left_at, info.heard_since_master_start = e.left_at, e.registered
         if mark is not None:
             info.unreachable_error = mark.error
             info.unreachable_since, info.unreachable_until = mark.since, mark.until

@@ -63,12 +63,16 @@ class _OneReason:
 
 
 class HealthFilter:
-    """Only ACTIVE workers take new tasks: lost ones cannot, draining ones must not."""
+    """Only ACTIVE workers take new tasks: lost ones cannot, draining ones must not.
+
+    A rejected worker is counted as draining, as shut down (it said it left: its
+    `left_s` is set), or as unhealthy (it stopped heartbeating), as the hint tells them."""
 
     name = "health"
     per_round = True
     UNHEALTHY = "worker unhealthy"
     DRAINING = "worker draining"
+    SHUT_DOWN = "worker shut down"
 
     def filter(self, task: TaskRequest, state: ClusterState) -> np.ndarray | None:
         return state.active
@@ -80,8 +84,14 @@ class HealthFilter:
         self, task: TaskRequest, state: ClusterState, before: np.ndarray | None, count: int
     ) -> dict[str, int]:
         rejected = ~state.active if before is None else before & ~state.active
-        draining = int(np.count_nonzero(rejected & state.draining))
-        out = {self.UNHEALTHY: count - draining, self.DRAINING: draining}
+        draining = rejected & state.draining
+        left = int(np.count_nonzero(rejected & ~draining & (state.left_s >= 0)))
+        n_draining = int(np.count_nonzero(draining))
+        out = {
+            self.UNHEALTHY: count - n_draining - left,
+            self.SHUT_DOWN: left,
+            self.DRAINING: n_draining,
+        }
         return {k: v for k, v in out.items() if v}
 
 

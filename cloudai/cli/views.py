@@ -53,6 +53,15 @@ def _health(w: pb.WorkerInfo) -> str:
     return f"{health_name(w.health)} (unreachable {since:.0f}s)"
 
 
+def _last_beat(w: pb.WorkerInfo) -> str:
+    """When the worker was last heard from; for one known from the store that a
+    restarted master has not heard from, that time only if the store has it right,
+    else that it has not been heard from since the master started."""
+    if w.last_heartbeat or w.heard_since_master_start:
+        return ago(w.last_heartbeat)
+    return "none since master start"
+
+
 def workers_table(workers: list[pb.WorkerInfo]) -> str:
     rows = []
     for w in workers:
@@ -69,7 +78,7 @@ def workers_table(workers: list[pb.WorkerInfo]) -> str:
                 f"{t.memory_percent:.0f}%",
                 len(w.running),
                 labels,
-                ago(w.last_heartbeat),
+                _last_beat(w),
             ]
         )
     headers = [

@@ -9,6 +9,7 @@ Prints `registered` once registered and `assigned TASK ATTEMPT` per assignment."
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -23,7 +24,15 @@ from cloudai.worker.membership import MemberHooks, Membership
 
 from .harness import FakeWorkerServicer, serve_worker
 
-PORTS = range(47100, 47200)  # the loopback ports these tests may use
+
+def _ports() -> range:
+    """The loopback ports these tests may use: 47100-47199, or LOW-HIGH from
+    CLOUDAI_TEST_PORTS (runs side by side on one machine keep to their own ranges)."""
+    low, _, high = os.environ.get("CLOUDAI_TEST_PORTS", "47100-47199").partition("-")
+    return range(int(low), int(high or low) + 1)
+
+
+PORTS = _ports()
 
 
 def free_port(avoid: tuple[int, ...] = ()) -> int:

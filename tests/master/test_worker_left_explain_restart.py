@@ -45,8 +45,8 @@ class Cluster:
         self.master: subprocess.Popen | None = None
 
     @contextlib.contextmanager
-    def serving(self) -> Iterator[subprocess.Popen]:
-        extra = ("--heartbeat-timeout", str(TIMEOUT_S), "--agent-timeout", "0.2")
+    def serving(self, agent_timeout: float = 0.2) -> Iterator[subprocess.Popen]:
+        extra = ("--heartbeat-timeout", str(TIMEOUT_S), "--agent-timeout", str(agent_timeout))
         with serving_master(self.port, self.db, *extra) as proc:
             self.master = proc
             yield proc
