@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cloudai.agent.policy.placement import counted_reasons
 from cloudai.model import DecisionRecord, Task, TaskState
 
 
@@ -65,5 +66,4 @@ def _candidates(d: DecisionRecord) -> list[str]:
 def _rejections(d: DecisionRecord) -> list[str]:
     if not d.rejections:
         return []
-    parts = [f"{n} {reason}" for reason, n in sorted(d.rejections.items(), key=lambda kv: -kv[1])]
-    return ["workers rejected: " + "; ".join(parts)]
+    return ["workers rejected: " + "; ".join(counted_reasons(d.rejections))]

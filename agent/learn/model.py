@@ -4,7 +4,8 @@ A model file (joblib) holds a plain dict:
 
     format        "cloudai-model", format_version 1
     version       e.g. "learned-20250101T120000-3f2a9c1b": stored on every decision
-                  the model takes part in (DecisionRecord.model_version)
+                  the model takes part in (DecisionRecord.model_version); the digest
+                  covers the priority weights, the profile and the predictors
     priority      {"features": [...], "backfill": [w...], "no_backfill": [w...],
                   "recent": k}; the features are names from priority.FEATURES (any
                   subset, in any order), so models trained on an older, smaller
@@ -76,9 +77,12 @@ class LearnedModel:
         if recent:
             priority["recent"] = int(recent)
         prof = profile.to_dict() if profile else None
-        digest = hashlib.sha256(json.dumps([priority, prof], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps([priority, prof], sort_keys=True).encode())
+        if predictors:  # without them, the digest is the one older versions made
+            digest.update(predictors_digest(predictors).encode())
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        return cls(f"{name}-{stamp}-{digest[:8]}", priority, prof, predictors, dict(meta or {}))
+        version = f"{name}-{stamp}-{digest.hexdigest()[:8]}"
+        return cls(version, priority, prof, predictors, dict(meta or {}))
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -121,6 +125,16 @@ class LearnedModel:
         except OSError as err:
             raise ModelError(f"cannot write model file {str(p)!r}: {err.strerror or err}") from err
         return p
+
+
+def predictors_digest(predictors: dict[str, Any]) -> str:
+    """A digest of the fitted predictors' content (their estimators' parameters and
+    fitted arrays, their per-key statistics): the same for the same training data and
+    seed, whatever the process, so that a model's version tells its predictors apart.
+    joblib's hash pickles with sorted dicts and sets and hashes numpy arrays' bytes."""
+    import joblib
+
+    return joblib.hash(predictors, hash_name="sha1")
 
 
 def writable(path: str | Path) -> Path:

@@ -130,6 +130,14 @@ class Placement:
 
 
 def _reasons(rejections: dict[str, int]) -> str:
-    if not rejections:
-        return "no workers"
-    return ", ".join(f"{n} {r}" for r, n in sorted(rejections.items(), key=lambda x: -x[1]))
+    return ", ".join(counted_reasons(rejections)) if rejections else "no workers"
+
+
+def counted_reasons(rejections: dict[str, int]) -> list[str]:
+    """["2 workers unhealthy", "1 insufficient cpu"]: most first, ties by name."""
+    ranked = sorted(rejections.items(), key=lambda x: (-x[1], x[0]))
+    return [f"{n} {_plural(r, n)}" for r, n in ranked]
+
+
+def _plural(reason: str, n: int) -> str:
+    return "workers" + reason[6:] if n != 1 and reason.startswith("worker ") else reason

@@ -76,7 +76,16 @@ def test_rejections_count_shut_down_apart_from_draining_lost_and_busy():
         "worker draining": 1,
         "insufficient cpu": 1,
     }
-    assert "1 worker shut down" in p.summary and "1 worker unhealthy" in p.summary
+    assert p.summary == (
+        "unplaced: 0 of 4 workers fit (1 insufficient cpu, 1 worker draining, "
+        "1 worker shut down, 1 worker unhealthy)"
+    )
+    [p] = place_batch(
+        [make_task("t").cpu(1).build()],
+        ClusterState.from_workers([_inactive("a", 1), _inactive("b", 2), _inactive("c")]),
+        now=0,
+    )
+    assert p.summary == "unplaced: 0 of 3 workers fit (2 workers shut down, 1 worker unhealthy)"
 
 
 def test_a_pinned_task_hint_and_rejection_say_its_worker_shut_down():
@@ -98,3 +107,23 @@ def test_left_at_crosses_the_wire_as_seconds_before_the_snapshot():
     # A master without the field (an older one) sends 0: no worker left.
     batch.workers[0].ClearField("left_at")
     assert state_from_pb(batch).left_s.tolist() == [-1.0, -1.0]
+
+
+def test_explain_counts_rejections_as_the_summary_does():
+    """`cloudai explain` lists the stored rejections most first, ties by name, and says
+    "workers" for more than one, as the decision's summary does."""
+    import dataclasses
+
+    from cloudai.master.explain import explain_text
+    from tests.store.builders import make_decision
+    from tests.store.builders import make_task as stored_task
+
+    d = dataclasses.replace(
+        make_decision("t1", 5.0),
+        committed=False,
+        rejections={"worker unhealthy": 2, "insufficient cpu": 1, "worker draining": 1},
+        summary="",
+    )
+    text = explain_text(stored_task("t1"), [d])
+    want = "workers rejected: 2 workers unhealthy; 1 insufficient cpu; 1 worker draining"
+    assert want in text.splitlines(), text

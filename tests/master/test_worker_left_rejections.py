@@ -78,7 +78,7 @@ def test_rejections_tell_a_worker_that_shut_down_from_a_killed_one(cluster, plac
             assert d.get("fallback", False) is (placer == "master"), d
             text = c.cli("explain", task)
             assert "1 worker shut down" in text and "1 worker unhealthy" in text, text
-            assert "2 worker unhealthy" not in text, text
+            assert "2 worker unhealthy" not in text and "2 workers unhealthy" not in text, text
         finally:
             if agent is not None:
                 agent.terminate()
