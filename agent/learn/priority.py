@@ -53,6 +53,8 @@ FEATURES = (
     # requested time when there is none).
     "log_estimate",
     "estimate_ratio",
+    # Fifth set: F1's ageing term, 870 log10(submit) / capacity (see job_features).
+    "f1_age",
 )
 
 
@@ -126,6 +128,7 @@ _MAKE: dict[str, Callable[[_Scaled], np.ndarray]] = {
     "fills_gap": lambda x: x.fits * (x.r <= _first_start(x.delay)),
     "log_estimate": lambda x: np.log10(x.est) / 5.0,
     "estimate_ratio": lambda x: np.log10(x.est / x.r),
+    "f1_age": lambda x: 870.0 * np.log10(np.maximum(x.c.submit, 0.1)) / x.cap,
 }
 
 
@@ -151,8 +154,8 @@ def job_features(c: JobColumns, names: Sequence[str] = FEATURES) -> np.ndarray:
       user's recent jobs; the requested time when unknown); estimate_ratio: log10 of
       estimate over requested time (<= 0: how much the user over-asks).
     """
-    if not len(c.runtime):
-        return np.zeros((0, len(names)))
+    if not len(c.runtime) or not names:
+        return np.zeros((len(c.runtime), len(names)))
     x = _Scaled(c, delayed=bool(_DELAYED & set(names)))
     return np.stack([_MAKE[k](x) for k in names], axis=1)
 
@@ -206,6 +209,11 @@ class LinearPriority:
             raise ValueError(f"unknown features {unknown}")
         if self.weights.shape != (len(self.features),):
             raise ValueError(f"need {len(self.features)} weights, got {self.weights.shape}")
+        # Only features with a nonzero weight are computed: the others change no key
+        # (model files carry zeros for the features their search left out).
+        keep = self.weights != 0
+        self._used = tuple(f for f, k in zip(self.features, keep, strict=True) if k)
+        self._used_weights = self.weights[keep]
 
     def observe(self, user: int, runtime: float) -> None:
         """A job of `user` ended after `runtime` seconds (used only with `recent`)."""
@@ -215,7 +223,7 @@ class LinearPriority:
     def keys(self, c: JobColumns) -> np.ndarray:
         if self.recent is not None and c.user is not None:
             c = dataclasses.replace(c, estimate=self.recent.estimate(c))
-        return -(job_features(c, self.features) @ self.weights)
+        return -(job_features(c, self._used) @ self._used_weights)
 
 
 class LearnedOrderer(KeyOrderer):

@@ -9,12 +9,13 @@ objective "mean", the log of the plain mean, as the evaluation averages).
 
 The search starts at the best (on the training windows) of SJF, F1's main term, a
 UNICEP-like ageing SJF, "fits now, smallest area first" and "starts soonest,
-smallest area first" (and, with start_from_base, a base model's weights), and keeps
-the best candidate seen, so the result is never worse than that start on the
-training windows. With `validation` > 0 the result is instead the candidate (the
-start or a best-so-far) that scores best on that many validation sequences, drawn
-like the training ones with another seed: on small data the best on the training
-windows overfits.
+smallest area first" (plus F1 exactly when the features include its ageing term,
+f1_age, and with start_from_base a base model's weights; with start_on_validation
+the best on the validation sequences), and keeps the best candidate seen, so the
+result is never worse than that start on the training windows. With `validation` > 0
+the result is instead the candidate (the start or a best-so-far) that scores best on
+that many validation sequences, drawn like the training ones with another seed: on
+small data the best on the training windows overfits.
 
 Training windows come from the given trace slices; with `exclude` set, from
 block-bootstrap sequences of the jobs outside the evaluation windows (heldout.py);
@@ -70,6 +71,8 @@ class TrainConfig:
     # seed; the result is the candidate (start or best-so-far) that scores best on them.
     validation: int = 0
     start_from_base: bool = False  # also start the search at the base model's weights
+    # With validation: choose the start on the validation sequences, not the training ones.
+    start_on_validation: bool = False
     objective: str = "logmean"  # or "mean" (see score)
     recent: int = 0  # the orderer estimates run times from users' last k jobs (0: off)
 
@@ -85,6 +88,8 @@ class TrainConfig:
                 raise ConfigError(f"{flag} {value}: must be {low} or more")
         if self.windows + self.synthetic < 1:
             raise ConfigError("--windows 0: nothing to train on (give --windows or --synthetic)")
+        if self.start_on_validation and not self.validation:
+            raise ConfigError("--start-on-validation needs --validation N")
         if not (math.isfinite(self.init_std) and self.init_std > 0):
             raise ConfigError(f"--init-std {self.init_std}: must be a positive number")
         return self
@@ -250,6 +255,8 @@ STARTS = (
     heuristic_weights(fits=3.0, log_area=-1.0),  # what fits now, smallest area first
     heuristic_weights(log_delay=-3.0, log_area=-1.0),  # what can start soonest, then small
 )
+# F1 exactly: a start only when the searched features include its ageing (f1_age).
+F1_EXACT = heuristic_weights(f1_term=-1.0, f1_age=-1.0)
 
 
 def cem(
@@ -265,14 +272,18 @@ def cem(
     over cfg.features)."""
     rng = np.random.default_rng(cfg.seed + 1)
     feats = tuple(cfg.features)
-    candidates = [project(w, feats) for w in STARTS] + [np.asarray(w) for w in extra_starts]
+    f1 = [F1_EXACT] if "f1_age" in feats else []
+    candidates = [project(w, feats) for w in (*STARTS, *f1)]
+    candidates += [np.asarray(w) for w in extra_starts]
     how = (backfill, feats, cfg.objective, cfg.recent)
     starts = [score(w, parts, *how) for w in candidates]
-    mean = candidates[int(np.argmin(starts))].copy()
+    on = [score(w, val, *how) for w in candidates] if cfg.start_on_validation and val else starts
+    first = int(np.argmin(on))
+    mean = candidates[first].copy()
     std = np.full(len(feats), cfg.init_std)
     n_elite = max(2, int(cfg.population * cfg.elite_frac))
     hist = History(baseline=starts[0])
-    best_w, best_s = mean.copy(), min(starts)
+    best_w, best_s = mean.copy(), starts[first]
     pick = _Selector(val, how, best_w)
     with _pool(cfg.workers, parts) as pool:
         for it in range(cfg.iterations):
@@ -353,6 +364,8 @@ def train_model(
     model = LearnedModel.new(
         found["backfill"],
         found["no_backfill"],
+        profile=base.placement_profile() if base is not None and base.profile else None,
+        predictors=base.predictors if base is not None else None,
         meta=_meta(traces, cfg, hist, base, kept),
         name=name,
         features=feats,
@@ -383,6 +396,7 @@ def _meta(
         "population": cfg.population,
         "trained_modes": list(cfg.modes),
         "started_from_base": bool(cfg.start_from_base and base is not None),
+        "start_on_validation": cfg.start_on_validation,
         "kept_from": {m: base.version for m in kept} if kept and base else None,
         "validation": cfg.validation,
         "objective": cfg.objective,

@@ -130,8 +130,10 @@ def _tune_openb(
         base.weights(False),
         profile=profile,
         meta=meta,
+        predictors=base.predictors,
         name="tuned",
         features=base.features,
+        recent=base.recent,
     )
 
 

@@ -79,6 +79,12 @@ ValidationOpt = typer.Option(
 StartFromBaseOpt = typer.Option(
     False, "--start-from-base", help="SWF: also start the search at --base's weights."
 )
+StartOnValidationOpt = typer.Option(
+    False,
+    "--start-on-validation",
+    help="SWF, with --validation: start the search at the start that scores best on "
+    "the validation sequences (default: on the training ones).",
+)
 ObjectiveOpt = typer.Option(
     "logmean", "--objective", help="SWF: logmean (per-window log bsld) or mean (as evaluated)."
 )
@@ -273,6 +279,7 @@ def sim_train(
     sampler: str = SamplerOpt,
     validation: int = ValidationOpt,
     start_from_base: bool = StartFromBaseOpt,
+    start_on_validation: bool = StartOnValidationOpt,
     objective: str = ObjectiveOpt,
     init_std: float = InitStdOpt,
     recent: int = RecentOpt,
@@ -312,6 +319,7 @@ class _TrainOptions:
     sampler: str
     validation: int
     start_from_base: bool
+    start_on_validation: bool
     objective: str
     init_std: float
     recent: int
@@ -361,6 +369,7 @@ def _train_config(o: _TrainOptions):
         modes=_modes(o.modes),
         validation=o.validation,
         start_from_base=o.start_from_base,
+        start_on_validation=o.start_on_validation,
         objective=_one(o.objective, ("logmean", "mean"), "--objective"),
         recent=o.recent,
         sampler=_one(o.sampler, ("bootstrap", "resample"), "--sampler"),

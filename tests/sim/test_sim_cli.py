@@ -97,3 +97,26 @@ def test_agent_train_fits_predictors_on_the_store(tmp_path):
     assert rt[0] < 20 < 200 < rt[1]
     mem = pred.predict_memory([quick, slow])
     assert mem[0] < mem[1]
+
+
+def test_sim_train_keeps_the_base_models_profile_and_predictors(tmp_path, lublin):
+    """Training the orderer from a base replaces its weights only: the base's placement
+    profile and predictors (from `agent train`) stay, so the agent loading the new
+    file still packs and predicts as before."""
+    db = f"sqlite:///{tmp_path / 'master.db'}"
+    _history(db)
+    base_path, out = tmp_path / "base.joblib", tmp_path / "new.joblib"
+    invoke("agent", "train", "--db", db, "--out", str(base_path))
+    base = load_model(base_path)
+    assert base.profile and base.predictors  # the default model's profile, and fitted
+    invoke(
+        "sim", "train", "--trace", str(lublin), "--limit", "800", "--out", str(out),
+        "--iterations", "1", "--population", "4", "--windows", "2", "--length", "150",
+        "--modes", "backfill", "--base", str(base_path),
+    )  # fmt: skip
+    new = load_model(out)
+    assert new.profile == base.profile
+    assert set(new.predictors) == set(base.predictors)
+    kept = dict(zip(new.features, new.weights(False), strict=True))
+    assert [kept[f] for f in base.features] == base.weights(False).tolist()  # mode kept
+    assert new.version != base.version
