@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cloudai.agent.policy.placement import counted_reasons
 from cloudai.model import DecisionRecord, Task, TaskState
+from cloudai.reasons import counted_reasons
 
 
 def explain_text(task: Task, decisions: list[DecisionRecord]) -> str:

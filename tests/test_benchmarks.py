@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.sim.conftest import trace_path
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +35,7 @@ def test_placement_master_benchmark_delivers_every_committed_placement():
 def test_heldout_check_scores_policies_on_the_validation_sequences():
     """The script docs/placement-results.md uses to choose between models without the
     evaluation windows: the same sequences as training's validation, every policy."""
-    trace = ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz"
+    trace = trace_path("lublin_256.swf.gz")
     model = str(ROOT / "agent" / "models" / "lublin.joblib")
     out = _run(
         "heldout_check.py",
@@ -49,7 +51,7 @@ def test_heldout_check_scores_policies_on_the_validation_sequences():
 
 
 def test_lookahead_benchmark_prints_both_policies_and_their_ratio():
-    trace = ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz"
+    trace = trace_path("lublin_256.swf.gz")
     out = _run(
         "lookahead.py",
         *("--trace", str(trace), "--sequences", "2", "--length", "150", "--json"),
@@ -60,7 +62,7 @@ def test_lookahead_benchmark_prints_both_policies_and_their_ratio():
 
 
 def test_lookahead_benchmark_runs_on_heldout_sequences_and_rejects_a_bad_load():
-    trace = ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz"
+    trace = trace_path("lublin_256.swf.gz")
     args = ("--trace", str(trace), "--length", "150", "--heldout", "2", "--samples", "0")
     figures = json.loads(_run("lookahead.py", *args, "--json"))
     assert figures["f1"] >= 1.0 and figures["planner"] >= 1.0
@@ -94,7 +96,7 @@ def test_store_owner_index_benchmark_compares_both_variants():
 def test_backfill_order_benchmark_matches_the_simulator_when_both_orders_agree():
     """With one orderer for the head and the backfilling candidates, the split
     simulator must give exactly `cloudai sim compare --backfill`'s figure."""
-    trace = str(ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz")
+    trace = str(trace_path("lublin_256.swf.gz"))
     window = ("--length", "200", "--seed", "1")
     out = _run(
         "backfill_order.py",
@@ -114,7 +116,7 @@ def test_backfill_order_benchmark_matches_the_simulator_when_both_orders_agree()
 
 def test_seed_sweep_agrees_with_sim_compare_on_each_seed():
     """Each seed's row is what `cloudai sim compare --seed S` prints for that seed."""
-    trace = str(ROOT.parent / "shared" / "traces" / "lublin_256.swf.gz")
+    trace = str(trace_path("lublin_256.swf.gz"))
     window = ("--sequences", "2", "--length", "200")
     out = json.loads(_run("seed_sweep.py", "--trace", trace, *window, "--seeds", "3,5", "--json"))
     assert [r["seed"] for r in out["rows"]] == [3, 5]

@@ -12,6 +12,8 @@ from typing import overload
 
 import numpy as np
 
+from cloudai.reasons import counted_reasons
+
 
 @dataclass(slots=True)
 class Candidate:
@@ -131,13 +133,3 @@ class Placement:
 
 def _reasons(rejections: dict[str, int]) -> str:
     return ", ".join(counted_reasons(rejections)) if rejections else "no workers"
-
-
-def counted_reasons(rejections: dict[str, int]) -> list[str]:
-    """["2 workers unhealthy", "1 insufficient cpu"]: most first, ties by name."""
-    ranked = sorted(rejections.items(), key=lambda x: (-x[1], x[0]))
-    return [f"{n} {_plural(r, n)}" for r, n in ranked]
-
-
-def _plural(reason: str, n: int) -> str:
-    return "workers" + reason[6:] if n != 1 and reason.startswith("worker ") else reason

@@ -1,0 +1,16 @@
+"""How rejection counts read, in a decision's summary and in `cloudai explain`.
+
+Kept free of numpy and the policy library: the master imports it at start-up, before
+it blocks SIGTERM in its threads (numpy's BLAS starts threads when it is imported)."""
+
+from __future__ import annotations
+
+
+def counted_reasons(rejections: dict[str, int]) -> list[str]:
+    """["2 workers unhealthy", "1 insufficient cpu"]: most first, ties by name."""
+    ranked = sorted(rejections.items(), key=lambda x: (-x[1], x[0]))
+    return [f"{n} {_plural(r, n)}" for r, n in ranked]
+
+
+def _plural(reason: str, n: int) -> str:
+    return "workers" + reason[6:] if n != 1 and reason.startswith("worker ") else reason
