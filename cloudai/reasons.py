@@ -13,4 +13,6 @@ def counted_reasons(rejections: dict[str, int]) -> list[str]:
 
 
 def _plural(reason: str, n: int) -> str:
-    return "workers" + reason[6:] if n != 1 and reason.startswith("worker ") else reason
+    if n == 1 or not reason.startswith("worker "):
+        return reason
+    return reason.replace("worker ", "workers ", 1)

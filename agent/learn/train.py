@@ -277,14 +277,14 @@ def cem(
     candidates += [np.asarray(w) for w in extra_starts]
     how = (backfill, feats, cfg.objective, cfg.recent)
     starts = [score(w, parts, *how) for w in candidates]
-    on = [score(w, val, *how) for w in candidates] if cfg.start_on_validation and val else starts
-    first = int(np.argmin(on))
+    on_val = [score(w, val, *how) for w in candidates] if cfg.start_on_validation and val else []
+    first = int(np.argmin(on_val or starts))
     mean = candidates[first].copy()
     std = np.full(len(feats), cfg.init_std)
     n_elite = max(2, int(cfg.population * cfg.elite_frac))
     hist = History(baseline=starts[0])
     best_w, best_s = mean.copy(), starts[first]
-    pick = _Selector(val, how, best_w)
+    pick = _Selector(val, how, best_w, on_val[first] if on_val else None)
     with _pool(cfg.workers, parts) as pool:
         for it in range(cfg.iterations):
             pop = mean + std * rng.standard_normal((cfg.population, len(feats)))
@@ -307,15 +307,16 @@ def cem(
 class _Selector:
     """Keeps the candidate with the best validation score (none: the last offered)."""
 
-    def __init__(self, val, how: tuple, first: np.ndarray) -> None:
+    def __init__(self, val, how: tuple, first: np.ndarray, known: float | None = None) -> None:
         self.val, self.how = val, how
         self.weights, self.score = first.copy(), math.nan
-        self.offer(first)
+        self.offer(first, known)
 
-    def offer(self, w: np.ndarray) -> None:
+    def offer(self, w: np.ndarray, known: float | None = None) -> None:
+        """`known`: w's validation score when it was already computed."""
         if not self.val:
             return
-        s = score(w, self.val, *self.how)
+        s = score(w, self.val, *self.how) if known is None else known
         if not s >= self.score:  # also when self.score is NaN (the first)
             self.weights, self.score = w.copy(), s
 
