@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.sim.conftest import trace_path
+from tests.traces import trace_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

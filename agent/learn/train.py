@@ -15,7 +15,9 @@ the best on the validation sequences), and keeps the best candidate seen, so the
 result is never worse than that start on the training windows. With `validation` > 0
 the result is instead the candidate (the start or a best-so-far) that scores best on
 that many validation sequences, drawn like the training ones with another seed: on
-small data the best on the training windows overfits.
+small data the best on the training windows overfits. With `guard` set, that result
+ships only if it beats the best of the named rules (RULES, and F1) on the validation
+sequences by a paired test at that confidence; otherwise the rule does (guard.py).
 
 Training windows come from the given trace slices; with `exclude` set, from
 block-bootstrap sequences of the jobs outside the evaluation windows (heldout.py);
@@ -41,6 +43,7 @@ from cloudai.agent.sim.metrics import metrics
 from cloudai.agent.sim.trace import Trace
 from cloudai.errors import ConfigError
 
+from .guard import Verdict, judge
 from .model import LearnedModel
 from .priority import FEATURES, LinearPriority
 
@@ -75,6 +78,10 @@ class TrainConfig:
     start_on_validation: bool = False
     objective: str = "logmean"  # or "mean" (see score)
     recent: int = 0  # the orderer estimates run times from users' last k jobs (0: off)
+    # With validation: the one-sided confidence (e.g. 0.95) at which a searched result
+    # must beat the best named rule on the validation sequences, else that rule ships
+    # (guard.py). 0: off.
+    guard: float = 0.0
 
     def check(self) -> TrainConfig:
         """Raise ConfigError (one line, named by `cloudai sim train`'s flag) for a
@@ -90,6 +97,10 @@ class TrainConfig:
             raise ConfigError("--windows 0: nothing to train on (give --windows or --synthetic)")
         if self.start_on_validation and not self.validation:
             raise ConfigError("--start-on-validation needs --validation N")
+        if self.guard and not 0.5 <= self.guard < 1:
+            raise ConfigError(f"--guard {self.guard}: must be 0 (off) or in [0.5, 1)")
+        if self.guard and self.validation < 3:
+            raise ConfigError("--guard needs --validation 3 or more")
         if not (math.isfinite(self.init_std) and self.init_std > 0):
             raise ConfigError(f"--init-std {self.init_std}: must be a positive number")
         return self
@@ -109,6 +120,7 @@ class History:
     mean: list[float] = field(default_factory=list)  # population mean per iteration
     baseline: float = math.nan  # SJF's score on the same windows
     val: list[float] = field(default_factory=list)  # validation score per iteration
+    guard: Verdict | None = None  # with cfg.guard: whether the searched result shipped
 
 
 def draw_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list[Part]:
@@ -191,15 +203,23 @@ def score(
     """Lower is better. "logmean": the mean over windows of log(mean bsld), so each
     window counts by its relative change; "mean": log of the mean over windows of
     the mean bsld, as the evaluation averages it (the worst windows weigh most)."""
-    bsld = [
-        metrics(
-            simulate_machine(p.trace, p.procs, LinearPriority(weights, features, recent), backfill)
-        )["bsld"]
-        for p in parts
-    ]
+    bsld = bslds(weights, parts, backfill, features, recent)
     if objective == "mean":
         return math.log(float(np.mean(bsld)))
     return sum(math.log(b) for b in bsld) / len(parts)
+
+
+def bslds(
+    weights: np.ndarray,
+    parts: Sequence[Part],
+    backfill: bool,
+    features: Sequence[str] = FEATURES,
+    recent: int = 0,
+) -> np.ndarray:
+    """The mean bsld of each window under the linear priority `weights`."""
+    order = LinearPriority(weights, features, recent)
+    runs = (simulate_machine(p.trace, p.procs, order, backfill) for p in parts)
+    return np.array([metrics(r)["bsld"] for r in runs])
 
 
 _PARTS: list[Part] = []
@@ -248,13 +268,15 @@ def project(weights: np.ndarray, features: Sequence[str]) -> np.ndarray:
     return np.array([weights[FEATURES.index(f)] for f in features])
 
 
-STARTS = (
-    heuristic_weights(log_runtime=-1.0),  # SJF
-    heuristic_weights(log_runtime=-0.3, f1_term=-1.0),  # F1's main term
-    heuristic_weights(log_runtime=-1.0, wait_ratio=0.3),  # SJF with UNICEP-like ageing
-    heuristic_weights(fits=3.0, log_area=-1.0),  # what fits now, smallest area first
-    heuristic_weights(log_delay=-3.0, log_area=-1.0),  # what can start soonest, then small
-)
+# The named rules the search starts from (and the guard compares against).
+RULES = {
+    "sjf": heuristic_weights(log_runtime=-1.0),
+    "f1_main_term": heuristic_weights(log_runtime=-0.3, f1_term=-1.0),
+    "sjf_aged": heuristic_weights(log_runtime=-1.0, wait_ratio=0.3),  # UNICEP-like ageing
+    "fits_smallest_area": heuristic_weights(fits=3.0, log_area=-1.0),
+    "soonest_smallest_area": heuristic_weights(log_delay=-3.0, log_area=-1.0),
+}
+STARTS = tuple(RULES.values())
 # F1 exactly: a start only when the searched features include its ageing (f1_age).
 F1_EXACT = heuristic_weights(f1_term=-1.0, f1_age=-1.0)
 
@@ -272,9 +294,8 @@ def cem(
     over cfg.features)."""
     rng = np.random.default_rng(cfg.seed + 1)
     feats = tuple(cfg.features)
-    f1 = [F1_EXACT] if "f1_age" in feats else []
-    candidates = [project(w, feats) for w in (*STARTS, *f1)]
-    candidates += [np.asarray(w) for w in extra_starts]
+    rules = named_rules(feats)
+    candidates = [*rules.values(), *(np.asarray(w) for w in extra_starts)]
     how = (backfill, feats, cfg.objective, cfg.recent)
     starts = [score(w, parts, *how) for w in candidates]
     on_val = [score(w, val, *how) for w in candidates] if cfg.start_on_validation and val else []
@@ -301,7 +322,30 @@ def cem(
             hist.val.append(pick.score)
             if on_iteration:
                 on_iteration(it, best_s, best_w, pick.score)
-    return (pick.weights if val else best_w), hist
+    if not val:
+        return best_w, hist
+    if not cfg.guard:
+        return pick.weights, hist
+    hist.guard = ship_guard(pick.weights, rules, val, how, cfg.guard)
+    return (pick.weights if hist.guard.kept else rules[hist.guard.against]), hist
+
+
+def named_rules(feats: Sequence[str]) -> dict[str, np.ndarray]:
+    """RULES as weights over `feats`, plus F1 exactly when `feats` has its ageing term."""
+    rules = {name: project(w, feats) for name, w in RULES.items()}
+    if "f1_age" in feats:
+        rules["f1"] = project(F1_EXACT, feats)
+    return rules
+
+
+def ship_guard(
+    pick: np.ndarray, rules: dict[str, np.ndarray], val: list[Part], how: tuple, confidence: float
+) -> Verdict:
+    """guard.judge on the validation windows: `pick` against the best of `rules`."""
+    backfill, feats, _, recent = how
+    mine = bslds(pick, val, backfill, feats, recent)
+    per_rule = {name: bslds(w, val, backfill, feats, recent) for name, w in rules.items()}
+    return judge(mine, per_rule, confidence)
 
 
 class _Selector:
@@ -405,4 +449,6 @@ def _meta(
         "val_score": {m: h.val[-1] if h.val else None for m, h in hist.items()},
         "train_score": {m: h.best[-1] if h.best else h.baseline for m, h in hist.items()},
         "sjf_score": {m: h.baseline for m, h in hist.items()},
+        "guard": cfg.guard or None,
+        "guard_verdict": {m: h.guard.as_dict() for m, h in hist.items() if h.guard} or None,
     }

@@ -98,13 +98,16 @@ def train_on_trace(
     if fmt == "openb":
         return _tune_openb(trace, cfg, tcfg, say, base or load_default_model())
     procs = machine_size(trace, cfg)
-    model, _ = train_model(
+    model, hist = train_model(
         [(trace, procs)],
         tcfg,
         lambda mode, it, s, v: say(_progress(mode, it, s, v if tcfg.validation else None)),
         base=base
         or (load_default_model() if len(tcfg.modes) < 2 or tcfg.start_from_base else None),
     )
+    for mode, h in hist.items():
+        if h.guard is not None:
+            say(f"{mode} {h.guard.line()}")
     return model
 
 

@@ -85,6 +85,13 @@ StartOnValidationOpt = typer.Option(
     help="SWF, with --validation: start the search at the start that scores best on "
     "the validation sequences (default: on the training ones).",
 )
+GuardOpt = typer.Option(
+    0.0,
+    "--guard",
+    help="SWF, with --validation: ship the searched weights only if they beat the best "
+    "named rule (F1, SJF, ...) on the validation sequences by a one-sided paired t-test "
+    "at this confidence (e.g. 0.95); otherwise ship that rule. 0: off.",
+)
 ObjectiveOpt = typer.Option(
     "logmean", "--objective", help="SWF: logmean (per-window log bsld) or mean (as evaluated)."
 )
@@ -280,6 +287,7 @@ def sim_train(
     validation: int = ValidationOpt,
     start_from_base: bool = StartFromBaseOpt,
     start_on_validation: bool = StartOnValidationOpt,
+    guard: float = GuardOpt,
     objective: str = ObjectiveOpt,
     init_std: float = InitStdOpt,
     recent: int = RecentOpt,
@@ -320,6 +328,7 @@ class _TrainOptions:
     validation: int
     start_from_base: bool
     start_on_validation: bool
+    guard: float
     objective: str
     init_std: float
     recent: int
@@ -370,6 +379,7 @@ def _train_config(o: _TrainOptions):
         validation=o.validation,
         start_from_base=o.start_from_base,
         start_on_validation=o.start_on_validation,
+        guard=o.guard,
         objective=_one(o.objective, ("logmean", "mean"), "--objective"),
         recent=o.recent,
         sampler=_one(o.sampler, ("bootstrap", "resample"), "--sampler"),

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
-
-
-def trace_path(name: str) -> Path:
-    p = TRACES / name
-    if not p.exists():
-        pytest.skip(f"trace {name} not available at {TRACES}")
-    return p
+from tests.traces import trace_path
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ SLICE = os.environ.get("CLOUDAI_NB_JOBS", "300")
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebook_runs(name, tmp_path, monkeypatch):
-    from .conftest import TRACES
+    from tests.traces import TRACES
 
     if not TRACES.exists():
         pytest.skip("shared traces not available")
