@@ -288,6 +288,7 @@ def cem(
     on_iteration: Callable[[int, float, np.ndarray, float], None] | None = None,
     val: list[Part] | None = None,
     extra_starts: Sequence[np.ndarray] = (),
+    say: Callable[[str], None] = lambda line: None,
 ) -> tuple[np.ndarray, History]:
     """The best weights found (on `val` when given, else on `parts`), and the curve.
     The search starts at the best on `parts` of STARTS and `extra_starts` (weights
@@ -297,6 +298,8 @@ def cem(
     rules = named_rules(feats)
     candidates = [*rules.values(), *(np.asarray(w) for w in extra_starts)]
     how = (backfill, feats, cfg.objective, cfg.recent)
+    on = f" and {len(val)} validation sequences" if cfg.start_on_validation and val else ""
+    say(f"scoring {len(candidates)} starts on {len(parts)} training windows{on}")
     starts = [score(w, parts, *how) for w in candidates]
     on_val = [score(w, val, *how) for w in candidates] if cfg.start_on_validation and val else []
     first = int(np.argmin(on_val or starts))
@@ -326,6 +329,7 @@ def cem(
         return best_w, hist
     if not cfg.guard:
         return pick.weights, hist
+    say(f"guard: scoring the result and {len(rules)} rules on {len(val)} validation sequences")
     hist.guard = ship_guard(pick.weights, rules, val, how, cfg.guard)
     return (pick.weights if hist.guard.kept else rules[hist.guard.against]), hist
 
@@ -382,10 +386,12 @@ def train_model(
     on_iteration: Callable[[str, int, float, float], None] | None = None,
     name: str = "learned",
     base: LearnedModel | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> tuple[LearnedModel, dict[str, History]]:
     """Train the weight vectors of cfg.modes (with and/or without backfilling) on
     `traces`, each a (trace, machine size) pair: the training slices only. A mode not
-    trained keeps `base`'s weights (needed then)."""
+    trained keeps `base`'s weights (needed then). `say` gets a line before each long
+    step that `on_iteration` does not report (scoring the starts, the guard)."""
     parts = training_parts(traces, cfg)
     val = None
     if cfg.validation:
@@ -397,7 +403,9 @@ def train_model(
         extra = []
         if cfg.start_from_base and base is not None:
             extra = [_expand(base.weights(MODES[mode]), base.features, cfg.features)]
-        found[mode], hist[mode] = cem(parts, MODES[mode], cfg, cb, val, extra)
+        found[mode], hist[mode] = cem(
+            parts, MODES[mode], cfg, cb, val, extra, lambda line, m=mode: say(f"{m}: {line}")
+        )
     feats = tuple(cfg.features)
     kept = [m for m in MODES if m not in found]
     if kept:

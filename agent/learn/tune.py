@@ -104,6 +104,7 @@ def train_on_trace(
         lambda mode, it, s, v: say(_progress(mode, it, s, v if tcfg.validation else None)),
         base=base
         or (load_default_model() if len(tcfg.modes) < 2 or tcfg.start_from_base else None),
+        say=say,
     )
     for mode, h in hist.items():
         if h.guard is not None:

@@ -111,6 +111,8 @@ def test_sim_train_records_the_verdict_in_the_model(tmp_path, lublin):
     args += ["--modes", "backfill", "--guard", "0.9"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    assert "backfill: scoring 6 starts on 3 training windows" in res.output
+    assert "backfill: guard: scoring the result and 6 rules on 4 validation sequences" in res.output
     assert "backfill guard:" in res.output
     meta = load_model(out).meta
     assert meta["guard"] == 0.9
