@@ -4,9 +4,9 @@ On small held-out data a search can look a few percent better than the best simp
 rule on its validation sequences by chance, and then lose to that rule on the real
 windows (docs/placement-results.md, Rounds 3, 5 and 8). The guard asks for a paired
 test instead of a bare comparison of means: per validation sequence, the difference
-d = log(bsld of the searched weights) - log(bsld of the best rule). The searched
-weights are kept only if the one-sided Student t of mean(-d) reaches the given
-confidence; otherwise the result is that rule's weights.
+d = log(bsld of the best rule) - log(bsld of the searched weights), > 0 where the
+search did better. The searched weights are kept only if the one-sided Student t of
+mean(d) reaches the given confidence; otherwise the result is that rule's weights.
 
 The t quantile is computed from the normal one (statistics.NormalDist) with the
 Cornish-Fisher expansion, so this module needs nothing beyond numpy; for 5 or more
