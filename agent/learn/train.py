@@ -203,10 +203,14 @@ def score(
     """Lower is better. "logmean": the mean over windows of log(mean bsld), so each
     window counts by its relative change; "mean": log of the mean over windows of
     the mean bsld, as the evaluation averages it (the worst windows weigh most)."""
-    bsld = bslds(weights, parts, backfill, features, recent)
+    return aggregate(bslds(weights, parts, backfill, features, recent), objective)
+
+
+def aggregate(bsld: np.ndarray, objective: str) -> float:
+    """score's objective from the windows' mean bsld values."""
     if objective == "mean":
         return math.log(float(np.mean(bsld)))
-    return sum(math.log(b) for b in bsld) / len(parts)
+    return sum(math.log(b) for b in bsld) / len(bsld)
 
 
 def bslds(
@@ -276,7 +280,6 @@ RULES = {
     "fits_smallest_area": heuristic_weights(fits=3.0, log_area=-1.0),
     "soonest_smallest_area": heuristic_weights(log_delay=-3.0, log_area=-1.0),
 }
-STARTS = tuple(RULES.values())
 # F1 exactly: a start only when the searched features include its ageing (f1_age).
 F1_EXACT = heuristic_weights(f1_term=-1.0, f1_age=-1.0)
 
@@ -291,7 +294,7 @@ def cem(
     say: Callable[[str], None] = lambda line: None,
 ) -> tuple[np.ndarray, History]:
     """The best weights found (on `val` when given, else on `parts`), and the curve.
-    The search starts at the best on `parts` of STARTS and `extra_starts` (weights
+    The search starts at the best on `parts` of named_rules and `extra_starts` (weights
     over cfg.features)."""
     rng = np.random.default_rng(cfg.seed + 1)
     feats = tuple(cfg.features)
@@ -301,7 +304,12 @@ def cem(
     on = f" and {len(val)} validation sequences" if cfg.start_on_validation and val else ""
     say(f"scoring {len(candidates)} starts on {len(parts)} training windows{on}")
     starts = [score(w, parts, *how) for w in candidates]
-    on_val = [score(w, val, *how) for w in candidates] if cfg.start_on_validation and val else []
+    # The rules' validation runs are kept: the guard compares against them too.
+    rule_val, on_val = {}, []
+    if cfg.start_on_validation and val:
+        rule_val = {n: bslds(w, val, backfill, feats, cfg.recent) for n, w in rules.items()}
+        on_val = [aggregate(b, cfg.objective) for b in rule_val.values()]
+        on_val += [score(w, val, *how) for w in candidates[len(rules) :]]
     first = int(np.argmin(on_val or starts))
     mean = candidates[first].copy()
     std = np.full(len(feats), cfg.init_std)
@@ -329,8 +337,9 @@ def cem(
         return best_w, hist
     if not cfg.guard:
         return pick.weights, hist
-    say(f"guard: scoring the result and {len(rules)} rules on {len(val)} validation sequences")
-    hist.guard = ship_guard(pick.weights, rules, val, how, cfg.guard)
+    also = "" if rule_val else f" and {len(rules)} rules"
+    say(f"guard: scoring the result{also} on {len(val)} validation sequences")
+    hist.guard = ship_guard(pick.weights, rules, val, how, cfg.guard, rule_val)
     return (pick.weights if hist.guard.kept else rules[hist.guard.against]), hist
 
 
@@ -343,13 +352,20 @@ def named_rules(feats: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def ship_guard(
-    pick: np.ndarray, rules: dict[str, np.ndarray], val: list[Part], how: tuple, confidence: float
+    pick: np.ndarray,
+    rules: dict[str, np.ndarray],
+    val: list[Part],
+    how: tuple,
+    confidence: float,
+    rule_val: dict[str, np.ndarray] | None = None,
 ) -> Verdict:
-    """guard.judge on the validation windows: `pick` against the best of `rules`."""
+    """guard.judge on the validation windows: `pick` against the best of `rules`
+    (`rule_val`: the rules' per-window bsld there, when already simulated)."""
     backfill, feats, _, recent = how
     mine = bslds(pick, val, backfill, feats, recent)
-    per_rule = {name: bslds(w, val, backfill, feats, recent) for name, w in rules.items()}
-    return judge(mine, per_rule, confidence)
+    if not rule_val:
+        rule_val = {name: bslds(w, val, backfill, feats, recent) for name, w in rules.items()}
+    return judge(mine, rule_val, confidence)
 
 
 class _Selector:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cloudai.agent.learn.priority import LinearPriority, job_features
-from cloudai.agent.learn.train import F1_EXACT, STARTS, TrainConfig, cem, project, score
+from cloudai.agent.learn.train import F1_EXACT, TrainConfig, cem, named_rules, project, score
 from cloudai.agent.policy.job_ordering import F1, JobColumns
 from cloudai.agent.sim.machine import simulate_machine
 from cloudai.agent.sim.trace import load_swf
@@ -62,7 +62,7 @@ def test_start_on_validation_starts_at_the_best_start_on_validation(lublin):
     feats = ("log_runtime", "fits", "log_area", "log_delay", "wait_ratio", *FEATS)
     cfg = TrainConfig(iterations=0, features=feats, validation=2, start_on_validation=True)
     parts, val = _parts(lublin, 0), _parts(lublin, 7919)
-    candidates = [project(w, feats) for w in (*STARTS, F1_EXACT)]
+    candidates = list(named_rules(feats).values())  # the named rules, then F1
     on_val = [score(w, val, True, feats) for w in candidates]
     on_train = [score(w, parts, True, feats) for w in candidates]
     assert int(np.argmin(on_val)) != int(np.argmin(on_train))  # the case that matters
