@@ -17,6 +17,9 @@ the command does not produce is an error, so nothing goes unchecked silently.
     python benchmarks/results_check.py            # every marked table
     python benchmarks/results_check.py --only lublin --json
 
+The commands run `--jobs` at a time (default: one per CPU); each is its own process
+and deterministic, so the figures do not depend on it.
+
 Exit status: 0 when every figure matches, 1 when one differs or the document's
 markers are malformed.
 """
@@ -25,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,16 +170,25 @@ def matches(text: str, value: float) -> bool:
     return f"{value:.{decimals}f}" == text
 
 
-def check(doc: Path, only: str = "", progress=None) -> dict:
+def run_all(commands: list[str], jobs: int, progress=None) -> dict[str, dict]:
+    """Each command's policies, `jobs` commands at a time; progress as each ends."""
+    started, results = time.perf_counter(), {}
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        futures = {pool.submit(run_compare, c): c for c in commands}
+        for k, fut in enumerate(as_completed(futures), 1):
+            command = futures[fut]
+            results[command] = fut.result()
+            if progress:
+                took = time.perf_counter() - started
+                progress(f"[{k}/{len(commands)}] {took:.1f} s in  {command}")
+    return results
+
+
+def check(doc: Path, only: str = "", progress=None, jobs: int = 1) -> dict:
     tables = [t for t in parse_tables(doc.read_text()) if only in t.command]
     cells = [c for t in tables for c in cells_of(t)]
     commands = list(dict.fromkeys(c.command for c in cells))
-    results = {}
-    for k, command in enumerate(commands, 1):
-        started = time.perf_counter()
-        results[command] = run_compare(command)
-        if progress:
-            progress(f"[{k}/{len(commands)}] {time.perf_counter() - started:.1f} s  {command}")
+    results = run_all(commands, jobs, progress)
     mismatches = []
     for c in cells:
         value = results[c.command][c.policy][c.metric]
@@ -202,9 +216,15 @@ def main() -> int:
     ap.add_argument("--doc", type=Path, default=DOC, help="the document (default: %(default)s)")
     ap.add_argument("--only", default="", help="check only markers whose command has this text")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1,
+        help="commands run at once (default: one per CPU, %(default)s here)",
+    )  # fmt: skip
     a = ap.parse_args()
+    if a.jobs < 1:
+        ap.error(f"--jobs {a.jobs}: must be 1 or more")
     try:
-        out = check(a.doc, a.only, lambda s: print(s, file=sys.stderr, flush=True))
+        out = check(a.doc, a.only, lambda s: print(s, file=sys.stderr, flush=True), a.jobs)
     except (DocError, OSError) as err:
         print(f"results_check: {err}", file=sys.stderr)
         return 1

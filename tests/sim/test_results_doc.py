@@ -105,3 +105,9 @@ def test_an_unknown_column_and_a_missing_table_are_errors(tmp_path):
         proc.returncode == 1
         and "line 1: the check marker is not followed by a table" in proc.stderr
     )
+
+
+def test_jobs_must_be_positive():
+    proc = _check("--jobs", "0")
+    assert proc.returncode == 2
+    assert "--jobs 0: must be 1 or more" in proc.stderr
