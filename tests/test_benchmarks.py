@@ -137,3 +137,41 @@ def test_seed_sweep_agrees_with_sim_compare_on_each_seed():
     ratios = [r["ratio"] for r in out["rows"]]
     assert abs(out["median_ratio"] - sum(ratios) / 2) < 1e-12  # two seeds: their mean
     assert out["seeds_meeting_target"] == sum(x <= 0.9 for x in ratios)
+
+
+def test_window_oracle_bounds_each_window_and_agrees_with_sim_compare():
+    """The hindsight bound takes each window's best expert; the experts' means are
+    `cloudai sim compare`'s figures; follow-the-leader with one expert is that expert."""
+    trace = str(trace_path("lublin_256.swf.gz"))
+    window = ("--sequences", "3", "--length", "200", "--seed", "1")
+    experts = ("--experts", "f1,sjf,fits_smallest_area")
+    out = json.loads(
+        _run("window_oracle.py", "--trace", trace, *window, *experts, "--ftl", "24:6", "--json")
+    )
+    per = {n: e["bsld"] for n, e in out["experts"].items()}
+    best_each = [min(v) for v in zip(*per.values(), strict=True)]
+    assert out["hindsight"]["mean"] == sum(best_each) / 3
+    assert all(out["hindsight"]["mean"] <= e["mean"] for e in out["experts"].values())
+    assert out["best_heuristic"] in ("f1", "sjf")  # a named rule is not a heuristic
+    cmd = [sys.executable, "-m", "cloudai", "sim", "compare", "--trace", trace, *window]
+    done = subprocess.run([*cmd, "--policies", "f1,sjf", "--json"], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    pols = json.loads(done.stdout)["policies"]
+    for name in ("f1", "sjf"):
+        assert abs(out["experts"][name]["mean"] - pols[name]["bsld"]) < 1e-9
+    ftl = out["ftl"]["24:6"]  # it switches within a window, so the bound is not its bound
+    assert len(ftl["bsld"]) == 3 and all(b >= 1.0 for b in ftl["bsld"])
+
+    alone = json.loads(
+        _run("window_oracle.py", "--trace", trace, *window, "--experts", "sjf", "--ftl", "24:6",
+             "--json")
+    )  # fmt: skip
+    assert alone["ftl"]["24:6"]["bsld"] == alone["experts"]["sjf"]["bsld"]
+
+
+def test_window_oracle_rejects_a_bad_ftl_spec_in_one_line():
+    trace = str(trace_path("lublin_256.swf.gz"))
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "window_oracle.py"), "--trace", trace]
+    done = subprocess.run([*cmd, "--ftl", "72", "--experts", "f1"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "window_oracle: --ftl '72': give H:R in hours, e.g. 72:6"

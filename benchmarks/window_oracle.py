@@ -1,0 +1,217 @@
+"""How much choosing among fixed rules could gain, and how much an online chooser gets.
+
+Every expert (heuristic or named rule) is run on the same windows. Two figures follow:
+
+- **The hindsight bound**: the mean bsld if, for each window, the expert that did best
+  on that very window had been used. No policy can know this; it bounds what any way
+  of switching between these experts once per window could reach.
+- **Follow the leader** (`--ftl H:R`): an online chooser that sees only the past.
+  Every R hours of simulated time it replays the jobs that arrived in the last H hours
+  (each running its *requested* time, from an empty machine) under every expert, and
+  uses the one with the lowest bsld until the next choice. It starts with F1 (or the
+  first expert) and keeps its expert when fewer than 30 jobs arrived in H hours.
+
+    python benchmarks/window_oracle.py --trace ../shared/traces/lublin_256.swf.gz \\
+        --sequences 10 --length 1024 --seed 1 [--backfill] [--ftl 72:6] [--json]
+
+Without `--heldout` the windows are those of `cloudai sim compare --sequences K
+--length L --seed S` on `--slice`; with it, sequences drawn as `cloudai sim train`
+draws its training data (plain windows of `--slice`, seeded), for a choice made
+without the evaluation windows. The experts' figures equal `sim compare`'s (the same
+simulator, windows and orderers); docs/placement-results.md, Round 10, uses this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+import numpy as np
+
+from cloudai.agent.learn.guard import paired_t
+from cloudai.agent.learn.priority import LinearPriority
+from cloudai.agent.learn.train import RULES, Part, TrainConfig, draw_parts
+from cloudai.agent.policy.registry import REGISTRY, Kind
+from cloudai.agent.sim.machine import simulate_machine
+from cloudai.agent.sim.metrics import metrics
+from cloudai.agent.sim.runner import SimConfig, load_trace, machine_size, windows
+from cloudai.cli.sim_cmds import _slice
+from cloudai.errors import ConfigError
+
+HEURISTICS = ("wfp3", "unicep", "sjf", "f1")
+EXPERTS = (*HEURISTICS, *RULES)
+MIN_JOBS = 30  # fewer arrivals in the replayed past: keep the current expert
+
+
+def maker(name: str):
+    """A fresh orderer for `name`: a registered heuristic or one of train.RULES."""
+    if name in RULES:
+        return lambda: LinearPriority(RULES[name])
+    REGISTRY.create(Kind.ORDERER, name)  # a ConfigError now for an unknown name
+    return lambda: REGISTRY.create(Kind.ORDERER, name)
+
+
+class FollowTheLeader:
+    """An orderer that switches to the expert with the best replay of the recent past."""
+
+    def __init__(self, part: Part, experts: dict, first: str, hours: float, every: float, bf):
+        self.part, self.experts, self.backfill = part, experts, bf
+        self.span, self.every = hours * 3600.0, every * 3600.0
+        self.name, self.current = first, experts[first]()
+        self.next_choice = -np.inf
+        self.choices: list[str] = []
+
+    def keys(self, c):
+        now = float(np.max(c.submit + c.wait))  # wait = now - submit for every queued job
+        if now >= self.next_choice:
+            self._choose(now)
+            self.next_choice = now + self.every
+        return self.current.keys(c)
+
+    def _choose(self, now: float) -> None:
+        tr = self.part.trace
+        lo = int(np.searchsorted(tr.submit, now - self.span))
+        hi = int(np.searchsorted(tr.submit, now, "right"))
+        if hi - lo < MIN_JOBS:
+            return
+        past = tr.take(slice(lo, hi))
+        past = dataclasses.replace(past, run=np.maximum(past.req_time, 1.0).astype(past.run.dtype))
+        score = {
+            name: metrics(simulate_machine(past, self.part.procs, make(), self.backfill))["bsld"]
+            for name, make in self.experts.items()
+        }
+        best = min(score, key=score.get)
+        if best != self.name:
+            self.name, self.current = best, self.experts[best]()
+        self.choices.append(best)
+
+
+def bsld_of(parts: list[Part], make, backfill: bool) -> np.ndarray:
+    return np.array(
+        [metrics(simulate_machine(p.trace, p.procs, make(), backfill))["bsld"] for p in parts]
+    )
+
+
+def ftl_bsld(parts, experts, first, hours, every, backfill) -> np.ndarray:
+    def one(p: Part) -> float:
+        order = FollowTheLeader(p, experts, first, hours, every, backfill)
+        return metrics(simulate_machine(p.trace, p.procs, order, backfill))["bsld"]
+
+    return np.array([one(p) for p in parts])
+
+
+def the_parts(a) -> list[Part]:
+    cfg = SimConfig(slice=_slice(a.slice), sequences=a.sequences, length=a.length, seed=a.seed)
+    trace = load_trace(a.trace, cfg)
+    procs = machine_size(trace, cfg)
+    if a.heldout:
+        tcfg = TrainConfig(windows=a.sequences, length=a.length, seed=a.seed)
+        return draw_parts([(trace, procs)], tcfg)
+    spans = windows(len(trace), a.sequences, a.length, a.seed)
+    return [Part(trace.window(s, n), procs) for s, n in spans]
+
+
+def say(line: str) -> None:
+    """Progress, on stderr (stdout is the result)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def ftl_spec(text: str) -> tuple[float, float]:
+    try:
+        hours, every = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--ftl {text!r}: give H:R in hours, e.g. 72:6") from None
+    if not (hours > 0 and every > 0):
+        raise ConfigError(f"--ftl {text!r}: both hours must be positive")
+    return hours, every
+
+
+def summary(per: dict[str, np.ndarray]) -> dict:
+    """The experts' figures, the best heuristic and rule, and the hindsight bound."""
+    names = list(per)
+    heur = [n for n in names if n in HEURISTICS] or names
+    best = min(heur, key=lambda n: per[n].mean())
+    table = np.array([per[n] for n in names])
+    return {
+        "windows": table.shape[1],
+        "experts": {n: {"mean": float(v.mean()), "bsld": v.tolist()} for n, v in per.items()},
+        "best_heuristic": best,
+        "best_expert": min(names, key=lambda n: per[n].mean()),
+        "hindsight": {
+            "mean": float(table.min(0).mean()),
+            "ratio": float(table.min(0).mean() / per[best].mean()),
+            "picks": [names[i] for i in table.argmin(0)],
+        },
+        "ftl": {},
+    }
+
+
+def run(a) -> dict:
+    names = [n for n in a.experts.split(",") if n]
+    experts = {n: maker(n) for n in names}
+    specs = [ftl_spec(s) for s in a.ftl.split(",") if s]
+    parts = the_parts(a)
+    per = {}
+    for n, make in experts.items():
+        per[n] = bsld_of(parts, make, a.backfill)
+        say(f"{n}: {per[n].mean():.2f}")
+    out = summary(per)
+    best, leader = per[out["best_heuristic"]], per[out["best_expert"]]
+    first = "f1" if "f1" in names else names[0]
+    for hours, every in specs:
+        say(f"follow the leader {hours:g}:{every:g} on {len(parts)} windows ...")
+        got = ftl_bsld(parts, experts, first, hours, every, a.backfill)
+        gain, t = paired_t(got, leader)
+        out["ftl"][f"{hours:g}:{every:g}"] = {
+            "mean": float(got.mean()),
+            "ratio": float(got.mean() / best.mean()),
+            "gain_vs_best_expert": gain,
+            "t": t,
+            "bsld": got.tolist(),
+        }
+    return out
+
+
+def show(out: dict) -> None:
+    for n, e in out["experts"].items():
+        print(f"{n:24s} {e['mean']:9.2f}")
+    b = out["best_heuristic"]
+    print(f"best heuristic: {b} {out['experts'][b]['mean']:.2f}")
+    h = out["hindsight"]
+    print(f"hindsight best expert per window: {h['mean']:.2f} ({h['ratio']:.3f} x {b})")
+    for spec, f in out["ftl"].items():
+        print(
+            f"follow the leader {spec}: {f['mean']:.2f} ({f['ratio']:.3f} x {b}); "
+            f"vs {out['best_expert']}: d {f['gain_vs_best_expert']:+.3f}, t {f['t']:+.2f}"
+        )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trace", required=True)
+    ap.add_argument("--slice", default="", help="e.g. 0.7:1 (the part evaluated)")
+    ap.add_argument("--sequences", type=int, default=10)
+    ap.add_argument("--length", type=int, default=1024)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--heldout", action="store_true", help="training-style windows (see above)")
+    ap.add_argument("--backfill", action="store_true")
+    ap.add_argument("--experts", default=",".join(EXPERTS), help="default: %(default)s")
+    ap.add_argument("--ftl", default="", help="H:R[,H:R...] hours: follow-the-leader runs")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    try:
+        out = run(a)
+    except ConfigError as err:
+        print(f"window_oracle: {err}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(out))
+    else:
+        show(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
