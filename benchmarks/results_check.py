@@ -175,12 +175,16 @@ def run_all(commands: list[str], jobs: int, progress=None) -> dict[str, dict]:
     started, results = time.perf_counter(), {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         futures = {pool.submit(run_compare, c): c for c in commands}
-        for k, fut in enumerate(as_completed(futures), 1):
-            command = futures[fut]
-            results[command] = fut.result()
-            if progress:
-                took = time.perf_counter() - started
-                progress(f"[{k}/{len(commands)}] {took:.1f} s in  {command}")
+        try:
+            for k, fut in enumerate(as_completed(futures), 1):
+                command = futures[fut]
+                results[command] = fut.result()
+                if progress:
+                    took = time.perf_counter() - started
+                    progress(f"[{k}/{len(commands)}] {took:.1f} s in  {command}")
+        except BaseException:  # the first failure is the answer: start nothing more
+            pool.shutdown(cancel_futures=True)
+            raise
     return results
 
 
