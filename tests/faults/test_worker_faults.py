@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -97,8 +98,7 @@ def test_sigkill_worker_mid_run_loses_no_task(make_cluster, docker_client):
 def test_partitioned_worker_is_fenced_and_cleans_its_orphans(make_cluster, docker_client):
     c = make_cluster()
     c.start(3)
-    victim = c.wid(3)
-    ids, on_victim = _run_short_and_long_tasks(c, victim)
+    ids, victim, on_victim = _run_short_and_long_tasks(c)
     pause = _partition(c, victim, on_victim)
     cleanup = _wait_orphans_cleaned(c, docker_client, victim, on_victim, pause.resumed_at)
     ack = _send_stale_report(c, victim, on_victim[0])
@@ -125,8 +125,10 @@ class _Pause:
     resumed_at: float
 
 
-def _run_short_and_long_tasks(c, victim: str) -> tuple[list[str], list[str]]:
-    """12 tasks, all running; returns their ids and the (sorted) ids of the victim's."""
+def _run_short_and_long_tasks(c) -> tuple[list[str], str, list[str]]:
+    """12 tasks, all running; returns their ids, the victim (the worker running the most
+    of them: placement weighs each worker's load, so which workers get tasks varies)
+    and the (sorted) ids of the victim's tasks."""
     # Short tasks end while the victim is paused (their reports come late); long ones
     # still run when it resumes (their containers are orphans it must stop).
     ids = [c.submit(["sh", "-c", f"sleep {3 if i % 2 else 15}; echo done"]) for i in range(12)]
@@ -136,9 +138,10 @@ def _run_short_and_long_tasks(c, victim: str) -> tuple[list[str], list[str]]:
         "all 12 tasks running",
         every=0.2,
     )
+    per_worker = Counter(running.values())
+    victim = min(per_worker, key=lambda w: (-per_worker[w], w))
     on_victim = sorted(t for t, w in running.items() if w == victim)
-    assert on_victim, running
-    return ids, on_victim
+    return ids, victim, on_victim
 
 
 def _partition(c, victim: str, on_victim: list[str]) -> _Pause:
