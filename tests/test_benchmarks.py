@@ -150,7 +150,7 @@ def test_window_oracle_bounds_each_window_and_agrees_with_sim_compare():
     )
     per = {n: e["bsld"] for n, e in out["experts"].items()}
     best_each = [min(v) for v in zip(*per.values(), strict=True)]
-    assert out["hindsight"]["mean"] == sum(best_each) / 3
+    assert abs(out["hindsight"]["mean"] - sum(best_each) / 3) < 1e-9
     assert all(out["hindsight"]["mean"] <= e["mean"] for e in out["experts"].values())
     assert out["best_heuristic"] in ("f1", "sjf")  # a named rule is not a heuristic
     cmd = [sys.executable, "-m", "cloudai", "sim", "compare", "--trace", trace, *window]
