@@ -61,7 +61,6 @@ class FollowTheLeader:
         self.span, self.every = hours * 3600.0, every * 3600.0
         self.name, self.current = first, experts[first]()
         self.next_choice = -np.inf
-        self.choices: list[str] = []
 
     def keys(self, c):
         now = float(np.max(c.submit + c.wait))  # wait = now - submit for every queued job
@@ -85,21 +84,13 @@ class FollowTheLeader:
         best = min(score, key=score.get)
         if best != self.name:
             self.name, self.current = best, self.experts[best]()
-        self.choices.append(best)
 
 
-def bsld_of(parts: list[Part], make, backfill: bool) -> np.ndarray:
+def bsld_of(parts: list[Part], order_for, backfill: bool) -> np.ndarray:
+    """Each window's mean bsld; `order_for(part)` gives the orderer for that window."""
     return np.array(
-        [metrics(simulate_machine(p.trace, p.procs, make(), backfill))["bsld"] for p in parts]
+        [metrics(simulate_machine(p.trace, p.procs, order_for(p), backfill))["bsld"] for p in parts]
     )
-
-
-def ftl_bsld(parts, experts, first, hours, every, backfill) -> np.ndarray:
-    def one(p: Part) -> float:
-        order = FollowTheLeader(p, experts, first, hours, every, backfill)
-        return metrics(simulate_machine(p.trace, p.procs, order, backfill))["bsld"]
-
-    return np.array([one(p) for p in parts])
 
 
 def the_parts(a) -> list[Part]:
@@ -155,14 +146,15 @@ def run(a) -> dict:
     parts = the_parts(a)
     per = {}
     for n, make in experts.items():
-        per[n] = bsld_of(parts, make, a.backfill)
+        per[n] = bsld_of(parts, lambda _, make=make: make(), a.backfill)
         say(f"{n}: {per[n].mean():.2f}")
     out = summary(per)
     best, leader = per[out["best_heuristic"]], per[out["best_expert"]]
     first = "f1" if "f1" in names else names[0]
     for hours, every in specs:
         say(f"follow the leader {hours:g}:{every:g} on {len(parts)} windows ...")
-        got = ftl_bsld(parts, experts, first, hours, every, a.backfill)
+        how = (experts, first, hours, every, a.backfill)
+        got = bsld_of(parts, lambda p, how=how: FollowTheLeader(p, *how), a.backfill)
         gain, t = paired_t(got, leader)
         out["ftl"][f"{hours:g}:{every:g}"] = {
             "mean": float(got.mean()),
