@@ -109,13 +109,14 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def ftl_spec(text: str) -> tuple[float, float]:
+def hours_spec(flag: str, text: str) -> tuple[float, float]:
+    """H:R, two positive numbers of hours (--ftl here, --gate in gate_oracle.py)."""
     try:
         hours, every = (float(x) for x in text.split(":"))
     except ValueError:
-        raise ConfigError(f"--ftl {text!r}: give H:R in hours, e.g. 72:6") from None
+        raise ConfigError(f"{flag} {text!r}: give H:R in hours, e.g. 72:6") from None
     if not (hours > 0 and every > 0):
-        raise ConfigError(f"--ftl {text!r}: both hours must be positive")
+        raise ConfigError(f"{flag} {text!r}: both hours must be positive")
     return hours, every
 
 
@@ -135,74 +136,95 @@ def summary(per: dict[str, np.ndarray]) -> dict:
             "ratio": float(table.min(0).mean() / per[best].mean()),
             "picks": [names[i] for i in table.argmin(0)],
         },
-        "ftl": {},
+    }
+
+
+def experts_on(parts: list[Part], makers: dict, backfill: bool) -> dict:
+    """Every expert's per-window bsld on `parts`, and summary()'s figures of them."""
+    per = {}
+    for n, make in makers.items():
+        per[n] = bsld_of(parts, lambda _, make=make: make(), backfill)
+        say(f"{n}: {per[n].mean():.2f}")
+    return summary(per)
+
+
+def versus(out: dict, got: np.ndarray) -> dict:
+    """A chooser's per-window bsld against the best heuristic's and the best expert's."""
+    per = {n: np.array(e["bsld"]) for n, e in out["experts"].items()}
+    best, leader = per[out["best_heuristic"]], per[out["best_expert"]]
+    gain, t = paired_t(got, leader)
+    return {
+        "mean": float(got.mean()),
+        "ratio": float(got.mean() / best.mean()),
+        "gain_vs_best_expert": gain,
+        "t": t,
+        "bsld": got.tolist(),
     }
 
 
 def run(a) -> dict:
     names = [n for n in a.experts.split(",") if n]
     experts = {n: maker(n) for n in names}
-    specs = [ftl_spec(s) for s in a.ftl.split(",") if s]
+    specs = [hours_spec("--ftl", s) for s in a.ftl.split(",") if s]
     parts = the_parts(a)
-    per = {}
-    for n, make in experts.items():
-        per[n] = bsld_of(parts, lambda _, make=make: make(), a.backfill)
-        say(f"{n}: {per[n].mean():.2f}")
-    out = summary(per)
-    best, leader = per[out["best_heuristic"]], per[out["best_expert"]]
+    out = experts_on(parts, experts, a.backfill)
+    out["ftl"] = {}
     first = "f1" if "f1" in names else names[0]
     for hours, every in specs:
         say(f"follow the leader {hours:g}:{every:g} on {len(parts)} windows ...")
         how = (experts, first, hours, every, a.backfill)
         got = bsld_of(parts, lambda p, how=how: FollowTheLeader(p, *how), a.backfill)
-        gain, t = paired_t(got, leader)
-        out["ftl"][f"{hours:g}:{every:g}"] = {
-            "mean": float(got.mean()),
-            "ratio": float(got.mean() / best.mean()),
-            "gain_vs_best_expert": gain,
-            "t": t,
-            "bsld": got.tolist(),
-        }
+        out["ftl"][f"{hours:g}:{every:g}"] = versus(out, got)
     return out
 
 
-def show(out: dict) -> None:
+def show(out: dict, key: str = "ftl", label: str = "follow the leader {}") -> None:
+    """The experts, the bound, and each chooser run under out[key]."""
     for n, e in out["experts"].items():
         print(f"{n:24s} {e['mean']:9.2f}")
     b = out["best_heuristic"]
     print(f"best heuristic: {b} {out['experts'][b]['mean']:.2f}")
     h = out["hindsight"]
     print(f"hindsight best expert per window: {h['mean']:.2f} ({h['ratio']:.3f} x {b})")
-    for spec, f in out["ftl"].items():
+    for spec, f in out[key].items():
         print(
-            f"follow the leader {spec}: {f['mean']:.2f} ({f['ratio']:.3f} x {b}); "
+            f"{label.format(spec)}: {f['mean']:.2f} ({f['ratio']:.3f} x {b}); "
             f"vs {out['best_expert']}: d {f['gain_vs_best_expert']:+.3f}, t {f['t']:+.2f}"
         )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def window_args(ap: argparse.ArgumentParser) -> None:
+    """The windows and experts (shared with gate_oracle.py)."""
     ap.add_argument("--trace", required=True)
     ap.add_argument("--slice", default="", help="e.g. 0.7:1 (the part evaluated)")
     ap.add_argument("--sequences", type=int, default=10)
     ap.add_argument("--length", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--heldout", action="store_true", help="training-style windows (see above)")
+    ap.add_argument("--heldout", action="store_true", help="windows drawn as sim train draws")
     ap.add_argument("--backfill", action="store_true")
     ap.add_argument("--experts", default=",".join(EXPERTS), help="default: %(default)s")
-    ap.add_argument("--ftl", default="", help="H:R[,H:R...] hours: follow-the-leader runs")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
+
+
+def cli(prog: str, a: argparse.Namespace, run_it, show_it) -> int:
+    """Run; print JSON or the table; a ConfigError is one line on stderr, exit 2."""
     try:
-        out = run(a)
+        out = run_it(a)
     except ConfigError as err:
-        print(f"window_oracle: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         return 2
     if a.json:
         print(json.dumps(out))
     else:
-        show(out)
+        show_it(out)
     return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    window_args(ap)
+    ap.add_argument("--ftl", default="", help="H:R[,H:R...] hours: follow-the-leader runs")
+    ap.add_argument("--json", action="store_true")
+    return cli("window_oracle", ap.parse_args(), run, show)
 
 
 if __name__ == "__main__":

@@ -175,3 +175,56 @@ def test_window_oracle_rejects_a_bad_ftl_spec_in_one_line():
     done = subprocess.run([*cmd, "--ftl", "72", "--experts", "f1"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == "window_oracle: --ftl '72': give H:R in hours, e.g. 72:6"
+
+
+def _gate(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gate_oracle.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_gate_oracle_picks_the_rule_whose_replay_costs_least(tmp_path):
+    """One processor: a 100 s job runs when a 1,000 s job and five 10 s jobs arrive
+    together. Replaying FCFS runs the long job first and SJF the short ones; the gate
+    must choose SJF at each of the five decisions with more than one job queued, and
+    so score exactly SJF's figure, with the real future or with none (nothing arrives
+    later)."""
+    jobs = [(0, 100), (1, 1000)] + [(1, 10)] * 5
+    body = "".join(
+        f"{j} {t} -1 {run} 1 -1 -1 1 {run} -1 1 1 -1 -1 -1 -1 -1 -1\n"
+        for j, (t, run) in enumerate(jobs)
+    )
+    (tmp_path / "tiny.swf").write_text(f"; MaxProcs: 1\n{body}")
+    window = ("--trace", str(tmp_path / "tiny.swf"), "--sequences", "1", "--length", "7")
+    for future in ("hindsight", "none"):
+        done = _gate(*window, "--experts", "fcfs,sjf", "--gate", "1:1e-4", "--future", future,
+                     "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        sjf, fcfs = out["experts"]["sjf"]["mean"], out["experts"]["fcfs"]["mean"]
+        assert sjf < fcfs / 5  # the case is what the docstring says
+        gate = out["gate"]["1:0.0001"]
+        assert gate["picks"] == {"sjf": 5} and gate["mean"] == sjf
+    alone = json.loads(_gate(*window, "--experts", "fcfs", "--gate", "1:1e-4", "--future",
+                             "hindsight", "--json").stdout)  # fmt: skip
+    assert alone["gate"]["1:0.0001"]["bsld"] == alone["experts"]["fcfs"]["bsld"]
+    # Every job of this trace is in the window: there is nothing to fit a model to.
+    bad = _gate(*window, "--experts", "fcfs,sjf", "--future", "sampled")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stderr.startswith("gate_oracle: --future sampled: every job of the trace")
+
+
+def test_gate_oracle_with_imagined_futures_chooses_among_its_experts():
+    trace = str(trace_path("lublin_256.swf.gz"))
+    args = ("--trace", trace, "--sequences", "2", "--length", "150", "--seed", "1")
+    done = _gate(*args, "--experts", "f1,sjf", "--gate", "12:6", "--samples", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    gate = json.loads(done.stdout)["gate"]["12:6"]
+    assert gate["future"] == "sampled" and len(gate["bsld"]) == 2
+    assert set(gate["picks"]) <= {"f1", "sjf"} and sum(gate["picks"].values()) > 0
+    assert all(b >= 1.0 for b in gate["bsld"])
+    assert _gate(*args, "--future", "soon").stderr.strip() == (
+        "gate_oracle: --future 'soon': one of hindsight, sampled, none"
+    )
+    assert _gate(*args, "--fit", "0.7").stderr.strip() == (
+        "gate_oracle: --fit '0.7': use A:B with 0 <= A < B <= 1, e.g. 0:0.7"
+    )

@@ -87,10 +87,12 @@ class PlannerSim(MachineSim):
         known.run = known.req_time.copy()
         return known, tasks
 
-    def rollout(self, known: Trace, tasks: list, first: int) -> float:
+    def rollout(self, known: Trace, tasks: list, first: int | None, orderer=None) -> float:
         """Total bounded slowdown, at the horizon, of the jobs waiting now and those
-        arriving by then, if `first` is the next job chosen."""
-        sim = MachineSim(known, self.n_procs, self.planner.base, self.backfill, tasks)
+        arriving by then, if `first` is the next job chosen (None: the orderer's
+        pick) and `orderer` (by default the planner's base) decides the rest."""
+        base = self.planner.base if orderer is None else orderer
+        sim = MachineSim(known, self.n_procs, base, self.backfill, tasks)
         n0 = self.next_arrival
         sim.start[:n0] = self.start[:n0]
         sim.queue = list(self.queue)
