@@ -21,6 +21,10 @@ class LiveIndex:
         self._pending: dict[str, Task] = {}
         self._pinned: set[str] = set()
         self._delayed: set[str] = set()
+        # The latest queued_at of a delayed task next_wakeup found due and dropped: the
+        # scheduler compares it with its last offer, so a backoff that ran out while it
+        # was busy is not lost.
+        self.came_due_at = 0.0
         self._on_worker: dict[str, set[str]] = {}
         self._alloc: dict[str, Resources] = {}
 
@@ -90,6 +94,8 @@ class LiveIndex:
         """The earliest future queued_at among tasks waiting out a backoff."""
         due = [i for i in self._delayed if self._pending[i].queued_at <= now]
         self._delayed.difference_update(due)
+        for i in due:
+            self.came_due_at = max(self.came_due_at, self._pending[i].queued_at)
         times = [self._pending[i].queued_at for i in self._delayed]
         return min(times) if times else None
 

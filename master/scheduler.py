@@ -75,6 +75,9 @@ class Scheduler:
         self._avoid_lapse: float | None = None
         # When to offer the queue again after an agent's commit failed in the store.
         self._store_retry_at: float | None = None
+        # When the queue version last changed: every offer after it holds the tasks
+        # whose backoff had run out by then.
+        self._changed_at = 0.0
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     def start(self) -> None:
@@ -90,6 +93,7 @@ class Scheduler:
         """Something changed (task queued or finished, worker joined or left)."""
         with self._cond:
             self._version += 1
+            self._changed_at = time.time()
             self._cond.notify_all()
 
     # -- agent status ---------------------------------------------------------------
@@ -346,7 +350,12 @@ class Scheduler:
     def _wakeup(self) -> float | None:
         """When the loop must offer the queue again: a backoff or an avoidance ends,
         or a store failure's retry is due. Called with self._cond held."""
-        timers = (self._tasks.next_wakeup(), self._avoid_lapse, self._store_retry_at)
+        timers = [self._tasks.next_wakeup(), self._avoid_lapse, self._store_retry_at]
+        if self._tasks.came_due_at() > self._changed_at:
+            # A backoff ran out after the last change without the timer seeing it (the
+            # loop was busy placing then): offer the queue now, or that task would wait
+            # for an unrelated change.
+            timers.append(time.time())
         times = [w for w in timers if w is not None]
         return min(times) if times else None
 
@@ -380,6 +389,7 @@ class Scheduler:
                 if wake is not None and time.time() >= wake:
                     # A retry's backoff ran out: that is a queue change too.
                     self._version += 1
+                    self._changed_at = time.time()
                     self._forget_due(time.time())
                     self._cond.notify_all()
                 version, due = self._version, self._fallback_due(time.time())

@@ -106,6 +106,11 @@ class TaskManager:
         with self._lock:
             return self._live.next_wakeup(time.time())
 
+    def came_due_at(self) -> float:
+        """The latest queued_at among backed-off tasks next_wakeup has found due."""
+        with self._lock:
+            return self._live.came_due_at
+
     def allocated(self, worker_id: str) -> Resources:
         with self._lock:
             return self._live.allocated(worker_id)
