@@ -92,13 +92,9 @@ class GateSim(PlannerSim):
     def _choose(self) -> None:
         if len(self.queue) < 2:
             return
-        p = self.planner
         cost = dict.fromkeys(self.rules, 0.0)
-        for m in range(p.samples if p.future is not None else 1):
-            if self.hindsight:
-                known, tasks = self.trace, self.tasks
-            else:
-                known, tasks = self._known(np.random.default_rng([p.seed, self.decisions, m]))
+        futures = [(self.trace, self.tasks)] if self.hindsight else self.futures()
+        for known, tasks in futures:
             for name, rule in self.rules.items():
                 cost[name] += self.rollout(known, tasks, None, rule)
         self.decisions += 1
@@ -120,8 +116,7 @@ def sampler(a) -> FutureSampler:
     full = load_trace(a.trace, SimConfig())
     mask = np.zeros(len(full), bool)  # True: not fitted to
     if a.fit or a.slice:
-        lo, hi = fit_range(a.fit) if a.fit else _slice(a.slice)
-        mask[int(round(lo * len(full))) : int(round(hi * len(full)))] = True
+        mask[full.span(*(fit_range(a.fit) if a.fit else _slice(a.slice)))] = True
         mask = ~mask if a.fit else mask
     else:
         mask = eval_mask(len(full), a.sequences, a.length, 1)

@@ -58,15 +58,20 @@ class PlannerSim(MachineSim):
     def _best(self, jobs: list[int]) -> int:
         if len(jobs) == 1:
             return jobs[0]
-        p = self.planner
         cands = self.candidates(jobs)
         cost = np.zeros(len(cands))
-        for m in range(p.samples if p.future is not None else 1):
-            known, tasks = self._known(np.random.default_rng([p.seed, self.decisions, m]))
+        for known, tasks in self.futures():
             for i, c in enumerate(cands):
                 cost[i] += self.rollout(known, tasks, c)
         self.decisions += 1
         return int(cands[int(np.argmin(cost))])
+
+    def futures(self):
+        """What each replay of this decision knows: one (trace, tasks) per sample of
+        the future (one, with nothing arriving, without a sampler); see _known."""
+        p = self.planner
+        for m in range(p.samples if p.future is not None else 1):
+            yield self._known(np.random.default_rng([p.seed, self.decisions, m]))
 
     def candidates(self, jobs: list[int]) -> list[int]:
         ranked = self._ranked(jobs).tolist()

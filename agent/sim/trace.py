@@ -69,11 +69,14 @@ class Trace:
     def window(self, start: int, length: int) -> Trace:
         return self.take(slice(start, start + length), f"{self.name}[{start}:{start + length}]")
 
+    def span(self, lo: float, hi: float) -> slice:
+        """The positions from fraction `lo` to `hi` of the trace."""
+        n = len(self)
+        return slice(int(round(lo * n)), int(round(hi * n)))
+
     def fraction(self, lo: float, hi: float) -> Trace:
         """The jobs from fraction `lo` to `hi` of the trace, e.g. (0.7, 1.0): the last 30%."""
-        n = len(self)
-        a, b = int(round(lo * n)), int(round(hi * n))
-        return self.take(slice(a, b), f"{self.name}[{lo:g}:{hi:g}]")
+        return self.take(self.span(lo, hi), f"{self.name}[{lo:g}:{hi:g}]")
 
 
 def _is_column(name: str) -> bool:
