@@ -31,10 +31,12 @@ setup-python:
 demo: setup
 	$(CLOUDAI) demo
 
+# scripts/run_tests.py runs the suite in two phases: the Docker and worker-process tests
+# beside the rest, then the `serial` tests alone. Either failing fails.
 test: setup
 	$(RUFF) check .
 	$(RUFF) format --check .
-	$(PY) -m pytest -q
+	$(PY) scripts/run_tests.py
 
 lint: setup-python
 	$(RUFF) check .

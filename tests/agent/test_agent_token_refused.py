@@ -21,8 +21,9 @@ from cloudai.config import AgentSettings, MasterSettings
 from cloudai.master.server import Master
 from cloudai.master.store import SQLiteStore
 from cloudai.security.tokens import Role, TokenStore
+from tests.ports import free_port
 
-PORT = 57340
+PORT = free_port()
 WAIT_S = 10.0
 # The healthy-stream time after which a watch counts as accepted, plus a margin.
 SERVED_S = 2.4

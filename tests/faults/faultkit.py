@@ -26,12 +26,13 @@ from typing import Any
 import docker
 
 from cloudai.cli.client import Client, CliExit
-from cloudai.cli.demo import LocalCluster, free_port
+from cloudai.cli.demo import LocalCluster
 from cloudai.convert import spec_to_pb
 from cloudai.model import Resources, TaskSpec
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.worker.containers import LABEL_TASK, LABEL_WORKER
+from tests.ports import free_port
 
 BASE_IMAGE = "cloudai/base:bookworm"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -90,6 +91,9 @@ class FaultCluster(LocalCluster):
         self.prefix = f"f{uuid.uuid4().hex[:5]}"
         self.worker_env: dict[str, dict[str, str]] = {}
         self.worker_ports: dict[str, int] = {}
+        # The master restarts on its port: one below the ephemeral range (tests/ports.py).
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
         self._client: Client | None = None
 
     def wid(self, n: int) -> str:

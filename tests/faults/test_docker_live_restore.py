@@ -27,7 +27,7 @@ import pytest
 from .dockerd import LIVE_RESTORE, Daemon, HealthWatch, ensure_restartable
 from .faultkit import TERMINAL, containers_of, health, record, state, wait_until
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart, pytest.mark.serial]
 
 LONG = "echo started; sleep 12; echo done"
 SHORT = "echo started; sleep 5; echo done; exit {code}"

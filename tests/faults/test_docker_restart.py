@@ -22,7 +22,7 @@ import pytest
 from .dockerd import Daemon, HealthWatch, ensure_restartable
 from .faultkit import health, record, state, wait_until
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.docker_restart, pytest.mark.serial]
 
 # Two tasks are caught in the restart. One ends on SIGTERM (exit 143); its second
 # attempt runs the 8 s to the end. The other is a bare `sleep` as PID 1, which

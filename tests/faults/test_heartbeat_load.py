@@ -23,7 +23,7 @@ import pytest
 
 from .faultkit import record
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # alone: it measures timing under load
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "heartbeat_load.py"
 WORKERS, SECONDS, INTERVAL_S, TIMEOUT_S = 1000, 60.0, 0.9, 5.0
 

@@ -9,13 +9,10 @@ Prints `registered` once registered and `assigned TASK ATTEMPT` per assignment."
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import sys
 import threading
 import time
-from contextlib import closing
 
 from cloudai import rpc
 from cloudai.config import WorkerSettings
@@ -23,30 +20,6 @@ from cloudai.model import Resources
 from cloudai.worker.membership import MemberHooks, Membership
 
 from .harness import FakeWorkerServicer, serve_worker
-
-
-def _ports() -> range:
-    """The loopback ports these tests may use: 47100-47199, or LOW-HIGH from
-    CLOUDAI_TEST_PORTS (runs side by side on one machine keep to their own ranges)."""
-    low, _, high = os.environ.get("CLOUDAI_TEST_PORTS", "47100-47199").partition("-")
-    return range(int(low), int(high or low) + 1)
-
-
-PORTS = _ports()
-
-
-def free_port(avoid: tuple[int, ...] = ()) -> int:
-    """A port of PORTS that nothing listens on now."""
-    for port in PORTS:
-        if port in avoid:
-            continue
-        with closing(socket.socket()) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class Printing(FakeWorkerServicer):

@@ -30,15 +30,15 @@ from .harness import FakeWorker, FakeWorkerServicer, GiB, Harness, serve_worker
 TIMEOUT = 1.0  # the master's --agent-timeout in these tests
 
 
-def _harness(tmp_path, port: int, worker_port: int, **settings) -> Harness:
+def _harness(tmp_path, **settings) -> Harness:
     settings.setdefault("agent_timeout", TIMEOUT)
     settings.setdefault("heartbeat_timeout", 30.0)
-    s = MasterSettings(host="127.0.0.1", port=port, console=False, **settings)
+    s = MasterSettings(host="127.0.0.1", port=0, console=False, **settings)
     master = Master(s, store=SQLiteStore(tmp_path / "master.db"))
     master.start()
-    h = Harness(master=master, channel=rpc.channel(f"127.0.0.1:{port}"))
+    h = Harness(master=master, channel=rpc.channel(f"127.0.0.1:{master.port}"))
     servicer = FakeWorkerServicer()
-    server, bound = serve_worker(servicer, f"127.0.0.1:{worker_port}")
+    server, bound = serve_worker(servicer, "127.0.0.1:0")
     cap = pb.Resources(cpu=4, memory_bytes=8 * GiB)
     h.workers["w1"] = FakeWorker("w1", servicer, server, bound, cap)
     h.register(h.workers["w1"])
@@ -116,7 +116,7 @@ def bad_agent():
 def test_a_reconnecting_agent_with_malformed_answers_does_not_hold_off_fallback(
     tmp_path, bad_agent
 ):
-    h = _harness(tmp_path, 57110, 57111)
+    h = _harness(tmp_path)
     try:
         agent = bad_agent(h)
         tid = _submit(h)
@@ -141,7 +141,7 @@ def test_a_reconnecting_agent_with_malformed_answers_does_not_hold_off_fallback(
 
 
 def test_status_counts_only_live_agent_streams(tmp_path, bad_agent):
-    h = _harness(tmp_path, 57112, 57113, agent_timeout=3600.0)
+    h = _harness(tmp_path, agent_timeout=3600.0)
     try:
         _submit(h, cpu=64)  # never fits: every stream gets a batch and keeps it
         call = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="one"))
@@ -180,7 +180,7 @@ def _source(h: Harness, tid: str) -> tuple[bool, str]:
 
 
 def test_a_healthy_agent_restarting_once_triggers_no_fallback(tmp_path):
-    h = _harness(tmp_path, 57114, 57115)
+    h = _harness(tmp_path)
     try:
         first = _submit(h)
         call = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="good"))
@@ -206,7 +206,7 @@ def test_a_healthy_agent_restarting_once_triggers_no_fallback(tmp_path):
 def test_offer_then_cancelled_task_leaves_no_unanswered_work(tmp_path):
     """The agent drops its stream with a batch outstanding, the task is cancelled, the
     agent comes back to an empty queue: nothing is owed, so a new task waits for it."""
-    h = _harness(tmp_path, 57116, 57117)
+    h = _harness(tmp_path)
     try:
         tid = _submit(h)
         call = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="good"))
@@ -235,7 +235,7 @@ def _fallback_lines(caplog, level: int) -> list[str]:
 
 def test_fallback_is_logged_once_when_it_starts_and_once_when_it_ends(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="cloudai.master")
-    h = _harness(tmp_path, 57118, 57119, agent_timeout=0.2)
+    h = _harness(tmp_path, agent_timeout=0.2)
     try:
         time.sleep(0.4)  # no agent: fallback is due
         for _ in range(4):  # unplaceable work: every change runs the fallback again
@@ -265,7 +265,7 @@ def test_fallback_is_logged_once_when_it_starts_and_once_when_it_ends(tmp_path, 
 def test_an_idle_stream_waits_for_changes_instead_of_spinning(tmp_path, monkeypatch):
     """The queue empties (a task cancelled) while an agent's stream is idle: the
     stream must wait for the next change, not poll the queue in a busy loop."""
-    h = _harness(tmp_path, 57120, 57121, agent_timeout=3600.0)
+    h = _harness(tmp_path, agent_timeout=3600.0)
     try:
         call = h.agent.WatchSchedulingWork(apb.WatchRequest(agent_id="good"))
         tid = _submit(h, cpu=64)

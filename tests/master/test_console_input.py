@@ -10,7 +10,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from cloudai.master import console
 from cloudai.master.console import Console
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto.client_pb2_grpc import ClusterStub
+from tests.ports import free_port
 
 from .harness import console_output, make_harness
 
@@ -143,17 +143,6 @@ def test_a_pipe_is_read_without_readline(h):
 UP, CTRL_L, CTRL_D = b"\x1b[A", b"\x0c", b"\x04"
 
 
-def _port() -> int:
-    for port in range(57700, 57900):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 57700-57899")
-
-
 # A job-control shell in a few lines: the terminal becomes the session's controlling
 # terminal, the master runs as a job in the foreground ("fg") or background ("bg", as
 # `cloudai master &`); a job stopped with Ctrl-Z is put in the background (`bg`).
@@ -187,7 +176,7 @@ class Terminal:
 
     def __init__(self, home, job: str = "") -> None:
         self.control, terminal = pty.openpty()
-        self.port = _port()
+        self.port = free_port()
         cmd = ["-m", "cloudai", "master", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--db", f"sqlite:///{home / 'c.db'}"]
         env = {**os.environ, "HOME": str(home), "TERM": "xterm"}

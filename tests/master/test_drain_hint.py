@@ -16,7 +16,7 @@ UNDO = "worker w1 is draining: `cloudai drain w1 --undo` lets it take tasks agai
 
 
 def test_dry_run_and_explain_name_the_drain_to_undo(tmp_path):
-    h = _harness(tmp_path, 57130, 57131, agent_timeout=0.2)  # fallback records a decision
+    h = _harness(tmp_path, agent_timeout=0.2)  # fallback records a decision
     try:
         h.cluster.DrainWorker(cpb.DrainRequest(worker_id="w1"), timeout=5)
         spec = spec_to_pb(TaskSpec(image="cloudai/sample-task:latest", resources=Resources(1, GiB)))

@@ -3,7 +3,7 @@ tried again about every second, not at the next queue change: with nothing else
 happening (no submit, no heartbeat, no registration), the queued tasks end up
 placed and dispatched once the store works again, each once, and none is lost.
 
-In-process master over loopback gRPC (ports 47100-47199), fake workers speaking the
+In-process master over loopback gRPC (a port the kernel picks), fake workers speaking the
 real protocol and sending no heartbeats, the real SQLite store whose commit of a
 placement (PENDING -> PLACED) fails with the project's StoreError a few times."""
 
@@ -27,8 +27,6 @@ from tests.faults.faultkit import wait_until
 
 from .harness import Harness
 from .test_tasks import spec
-
-PORTS = range(47110, 47130)
 
 
 class FailingCommits(SQLiteStore):
@@ -55,15 +53,8 @@ class FailingCommits(SQLiteStore):
 
 def _master(tmp_path, **settings) -> tuple[Harness, FailingCommits]:
     store = FailingCommits(tmp_path / "master.db")
-    for port in PORTS:  # the first free port of this test's range
-        s = MasterSettings(host="127.0.0.1", port=port, console=False, **settings)
-        try:
-            master = Master(s, store=store)
-            break
-        except Exception:  # the port is in use: try the next
-            continue
-    else:
-        raise AssertionError(f"no free port in {PORTS}")
+    s = MasterSettings(host="127.0.0.1", port=0, console=False, **settings)
+    master = Master(s, store=store)
     store.version = lambda: master.scheduler._version
     master.start()
     return Harness(master=master, channel=rpc.channel(f"127.0.0.1:{master.port}")), store

@@ -27,6 +27,8 @@ from tests.store.builders import make_worker
 
 from .test_worker_left_explain_restart import TIMEOUT_S, Cluster
 
+pytestmark = pytest.mark.workers  # real worker processes with fixed ids (tests/conftest.py)
+
 
 @pytest.fixture
 def cluster(tmp_path) -> Iterator[Cluster]:

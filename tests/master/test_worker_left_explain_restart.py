@@ -12,7 +12,7 @@ stopped heartbeating (SIGKILL), in `cloudai explain` and across a master restart
 
 Real master processes and `cloudai` CLI commands; the workers are processes running
 the worker's own Membership (tests/master/leaving_worker.py: a real `cloudai worker`
-needs a Docker engine). Loopback ports 47100-47199."""
+needs a Docker engine). Loopback ports from tests/ports.py."""
 
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ from pathlib import Path
 import pytest
 
 from tests.faults.faultkit import wait_until
+from tests.ports import free_port
 
-from .leaving_worker import free_port
 from .test_startup_errors import serving_master
+
+pytestmark = pytest.mark.workers  # real worker processes with fixed ids (tests/conftest.py)
 
 TIMEOUT_S = 2.0  # the heartbeat timeout: a killed worker is inactive after it
 

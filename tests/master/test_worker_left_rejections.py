@@ -22,6 +22,8 @@ from tests.faults.faultkit import wait_until
 
 from .test_worker_left_explain_restart import TIMEOUT_S, Cluster
 
+pytestmark = pytest.mark.workers  # real worker processes with fixed ids (tests/conftest.py)
+
 EXPECTED = {"worker shut down": 1, "worker unhealthy": 1}
 
 

@@ -20,10 +20,12 @@ from cloudai.config import MasterSettings
 from cloudai.master.server import Master
 from cloudai.master.store import SQLiteStore
 from cloudai.security.tokens import TokenStore
+from tests.ports import free_port
 from tests.security.seckit import make_tokens
 
-MASTER_PORT, WORKER_PORT, NOBODY_PORT = 57540, 57541, 57542
-TOKENS_MASTER_PORT, PLAIN_MASTER_PORT = 57543, 57544
+MASTER_PORT, WORKER_PORT, NOBODY_PORT, TOKENS_MASTER_PORT, PLAIN_MASTER_PORT = (
+    free_port() for _ in range(5)
+)
 
 
 def cloudai(*args: str, env: dict | None = None) -> subprocess.Popen:
