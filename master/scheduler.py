@@ -92,9 +92,13 @@ class Scheduler:
     def notify(self) -> None:
         """Something changed (task queued or finished, worker joined or left)."""
         with self._cond:
-            self._version += 1
-            self._changed_at = time.time()
-            self._cond.notify_all()
+            self._changed()
+
+    def _changed(self) -> None:
+        """A new queue version, and when it came. Called with self._cond held."""
+        self._version += 1
+        self._changed_at = time.time()
+        self._cond.notify_all()
 
     # -- agent status ---------------------------------------------------------------
     def agent_status(self) -> tuple[bool, str, float]:
@@ -388,10 +392,8 @@ class Scheduler:
                     return
                 if wake is not None and time.time() >= wake:
                     # A retry's backoff ran out: that is a queue change too.
-                    self._version += 1
-                    self._changed_at = time.time()
+                    self._changed()
                     self._forget_due(time.time())
-                    self._cond.notify_all()
                 version, due = self._version, self._fallback_due(time.time())
             try:
                 # Only on a change: a pin that does not fit now is not retried in a spin.

@@ -36,10 +36,16 @@ class LocalCluster:
     """Real master, worker and agent processes on loopback (also used by tests)."""
 
     def __init__(
-        self, root: Path, *, heartbeat_timeout: float = 15.0, agent_timeout: float = 3.0
+        self,
+        root: Path,
+        *,
+        heartbeat_timeout: float = 15.0,
+        agent_timeout: float = 3.0,
+        port: int = 0,
     ) -> None:
+        """`port`: the master's (0: a free one now)."""
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
         self.heartbeat_timeout = heartbeat_timeout

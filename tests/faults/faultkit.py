@@ -86,14 +86,12 @@ class FaultCluster(LocalCluster):
     signals, one long-lived client, and typed queries."""
 
     def __init__(self, root: Path, *, env: dict[str, str] | None = None, **kw: Any) -> None:
-        super().__init__(root, **kw)
+        # The master restarts on its port: one below the ephemeral range (tests/ports.py).
+        super().__init__(root, port=free_port(), **kw)
         self.env = {**os.environ, **(env or {})}
         self.prefix = f"f{uuid.uuid4().hex[:5]}"
         self.worker_env: dict[str, dict[str, str]] = {}
         self.worker_ports: dict[str, int] = {}
-        # The master restarts on its port: one below the ephemeral range (tests/ports.py).
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self._client: Client | None = None
 
     def wid(self, n: int) -> str:

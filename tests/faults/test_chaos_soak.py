@@ -19,11 +19,8 @@ import pytest
 
 from .faultkit import record
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.serial,
-]  # alone: it measures timing under load
+# serial: it runs alone, as it measures timing under load (scripts/run_tests.py).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.serial]
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos_soak.py"
 ARGS = ["--duration", "55", "--workers", "2", "--seed", "1", "--heartbeat-timeout", "3"]
 ARGS += ["--fault-every", "6", "--max-sleep", "10", "--json"]
