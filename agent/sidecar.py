@@ -263,6 +263,8 @@ class Agent:
             profile=self.profile.name,
             model_version=self.model_version,
         )
+        if self.shadow is not None:
+            msg.shadow.CopyFrom(self.shadow.report())
         results = stub.SubmitPlacements(msg, timeout=SUBMIT_TIMEOUT_S)
         self.batches += 1
         accepted = sum(r.accepted for r in results.results)

@@ -56,8 +56,9 @@ class Scheduler:
         self._cond = threading.Condition()
         self._version = 0
         self._seq = 0
-        # Open agent streams: stream number -> agent id (for status and warnings).
-        self._agents: dict[int, str] = {}
+        # Open agent streams: stream number -> the agent's watch request (its id,
+        # policy, profile and model version: for status and warnings).
+        self._agents: dict[int, apb.WatchRequest] = {}
         self._stream_seq = 0
         self._outstanding: dict[int, float] = {}
         # When the oldest batch offered on a stream that has closed since was offered,
@@ -66,6 +67,11 @@ class Scheduler:
         self._fallback_on = False  # for logging the start and the end of fallback once
         self._disconnected_at = time.time()
         self._agent_id = ""
+        # How the agent status names described itself (its watch request): that of
+        # the latest stream opened, or of the last one closed once none is open.
+        self._agent_about = apb.WatchRequest()
+        # (agent id, its shadow policy's latest counts), from its latest answer.
+        self._shadow: tuple[str, apb.ShadowReport] | None = None
         self._agent_seen = 0.0
         self._stopping = False
         self._store_log = Throttle()
@@ -111,7 +117,18 @@ class Scheduler:
     def connected_agents(self) -> list[str]:
         """The ids of the agents whose stream is open now (one, normally)."""
         with self._cond:
-            return [self._agents[n] or "?" for n in sorted(self._agents)]
+            return [self._agents[n].agent_id or "?" for n in sorted(self._agents)]
+
+    def agent_about(self) -> tuple[apb.WatchRequest, apb.ShadowReport | None]:
+        """How the agent that status names described itself when it connected, and
+        its shadow policy's latest counts (None: it runs no shadow, or has not said)."""
+        with self._cond:
+            agent_id, shadow = self._agent_id, self._shadow
+            open_ = [r for _, r in sorted(self._agents.items()) if r.agent_id == agent_id]
+            about = open_[-1] if open_ else self._agent_about
+            if about.agent_id != agent_id:  # only its answers were heard (no stream seen)
+                about = apb.WatchRequest(agent_id=agent_id)
+            return about, shadow[1] if shadow and shadow[0] == agent_id else None
 
     def _unhealthy_since(self) -> float | None:
         """Since when work waits for an agent: the oldest batch not validly answered
@@ -164,12 +181,13 @@ class Scheduler:
                 oldest = min(offered)
                 if self._unanswered_since is None or oldest < self._unanswered_since:
                     self._unanswered_since = oldest
-            was_open = stream in self._agents
-            self._agents.pop(stream, None)
+            closed = self._agents.pop(stream, None)
+            was_open = closed is not None
             if self._agents:  # status names an agent that is still there
-                self._agent_id = self._agents[max(self._agents)]
+                self._agent_id = self._agents[max(self._agents)].agent_id
             elif was_open:
                 self._disconnected_at = time.time()
+                self._agent_about = closed  # status still describes the last one
             self._cond.notify_all()
         if was_open:
             log.info("agent %s disconnected", agent_id or "?")
@@ -180,10 +198,12 @@ class Scheduler:
         task and rejects the other as stale)."""
         agent_id = request.agent_id or "?"
         with self._cond:
-            others = list(self._agents.values())
+            others = [r.agent_id for r in self._agents.values()]
             self._stream_seq += 1
-            self._agents[self._stream_seq] = request.agent_id
+            self._agents[self._stream_seq] = self._agent_about = request
             self._agent_id, self._agent_seen = request.agent_id, time.time()
+            if self._shadow is not None and self._shadow[0] == request.agent_id:
+                self._shadow = None  # a new run of that agent counts afresh
             stream = self._stream_seq
         log.info("agent %s connected (policy %s)", agent_id, request.policy or "default")
         if others:
@@ -234,6 +254,10 @@ class Scheduler:
         with self._cond:
             self._agent_id, self._agent_seen = batch.agent_id or self._agent_id, time.time()
             resumed, self._fallback_on = self._fallback_on, False
+            if batch.HasField("shadow"):
+                report = apb.ShadowReport()
+                report.CopyFrom(batch.shadow)
+                self._shadow = (self._agent_id, report)
         if resumed:
             log.info("agent %s answering again; fallback off", batch.agent_id or "?")
         try:

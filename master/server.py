@@ -269,6 +269,7 @@ class Master:
                 alloc = alloc + self.tasks.allocated(e.record.id)
         healthy, agent_id, seen = self.scheduler.agent_status()
         agents = self.scheduler.connected_agents()
+        about, shadow = self.scheduler.agent_about()
         return cpb.StatusResponse(
             version=__version__,
             uptime_s=time.time() - self.started_at,
@@ -283,6 +284,10 @@ class Master:
             agent_last_seen_s=seen,
             agents_connected=len(agents),
             connected_agent_ids=agents,
+            agent_policy=about.policy,
+            agent_profile=about.profile,
+            agent_model_version=about.model_version,
+            agent_shadow=shadow,
             capacity=resources_to_pb(cap),
             allocated=resources_to_pb(alloc),
         )

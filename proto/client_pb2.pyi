@@ -103,7 +103,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("version", "uptime_s", "store", "workers_active", "workers_inactive", "tasks_by_state", "agent_connected", "agent_id", "agent_last_seen_s", "capacity", "allocated", "workers_draining", "agents_connected", "connected_agent_ids", "workers_unreachable")
+    __slots__ = ("version", "uptime_s", "store", "workers_active", "workers_inactive", "tasks_by_state", "agent_connected", "agent_id", "agent_last_seen_s", "capacity", "allocated", "workers_draining", "agents_connected", "connected_agent_ids", "workers_unreachable", "agent_policy", "agent_profile", "agent_model_version", "agent_shadow")
     class TasksByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,10 @@ class StatusResponse(_message.Message):
     AGENTS_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_SHADOW_FIELD_NUMBER: _ClassVar[int]
     version: str
     uptime_s: float
     store: str
@@ -141,7 +145,11 @@ class StatusResponse(_message.Message):
     agents_connected: int
     connected_agent_ids: _containers.RepeatedScalarFieldContainer[str]
     workers_unreachable: int
-    def __init__(self, version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., store: _Optional[str] = ..., workers_active: _Optional[int] = ..., workers_inactive: _Optional[int] = ..., tasks_by_state: _Optional[_Mapping[str, int]] = ..., agent_connected: _Optional[bool] = ..., agent_id: _Optional[str] = ..., agent_last_seen_s: _Optional[float] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., workers_draining: _Optional[int] = ..., agents_connected: _Optional[int] = ..., connected_agent_ids: _Optional[_Iterable[str]] = ..., workers_unreachable: _Optional[int] = ...) -> None: ...
+    agent_policy: str
+    agent_profile: str
+    agent_model_version: str
+    agent_shadow: _master_agent_pb2.ShadowReport
+    def __init__(self, version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., store: _Optional[str] = ..., workers_active: _Optional[int] = ..., workers_inactive: _Optional[int] = ..., tasks_by_state: _Optional[_Mapping[str, int]] = ..., agent_connected: _Optional[bool] = ..., agent_id: _Optional[str] = ..., agent_last_seen_s: _Optional[float] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., workers_draining: _Optional[int] = ..., agents_connected: _Optional[int] = ..., connected_agent_ids: _Optional[_Iterable[str]] = ..., workers_unreachable: _Optional[int] = ..., agent_policy: _Optional[str] = ..., agent_profile: _Optional[str] = ..., agent_model_version: _Optional[str] = ..., agent_shadow: _Optional[_Union[_master_agent_pb2.ShadowReport, _Mapping]] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("worker_id", "undrain")

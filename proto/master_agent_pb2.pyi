@@ -134,15 +134,29 @@ class Decision(_message.Message):
     reject_reason: str
     def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., policy: _Optional[str] = ..., profile: _Optional[str] = ..., model_version: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., rejections: _Optional[_Mapping[str, int]] = ..., summary: _Optional[str] = ..., hint: _Optional[str] = ..., fallback: _Optional[bool] = ..., decided_at: _Optional[float] = ..., source: _Optional[str] = ..., committed: _Optional[bool] = ..., reject_reason: _Optional[str] = ...) -> None: ...
 
+class ShadowReport(_message.Message):
+    __slots__ = ("policy", "decisions", "disagreements", "other_worker")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    OTHER_WORKER_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    decisions: int
+    disagreements: int
+    other_worker: int
+    def __init__(self, policy: _Optional[str] = ..., decisions: _Optional[int] = ..., disagreements: _Optional[int] = ..., other_worker: _Optional[int] = ...) -> None: ...
+
 class PlacementBatch(_message.Message):
-    __slots__ = ("agent_id", "sequence", "decisions")
+    __slots__ = ("agent_id", "sequence", "decisions", "shadow")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     sequence: int
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
-    def __init__(self, agent_id: _Optional[str] = ..., sequence: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+    shadow: ShadowReport
+    def __init__(self, agent_id: _Optional[str] = ..., sequence: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., shadow: _Optional[_Union[ShadowReport, _Mapping]] = ...) -> None: ...
 
 class PlacementResult(_message.Message):
     __slots__ = ("task_id", "accepted", "reason")

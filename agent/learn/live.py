@@ -207,6 +207,15 @@ class Shadow:
     def rate(self) -> float:
         return self.disagreements / self.decisions if self.decisions else 0.0
 
+    def report(self) -> master_agent_pb2.ShadowReport:
+        """The counts so far, as the agent sends them with each answer (for status)."""
+        return master_agent_pb2.ShadowReport(
+            policy=self.name,
+            decisions=self.decisions,
+            disagreements=self.disagreements,
+            other_worker=self.elsewhere,
+        )
+
     def compare(
         self,
         batch: master_agent_pb2.SchedulingBatch,

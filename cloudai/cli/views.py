@@ -165,6 +165,24 @@ def _agents(s: cpb.StatusResponse) -> str:
     return f"{s.agents_connected} connected ({ids}): run only one agent per master"
 
 
+def _agent_policy(s: cpb.StatusResponse) -> str:
+    """What the agent said it runs when it connected: policy, profile, model."""
+    model = f", model {s.agent_model_version}" if s.agent_model_version else ""
+    return f"{s.agent_policy or '-'} (profile {s.agent_profile or '-'}{model})"
+
+
+def _shadow(r) -> str:
+    """The agent's shadow policy and how often it would have decided otherwise."""
+    if not r.decisions:
+        return f"{r.policy}: no decision compared yet"
+    kinds = ""
+    if r.disagreements:
+        chosen = r.disagreements - r.other_worker
+        kinds = f" (another worker {r.other_worker}, another task chosen {chosen})"
+    rate = r.disagreements / r.decisions
+    return f"{r.policy}: disagrees on {rate:.1%} of {r.decisions} decision(s){kinds}"
+
+
 def status_panel(s: cpb.StatusResponse) -> str:
     tasks = ", ".join(f"{k.lower()}={v}" for k, v in sorted(s.tasks_by_state.items())) or "none"
     agent = (
@@ -190,6 +208,10 @@ def status_panel(s: cpb.StatusResponse) -> str:
         ("allocated", _res(s.allocated)),
         ("tasks", tasks),
         ("agent", agent),
-        ("agents", _agents(s)),
     ]
+    if s.agent_id and (s.agent_policy or s.agent_profile):
+        pairs.append(("policy", _agent_policy(s)))
+    if s.HasField("agent_shadow"):
+        pairs.append(("shadow", _shadow(s.agent_shadow)))
+    pairs.append(("agents", _agents(s)))
     return panel("CloudAI master", pairs)

@@ -182,6 +182,20 @@ def check_placements(request: Any) -> None:
     check_count("decisions", request.decisions, MAX_DECISIONS)
     for i, d in enumerate(request.decisions):
         check_decision(f"decisions[{i}]", d)
+    if request.HasField("shadow"):
+        check_shadow_report("shadow", request.shadow)
+
+
+def check_shadow_report(field: str, r: Any) -> None:
+    """Counts that can be true: each at most the one it is a part of."""
+    check_text(f"{field}.policy", r.policy, MAX_SHORT_TEXT)
+    check_number(f"{field}.decisions", r.decisions, 0, 2**63 - 1)
+    for part, whole in (("disagreements", "decisions"), ("other_worker", "disagreements")):
+        value, most = getattr(r, part), getattr(r, whole)
+        if not 0 <= value <= most:
+            raise InvalidArgument(
+                f"{field}.{part} must be between 0 and {field}.{whole} ({most}), got {value}"
+            )
 
 
 def check_decision(field: str, d: Any) -> None:
