@@ -12,7 +12,7 @@ picker's stream and the inflation of a saturation run; nothing reads the clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -173,17 +173,34 @@ def run_policy(
 
 
 def compare(
-    trace: Trace, names: Sequence[str], cfg: SimConfig, model: Any = None
+    trace: Trace,
+    names: Sequence[str],
+    cfg: SimConfig,
+    model: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """{"policies": {name: metrics}, "trace": ..., "jobs": ..., "config": ...}; "skipped":
-    the trace lines the loader skipped (SWF jobs with no run time or processors)."""
+    the trace lines the loader skipped (SWF jobs with no run time or processors).
+    `progress` is told of each policy as it ends ("2/6 sjf: bsld 258.4 in 3.1s")."""
     if cfg.format == "swf" and cfg.nodes:
         raise ConfigError("--nodes is for openb traces, not SWF")
     nodes = load_nodes(cfg) if (cfg.format or "") == "openb" or cfg.nodes else None
+    policies = {}
+    for k, name in enumerate(names, 1):
+        row = policies[name] = run_policy(trace, name, cfg, model, nodes)
+        if progress is not None:
+            progress(f"{k}/{len(names)} {name}: {_headline(row)} in {row['seconds']:.1f}s")
     return {
         "trace": trace.name,
         "jobs": len(trace),
         "skipped": trace.skipped,
         "config": {**asdict(cfg), "slice": list(cfg.slice)},
-        "policies": {n: run_policy(trace, n, cfg, model, nodes) for n in names},
+        "policies": policies,
     }
+
+
+def _headline(row: dict[str, Any]) -> str:
+    """The figure a protocol is judged by: GPUs left unallocated at saturation on a
+    cluster run, bounded slowdown on one machine."""
+    gpu = row.get("unallocated_gpu_frac")
+    return f"unallocated GPUs {gpu:.1%}" if gpu is not None else f"bsld {row['bsld']:.4g}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 import typer
@@ -185,11 +186,18 @@ def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -
         fail(f"unknown policy {unknown[0]!r} (known: {', '.join(POLICY_NAMES)})")
     check_format(trace_path, cfg)
     m = load_model(model) if model else None
-    report = compare(load_trace(trace_path, cfg), names, cfg, m)
+    # On a terminal, one line per policy on stderr as it ends: a comparison can take
+    # minutes. Not into a pipe or a file, where it would mix with what scripts read.
+    say = _say if len(names) > 1 and sys.stderr.isatty() else None
+    report = compare(load_trace(trace_path, cfg), names, cfg, m, progress=say)
     if as_json:
         print(json.dumps(report, indent=2))
         return
     _print_table(report)
+
+
+def _say(line: str) -> None:
+    print(f"[sim] {line}", file=sys.stderr, flush=True)
 
 
 def _print_table(report: dict) -> None:

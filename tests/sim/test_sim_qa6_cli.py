@@ -4,12 +4,16 @@ and --workers below 1 before it trains."""
 
 from __future__ import annotations
 
+import json
+import os
+import pty
 import subprocess
 import sys
 
 import pytest
 from typer.testing import CliRunner
 
+from cloudai.agent.sim.runner import SimConfig, compare, load_trace
 from cloudai.cli.main import app
 from cloudai.errors import CloudAIError
 
@@ -63,3 +67,44 @@ def test_sim_train_refuses_settings_that_train_nothing(tmp_path, args, message):
     assert isinstance(out.exception, CloudAIError), out.output
     assert str(out.exception) == message
     assert not out_file.exists()
+
+
+def _compare(trace: str, stderr) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cloudai", "sim", "compare", "--trace", trace,
+         "--policies", "fcfs,sjf", "--json"],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_compare_says_on_a_terminal_as_each_policy_ends(tmp_path):
+    """stderr on a pty: one line per policy, and stdout is still only the JSON."""
+    main, sub = pty.openpty()
+    try:
+        done = _compare(swf(tmp_path), sub)
+        os.close(sub)
+        said = os.read(main, 65536).decode()
+    finally:
+        os.close(main)
+    assert done.returncode == 0, said
+    report = json.loads(done.stdout)
+    lines = said.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["[sim] 1/2 fcfs", "[sim] 2/2 sjf"]
+    for line, name in zip(lines, ("fcfs", "sjf"), strict=True):
+        assert f"bsld {report['policies'][name]['bsld']:.4g} in " in line
+
+
+def test_compare_into_a_pipe_prints_no_progress(tmp_path):
+    done = _compare(swf(tmp_path), subprocess.PIPE)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert set(json.loads(done.stdout)["policies"]) == {"fcfs", "sjf"}
+
+
+def test_progress_on_a_cluster_run_is_the_unallocated_gpu_share(tmp_path):
+    lines: list[str] = []
+    cfg = SimConfig(nodes=nodes(tmp_path))
+    report = compare(
+        load_trace(pods(tmp_path), cfg), ["fgd", "bestfit"], cfg, progress=lines.append
+    )
+    gpu = report["policies"]["bestfit"]["unallocated_gpu_frac"]
+    assert lines[1].startswith(f"2/2 bestfit: unallocated GPUs {gpu:.1%} in ")
