@@ -130,8 +130,11 @@ def _run_short_and_long_tasks(c) -> tuple[list[str], str, list[str]]:
     of them: placement weighs each worker's load, so which workers get tasks varies)
     and the (sorted) ids of the victim's tasks."""
     # Short tasks end while the victim is paused (their reports come late); long ones
-    # still run when it resumes (their containers are orphans it must stop).
-    ids = [c.submit(["sh", "-c", f"sleep {3 if i % 2 else 15}; echo done"]) for i in range(12)]
+    # still run when it resumes (their containers are orphans it must stop). The pause
+    # lasts at least 8 s, so 6 s is short enough. With 3 s, the time all 12 run at once
+    # (3 s less the spread of their starts and RUNNING reports) was once too short for
+    # this wait to see, on a busy CI machine.
+    ids = [c.submit(["sh", "-c", f"sleep {6 if i % 2 else 20}; echo done"]) for i in range(12)]
     running = wait_until(
         lambda: (lambda r: r if len(r) == 12 else None)(_placed_on(c, ids)),
         60,
