@@ -255,9 +255,7 @@ class Scheduler:
             self._agent_id, self._agent_seen = batch.agent_id or self._agent_id, time.time()
             resumed, self._fallback_on = self._fallback_on, False
             if batch.HasField("shadow"):
-                report = apb.ShadowReport()
-                report.CopyFrom(batch.shadow)
-                self._shadow = (self._agent_id, report)
+                self._shadow = (self._agent_id, batch.shadow)
         if resumed:
             log.info("agent %s answering again; fallback off", batch.agent_id or "?")
         try:

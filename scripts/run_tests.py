@@ -34,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.ports import port_range  # noqa: E402  (the one parser of CLOUDAI_TEST_PORTS)
+
 CLUSTER = "docker or workers"
 NO_TESTS = 5  # pytest's exit status when a filter leaves nothing to run
 
@@ -50,8 +53,8 @@ class Run:
 
 def port_halves() -> tuple[str, str, str]:
     """The whole test port range, and its two halves for the two phase-1 processes."""
-    low, _, high = os.environ.get("CLOUDAI_TEST_PORTS", "24100-24899").partition("-")
-    lo, hi = int(low), int(high or low)
+    ports = port_range()
+    lo, hi = ports.start, ports.stop - 1
     mid = (lo + hi) // 2
     return f"{lo}-{hi}", f"{lo}-{mid}", f"{mid + 1}-{hi}"
 
