@@ -287,6 +287,20 @@ def test_long_cells_are_clipped_in_tables_never_in_json():
     assert len(row) == MAX_CELL + 4 and row.rstrip(" │").endswith("…")
 
 
+def test_json_writes_64_bit_integers_as_numbers_at_any_depth():
+    """The proto3 JSON mapping would write them as strings ("8589934592")."""
+    task = pb.Task(id="t-1", peak_memory_bytes=2**40 + 1, spec=pb.TaskSpec(image="alpine"))
+    task.spec.resources.memory_bytes = 8 * 2**30
+    task.spec.env["N"] = "7"
+    task.attempts.add(number=1, peak_memory_bytes=123)
+    task.attempts.add(number=2)
+    shown = json.loads(views.to_json({"tasks": [task]}))["tasks"][0]
+    assert shown["peak_memory_bytes"] == 2**40 + 1
+    assert shown["spec"]["resources"]["memory_bytes"] == 8 * 2**30
+    assert [a["peak_memory_bytes"] for a in shown["attempts"]] == [123, 0]
+    assert shown["spec"]["env"] == {"N": "7"} and shown["created_at"] == 0.0
+
+
 def test_attempts_without_an_exit_code_show_a_dash():
     attempts = [
         pb.Attempt(number=1, worker_id="w1", reason="docker_error"),

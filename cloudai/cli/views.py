@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
@@ -14,13 +15,38 @@ from cloudai.proto import common_pb2 as pb
 
 from .render import ago, box, duration, panel, size
 
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
+def _numbers(desc: Descriptor, d: dict[str, Any]) -> dict[str, Any]:
+    """`d` (MessageToDict of a `desc` message) with its 64-bit integers as JSON
+    numbers: the proto3 JSON mapping writes them as strings, which `jq` and scripts
+    would then have to convert."""
+    for f in desc.fields:
+        if f.name not in d or f.message_type and f.message_type.GetOptions().map_entry:
+            continue  # our maps hold strings and 32-bit numbers
+        if f.type in _INT64:
+            d[f.name] = [int(v) for v in d[f.name]] if f.is_repeated else int(d[f.name])
+        elif f.message_type is not None and f.message_type.file.package.startswith("cloudai"):
+            subs = d[f.name] if f.is_repeated else [d[f.name]]
+            for sub in subs:
+                _numbers(f.message_type, sub)
+    return d
+
 
 def to_json(obj: Message | list[Message] | dict[str, Any]) -> str:
     def conv(m: Any) -> Any:
         if isinstance(m, Message):
-            return MessageToDict(
+            d = MessageToDict(
                 m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
             )
+            return _numbers(m.DESCRIPTOR, d)
         if isinstance(m, list):
             return [conv(x) for x in m]
         if isinstance(m, dict):

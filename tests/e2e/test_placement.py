@@ -71,7 +71,7 @@ def _fits(worker: dict, t: dict) -> bool:
     labels = worker["labels"]
     return (
         float(req["cpu"]) <= float(cap["cpu"])
-        and int(req["memory_bytes"]) <= int(cap["memory_bytes"])
+        and req["memory_bytes"] <= cap["memory_bytes"]
         and all(labels.get(k) == v for k, v in t["spec"]["selector"].items())
     )
 

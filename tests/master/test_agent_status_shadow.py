@@ -7,6 +7,7 @@ bookkeeping cases (a second agent, a reconnect, a malformed report).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -70,6 +71,8 @@ def test_status_shows_the_real_agents_policy_and_its_shadow_counts(h):
         text = views.status_panel(status)
         assert "policy     binpack (profile binpack)" in text
         assert "shadow     spread: disagrees on 100.0% of 3 decision(s) (another worker 3" in text
+        shown = json.loads(views.to_json(status))["agent_shadow"]
+        assert shown == {"policy": "spread", "decisions": 3, "disagreements": 3, "other_worker": 3}
     finally:
         agent.stop()
         thread.join(timeout=WAIT_S)
