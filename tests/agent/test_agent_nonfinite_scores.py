@@ -101,7 +101,7 @@ def test_the_agent_never_sends_a_non_finite_score(tmp_path, nan_scorer, caplog):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"name": "nan", "scorers": {nan_scorer: 1, "least_allocated": 1}}))
     fake = FakeMaster()
-    server, port = serve(fake, 57330)
+    server, port = serve(fake)
     agent = Agent(AgentSettings(master=f"127.0.0.1:{port}", agent_id="nan", profile=str(path)))
     thread = threading.Thread(target=agent.run, daemon=True)
     caplog.set_level(logging.WARNING, logger="cloudai.agent.policy")

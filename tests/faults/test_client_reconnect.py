@@ -19,11 +19,10 @@ pytestmark = [pytest.mark.docker]
 LINES = [f"line {i}" for i in range(1, 5)]
 
 
-def _cluster(make_cluster, port: int):
-    """One worker, on loopback ports `port` (master) and `port + 1` (worker)."""
+def _cluster(make_cluster):
+    """One worker; the master's port, from the test range, stays the same across its
+    restarts (faultkit.FaultCluster)."""
     c = make_cluster()
-    c.port, c.address = port, f"127.0.0.1:{port}"
-    c.worker_ports[c.wid(1)] = port + 1
     c.start(1)
     return c
 
@@ -69,7 +68,7 @@ def _check_rode_out(proc: subprocess.Popen, err: str) -> None:
 
 
 def test_wait_rides_out_a_master_restart_and_exits_with_the_task_code(make_cluster):
-    c = _cluster(make_cluster, 57530)
+    c = _cluster(make_cluster)
     proc = _submit(c, "sleep 6; exit 5", "--wait")
     _running(c)
     _restart_master(c, away=2)
@@ -79,7 +78,7 @@ def test_wait_rides_out_a_master_restart_and_exits_with_the_task_code(make_clust
 
 
 def test_follow_resumes_a_running_task_without_repeating_lines(make_cluster):
-    c = _cluster(make_cluster, 57532)
+    c = _cluster(make_cluster)
     proc = _submit(c, "echo line 1; echo line 2; sleep 4; echo line 3; echo line 4; exit 5",
                    "--follow")  # fmt: skip
     before = _read_until(proc, "line 2")
@@ -91,7 +90,7 @@ def test_follow_resumes_a_running_task_without_repeating_lines(make_cluster):
 
 
 def test_follow_resumes_a_task_that_ended_while_the_master_was_away(make_cluster):
-    c = _cluster(make_cluster, 57534)
+    c = _cluster(make_cluster)
     proc = _submit(c, "echo line 1; echo line 2; sleep 2; echo line 3; echo line 4; exit 5",
                    "--follow")  # fmt: skip
     before = _read_until(proc, "line 2")
@@ -103,7 +102,7 @@ def test_follow_resumes_a_task_that_ended_while_the_master_was_away(make_cluster
 
 
 def test_wait_gives_up_with_exit_2_when_the_master_stays_away(make_cluster):
-    c = _cluster(make_cluster, 57536)
+    c = _cluster(make_cluster)
     proc = _submit(c, "sleep 60", "--wait", reconnect="2")
     _running(c)
     c.signal("master", signal.SIGKILL)
@@ -111,7 +110,7 @@ def test_wait_gives_up_with_exit_2_when_the_master_stays_away(make_cluster):
     _, err = proc.communicate(timeout=30)
     took = time.monotonic() - began
     assert proc.returncode == 2, err
-    assert "master at 127.0.0.1:57536 unreachable; retrying for up to 2s" in err
-    assert "cannot reach the CloudAI master at 127.0.0.1:57536" in err
+    assert f"master at {c.address} unreachable; retrying for up to 2s" in err
+    assert f"cannot reach the CloudAI master at {c.address}" in err
     assert "(gave up after 2s)" in err and "reconnected" not in err
     assert 2 <= took < 15

@@ -162,7 +162,7 @@ def test_oom_retry_moves_to_bigger_worker_and_drained_worker_finishes(make_clust
     c.start_worker(big)
     wait_until(lambda: c.active_count() == 2, 60, "2 workers")
 
-    running = c.submit(["sh", "-c", "sleep 4; echo finished"], pinned_worker=big)
+    running = c.submit(["sh", "-c", "sleep 8; echo finished"], pinned_worker=big)
     wait_until(lambda: state(c.task(running)) == "RUNNING", 60, "the pinned task to run")
     out = c.cli("drain", big)
     assert out.returncode == 0 and "draining" in out.stdout, out.stderr
