@@ -10,12 +10,18 @@ What the replays know of the future is the question:
 
 - `--future hindsight`: the trace's real arrivals and real run times. No policy can
   know these; this bounds what any gate that switches every R hours could reach.
+- `--future arrivals`: the real arrivals, but every job (arrived or not) running its
+  requested time: what knowing the arrivals alone is worth.
 - `--future sampled --samples N`: N futures drawn from the workload model fitted to
   the jobs outside the evaluation data (resample.py; the same draws for every rule),
   every job running its requested time. This is the choice a gate trained on the
   state could at best learn to imitate, when the workload's jobs are independent of
   one another (as in Lublin-1, which a model of independent jobs generated).
 - `--future none`: nothing arrives after now; requested run times.
+- `--future recent`: the next H hours repeat the last H hours of this window's own
+  arrivals (the jobs the scheduler has seen, shifted forward by H), requested run
+  times. One future, no fitted model: "tomorrow looks like today", which a workload
+  whose users submit in sessions (KTH-SP2) may follow better than independent draws.
 
     python benchmarks/gate_oracle.py --trace ../shared/traces/lublin_256.swf.gz \\
         --sequences 10 --length 1024 --seed 1 --gate 24:6 --future sampled --samples 3 \\
@@ -59,7 +65,7 @@ from cloudai.agent.sim.trace import Trace
 from cloudai.cli.sim_cmds import _slice
 from cloudai.errors import ConfigError
 
-FUTURES = ("hindsight", "sampled", "none")
+FUTURES = ("hindsight", "arrivals", "sampled", "none", "recent")
 
 
 class GateSim(PlannerSim):
@@ -73,12 +79,12 @@ class GateSim(PlannerSim):
         plan: Planner,
         every: float,
         bf: bool,
-        hindsight: bool = False,
+        seen: Trace | None = None,
     ):
-        """`plan.base` is the first rule used; with `hindsight` the replays see the
-        trace itself (its real arrivals and run times) instead of `plan.future`."""
+        """`plan.base` is the first rule used; with `seen` the replays see that trace
+        (the real arrivals, and run times as it has them) instead of `plan.future`."""
         super().__init__(trace, procs, plan, bf)
-        self.rules, self.every, self.hindsight = rules, every, hindsight
+        self.rules, self.every, self.seen = rules, every, seen
         self.name = next(n for n, r in rules.items() if r is plan.base)
         self.next_choice = -np.inf
         self.picks: Counter[str] = Counter()
@@ -93,7 +99,7 @@ class GateSim(PlannerSim):
         if len(self.queue) < 2:
             return
         cost = dict.fromkeys(self.rules, 0.0)
-        futures = [(self.trace, self.tasks)] if self.hindsight else self.futures()
+        futures = self.futures() if self.seen is None else [(self.seen, self.tasks)]
         for known, tasks in futures:
             for name, rule in self.rules.items():
                 cost[name] += self.rollout(known, tasks, None, rule)
@@ -101,6 +107,22 @@ class GateSim(PlannerSim):
         self.name = min(cost, key=cost.get)
         self.orderer = self.rules[self.name]
         self.picks[self.name] += 1
+
+
+class RecentFuture:
+    """A future that repeats the recent past: draw(t, until) returns the jobs of
+    `trace` that arrived in (2t - until, t], shifted forward by until - t."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+
+    def draw(self, t: float, until: float, rng: np.random.Generator) -> Trace:
+        span = until - t
+        sub = self.trace.submit
+        idx = np.flatnonzero((sub > t - span) & (sub <= t))
+        out = self.trace.take(idx, "recent")
+        out.submit = out.submit + span
+        return out
 
 
 def fit_range(text: str) -> tuple[float, float]:
@@ -129,10 +151,14 @@ def sampler(a) -> FutureSampler:
 def gate_run(part, rules: dict, a, hours: float, every: float) -> tuple[float, Counter]:
     """One window under the gate: its bsld, and how often each rule was chosen."""
     first = rules["f1"] if "f1" in rules else next(iter(rules.values()))
-    future = a.model if a.future == "sampled" else None
-    plan = Planner(first, future, horizon=hours * 3600.0, samples=a.samples)
-    hindsight = a.future == "hindsight"
-    sim = GateSim(part.trace, part.procs, rules, plan, every * 3600.0, a.backfill, hindsight)
+    future = {"sampled": a.model, "recent": RecentFuture(part.trace)}.get(a.future)
+    samples = a.samples if a.future == "sampled" else 1
+    plan = Planner(first, future, horizon=hours * 3600.0, samples=samples)
+    seen = part.trace if a.future in ("hindsight", "arrivals") else None
+    if a.future == "arrivals":
+        seen = seen.take(slice(None))
+        seen.run = seen.req_time.copy()
+    sim = GateSim(part.trace, part.procs, rules, plan, every * 3600.0, a.backfill, seen)
     return float(metrics(sim.run())["bsld"]), sim.picks
 
 
@@ -163,7 +189,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     window_args(ap)
     ap.add_argument("--gate", default="24:6", help="H:R[,H:R...] hours (default: %(default)s)")
-    ap.add_argument("--future", default="sampled", help="hindsight, sampled or none")
+    ap.add_argument("--future", default="sampled", help="hindsight, arrivals, sampled, none or recent")
     ap.add_argument("--samples", type=int, default=3, help="with --future sampled")
     ap.add_argument("--fit", default="", help="LO:HI, the jobs the workload model is fitted to")
     ap.add_argument("--json", action="store_true")

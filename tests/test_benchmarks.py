@@ -186,7 +186,8 @@ def test_gate_oracle_picks_the_rule_whose_replay_costs_least(tmp_path):
     """One processor: a 100 s job runs when a 1,000 s job and five 10 s jobs arrive
     together. Replaying FCFS runs the long job first and SJF the short ones; the gate
     must choose SJF at each of the five decisions with more than one job queued, and
-    so score exactly SJF's figure, with the real future or with none (nothing arrives
+    so score exactly SJF's figure, with the real future, the real arrivals (every job
+    runs its requested time here), the last hour repeated, or none (nothing arrives
     later)."""
     jobs = [(0, 100), (1, 1000)] + [(1, 10)] * 5
     body = "".join(
@@ -195,7 +196,7 @@ def test_gate_oracle_picks_the_rule_whose_replay_costs_least(tmp_path):
     )
     (tmp_path / "tiny.swf").write_text(f"; MaxProcs: 1\n{body}")
     window = ("--trace", str(tmp_path / "tiny.swf"), "--sequences", "1", "--length", "7")
-    for future in ("hindsight", "none"):
+    for future in ("hindsight", "arrivals", "recent", "none"):
         done = _gate(*window, "--experts", "fcfs,sjf", "--gate", "1:1e-4", "--future", future,
                      "--json")  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -223,7 +224,7 @@ def test_gate_oracle_with_imagined_futures_chooses_among_its_experts():
     assert set(gate["picks"]) <= {"f1", "sjf"} and sum(gate["picks"].values()) > 0
     assert all(b >= 1.0 for b in gate["bsld"])
     assert _gate(*args, "--future", "soon").stderr.strip() == (
-        "gate_oracle: --future 'soon': one of hindsight, sampled, none"
+        "gate_oracle: --future 'soon': one of hindsight, arrivals, sampled, none, recent"
     )
     assert _gate(*args, "--fit", "0.7").stderr.strip() == (
         "gate_oracle: --fit '0.7': use A:B with 0 <= A < B <= 1, e.g. 0:0.7"
