@@ -189,7 +189,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     window_args(ap)
     ap.add_argument("--gate", default="24:6", help="H:R[,H:R...] hours (default: %(default)s)")
-    ap.add_argument("--future", default="sampled", help="hindsight, arrivals, sampled, none or recent")
+    ap.add_argument("--future", default="sampled", help=", ".join(FUTURES))
     ap.add_argument("--samples", type=int, default=3, help="with --future sampled")
     ap.add_argument("--fit", default="", help="LO:HI, the jobs the workload model is fitted to")
     ap.add_argument("--json", action="store_true")
