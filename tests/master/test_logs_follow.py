@@ -115,10 +115,16 @@ def test_follow_goes_on_with_the_next_attempt_after_the_worker_is_lost(h):
     first = h.add_worker("w1", servicer=dying)
     h.add_worker("w2")
     task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest"))
-    assert _place_and_run(h, task.id, "w1") == 1
-    with following(h, task.id) as follower, heartbeats(h, "w2") as running:
+    w1_alive = contextlib.ExitStack()
+    on_w1 = w1_alive.enter_context(heartbeats(h, "w1"))
+    # w1 beats until it dies: on a busy machine `cloudai logs` can take longer to start
+    # than the heartbeat timeout, and a silent w1 would be lost before it streamed.
+    with w1_alive, following(h, task.id) as follower, heartbeats(h, "w2") as running:
+        assert _place_and_run(h, task.id, "w1") == 1
+        on_w1.append(pb.TaskRef(task_id=task.id, attempt=1))
         assert follower.stdout.readline() == "attempt 1 output\n"
-        first.server.stop(0)  # the worker dies mid-stream; w1 stops heartbeating too
+        w1_alive.close()  # w1 stops heartbeating
+        first.server.stop(0)  # and dies mid-stream
         notice = follower.stderr.readline()  # once the master marked w1 lost
         assert notice == "cloudai: attempt 1 ended: worker lost; the task is pending again\n"
         assert h.master.tasks.get(task.id).state == TaskState.PENDING
