@@ -40,6 +40,7 @@ from cloudai.agent.policy.snapshot import CPU, MEM, ClusterState, TaskRequest
 from cloudai.convert import spec_from_pb
 from cloudai.model import TaskSpec
 from cloudai.proto import master_agent_pb2
+from cloudai.reasons import shadow_kinds
 
 from .model import LearnedModel, ModelError, load_default_model, load_model
 from .predictors import packed_memory
@@ -263,7 +264,7 @@ def disagreement_line(shadow: Shadow, outcome: ShadowBatch) -> str:
     return (
         f"shadow {shadow.name}: {len(diff)} of {n} decision(s) differ{': ' if diff else ''}"
         f"{shown}{more}; disagreement rate {shadow.rate:.1%} over {shadow.decisions}"
-        f"{kinds(shadow)}"
+        f"{shadow_kinds(shadow.disagreements, shadow.elsewhere)}"
     )
 
 
@@ -272,13 +273,4 @@ def summary_line(shadow: Shadow) -> str:
     if not shadow.decisions:
         return f"shadow {shadow.name}: {NO_DECISION}"
     rate = f"disagreement rate {shadow.rate:.1%} over {shadow.decisions} decision(s)"
-    return f"shadow {shadow.name}: {rate}{kinds(shadow)}"
-
-
-def kinds(shadow: Shadow) -> str:
-    """' (where 1, which 3)': the disagreements so far on another worker, and those
-    where only one policy placed the task (another order); '' when there are none."""
-    if not shadow.disagreements:
-        return ""
-    which = shadow.disagreements - shadow.elsewhere
-    return f" (another worker {shadow.elsewhere}, another task chosen {which})"
+    return f"shadow {shadow.name}: {rate}{shadow_kinds(shadow.disagreements, shadow.elsewhere)}"

@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
+from cloudai.reasons import shadow_kinds
 
 from .render import ago, box, duration, panel, size
 
@@ -201,11 +202,8 @@ def _shadow(r) -> str:
     """The agent's shadow policy and how often it would have decided otherwise."""
     if not r.decisions:
         return f"{r.policy}: no decision compared yet"
-    kinds = ""
-    if r.disagreements:
-        chosen = r.disagreements - r.other_worker
-        kinds = f" (another worker {r.other_worker}, another task chosen {chosen})"
     rate = r.disagreements / r.decisions
+    kinds = shadow_kinds(r.disagreements, r.other_worker)
     return f"{r.policy}: disagrees on {rate:.1%} of {r.decisions} decision(s){kinds}"
 
 

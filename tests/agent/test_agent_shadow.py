@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 
-from cloudai.agent.learn.live import Shadow, kinds
+from cloudai.agent.learn.live import Shadow
 from cloudai.agent.policy import make_task, make_worker
 from cloudai.agent.policy.placement import Placement
 from cloudai.agent.sidecar import Agent, run_agent
 from cloudai.agent.wire import batch_from_pb, batch_to_pb
 from cloudai.config import AgentSettings
+from cloudai.reasons import shadow_kinds
 
 from .agent_fakes import FakeMaster
 
@@ -81,7 +82,8 @@ def test_a_decision_counts_when_only_one_policy_placed_the_task():
     outcome = shadow.compare(pb, tasks, state, active)
     assert outcome.decisions == 2 and outcome.diff == [("b", "-", "idle")]
     assert shadow.rate == 0.5
-    assert (shadow.elsewhere, kinds(shadow)) == (0, " (another worker 0, another task chosen 1)")
+    assert (shadow.disagreements, shadow.elsewhere) == (1, 0)
+    assert shadow_kinds(1, 0) == " (another worker 0, another task chosen 1)"
     # A batch of tasks neither policy can place is no decision at all.
     stuck = batch(2)
     tasks, state = batch_from_pb(stuck)
