@@ -17,6 +17,7 @@ from cloudai.agent.policy import make_task, make_worker
 from cloudai.agent.sidecar import Agent, Backoff, run_agent
 from cloudai.agent.wire import batch_to_pb
 from cloudai.config import AgentSettings
+from tests.ports import free_port
 
 from .agent_fakes import FakeMaster, serve
 
@@ -81,10 +82,12 @@ def test_agent_places_a_streamed_batch_and_submits_every_decision(start_agent):
 def test_agent_reconnects_after_the_master_restarts(start_agent, caplog):
     caplog.set_level(logging.INFO, logger="cloudai.agent")
     fake = FakeMaster()
-    server, port = serve(fake)
+    # A port of the test range, not an ephemeral one: while the master is down, an
+    # outgoing connection could take an ephemeral port (tests/ports.py).
+    server, port = serve(fake, free_port())
     start_agent(Agent(settings(port), backoff=Backoff(0.05, 0.2)))
     fake.watches.get(timeout=WAIT_S)
-    server.stop(0)
+    assert server.stop(0).wait(WAIT_S)  # its listening socket is closed
     # A new master on the same address: the agent must find it and serve it.
     fake2 = FakeMaster()
     server2, port2 = serve(fake2, port)
@@ -102,9 +105,7 @@ def test_agent_reconnects_after_the_master_restarts(start_agent, caplog):
 
 def test_agent_keeps_retrying_while_the_master_is_down(start_agent, caplog):
     caplog.set_level(logging.WARNING, logger="cloudai.agent")
-    fake = FakeMaster()
-    server, port = serve(fake)
-    server.stop(0)  # a free port with nothing behind it
+    port = free_port()  # nothing listens on it
     agent = start_agent(Agent(settings(port), backoff=Backoff(0.02, 0.05)))
     deadline = time.monotonic() + WAIT_S
     while len(caplog.records) < 3 and time.monotonic() < deadline:
