@@ -229,3 +229,52 @@ def test_gate_oracle_with_imagined_futures_chooses_among_its_experts():
     assert _gate(*args, "--fit", "0.7").stderr.strip() == (
         "gate_oracle: --fit '0.7': use A:B with 0 <= A < B <= 1, e.g. 0:0.7"
     )
+
+
+def _ceiling(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "ceiling.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_ceiling_starts_at_the_best_rule_and_never_gets_worse():
+    """With no iteration the ceiling is its best start, and F1 written as linear
+    weights scores exactly the registered F1; the clock terms start at zero, so they
+    change no start. The search re-scores its best, so the curve never rises."""
+    trace = str(trace_path("lublin_256.swf.gz"))
+    args = ("--trace", trace, "--sequences", "2", "--length", "150", "--json")
+    plain = json.loads(_ceiling(*args, "--iterations", "0").stdout)
+    assert plain["starts"]["f1"] == plain["heuristics"]["f1"]
+    assert plain["best"] == min(plain["starts"].values()) and plain["curve"] == []
+    done = _ceiling(*args, "--iterations", "2", "--population", "5", "--clock")
+    assert done.returncode == 0, done.stderr
+    clock = json.loads(done.stdout)
+    assert clock["starts"] == plain["starts"]
+    assert len(clock["curve"]) == 2 and clock["curve"][1] <= clock["curve"][0] <= plain["best"]
+    assert clock["best"] == clock["curve"][-1]
+    assert clock["ratio"] == clock["best"] / clock["heuristics"][clock["best_heuristic"]]
+    assert {"runtime_sin", "fits_cos", "f1_age"} <= set(clock["weights"])
+    bad = _ceiling(*args, "--features", "log_runtime,bogus")
+    assert bad.returncode == 2 and bad.stderr.startswith("ceiling: --features: unknown")
+
+
+def test_ceiling_clock_terms_follow_the_time_of_day(monkeypatch):
+    """At 06:00 (a quarter of the day: sine 1, cosine 0) the sine terms are the job's
+    scaled run time, size and fits, and the cosine terms vanish."""
+    import numpy as np
+
+    from cloudai.agent.policy.job_ordering import JobColumns
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from ceiling import clock_features
+
+    c = JobColumns(
+        submit=np.array([86_400.0, 100_000.0]),
+        wait=np.array([21_600.0, 8_000.0]),  # both: now = 108,000 s, 06:00 on day 2
+        runtime=np.array([10.0, 100_000.0]),
+        procs=np.array([1.0, 256.0]),
+        fits=np.array([True, False]),
+        capacity=256.0,
+    )
+    f = clock_features(c)
+    want = np.array([[0.2, 0, 0, 0, 1, 0], [1.0, 0, 1, 0, 0, 0]])
+    assert np.allclose(f, want, atol=1e-12)
