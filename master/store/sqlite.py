@@ -2,8 +2,15 @@
 
 Each write is its own transaction, committed before the call returns. In WAL mode
 with synchronous=NORMAL a committed transaction survives a killed process (the
-WAL frames are already in the OS page cache); only a power loss can drop the most
-recent commits, which is the documented trade for not fsyncing every write.
+WAL frames are already in the OS page cache), but a power loss can drop the most
+recent commits. So the writes that acknowledge something a client cannot get back
+by itself, a new task (its id is the submit's answer) and a cancel, are committed
+with synchronous=FULL: the WAL is fsynced before the call returns, and with it
+every commit before. So is a batch (the agent's placements: one fsync for the
+batch). The single writes that follow the workers' reports (task states, results,
+telemetry, registrations) stay at NORMAL; after a power loss the master and the
+workers reconcile them as after a crash, at worst by running a task again
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from .sqlite_file import MasterLock, check_schema
 
 MEMORY = ":memory:"
 SCHEMA_VERSION = 1
+SYNCHRONOUS = "NORMAL"  # every write but the durable ones (see above)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -139,7 +147,8 @@ class SQLiteStore(Store):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Many writes in one transaction: one commit instead of one per write."""
+        """Many writes in one transaction: one commit instead of one per write. It is
+        durable (fsynced), as any write inside may be."""
         with self._lock:
             if self._batch_depth:
                 self._batch_depth += 1
@@ -148,18 +157,19 @@ class SQLiteStore(Store):
                 finally:
                     self._batch_depth -= 1
                 return
-            self._begin()
-            self._batch_depth = 1
-            try:
-                yield
-                self._conn.execute("COMMIT")
-            except BaseException as err:
-                self._rollback()
-                if isinstance(err, sqlite3.Error):
-                    raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
-                raise
-            finally:
-                self._batch_depth = 0
+            with self._synchronous("FULL"):
+                self._begin()
+                self._batch_depth = 1
+                try:
+                    yield
+                    self._conn.execute("COMMIT")
+                except BaseException as err:
+                    self._rollback()
+                    if isinstance(err, sqlite3.Error):
+                        raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+                    raise
+                finally:
+                    self._batch_depth = 0
 
     def _begin(self) -> None:
         try:
@@ -170,8 +180,10 @@ class SQLiteStore(Store):
             raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed on success, rolled back on any error."""
+    def _write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on success, rolled back on any error. `durable`:
+        fsynced before this returns (synchronous=FULL, which SQLite lets a connection
+        change only between transactions)."""
         with self._lock:
             if self._batch_depth:
                 # Every write here is one statement, and SQLite undoes a failed
@@ -181,15 +193,32 @@ class SQLiteStore(Store):
                 except sqlite3.Error as err:
                     raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
                 return
-            self._begin()
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException as err:
-                self._rollback()
-                if isinstance(err, sqlite3.Error):
-                    raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
-                raise
+            with self._synchronous("FULL" if durable else None):
+                self._begin()
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException as err:
+                    self._rollback()
+                    if isinstance(err, sqlite3.Error):
+                        raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+                    raise
+
+    @contextmanager
+    def _synchronous(self, level: str | None) -> Iterator[None]:
+        """synchronous=`level` for the transaction inside, NORMAL again after it."""
+        if level is None:
+            yield
+            return
+        try:
+            self._conn.execute(f"PRAGMA synchronous={level}")
+        except sqlite3.Error as err:
+            raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+        try:
+            yield
+        finally:
+            with suppress(sqlite3.Error):
+                self._conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
 
     def _rollback(self) -> None:
         # The failed statement may already have ended the transaction.
@@ -270,7 +299,7 @@ class SQLiteStore(Store):
 
     # -- tasks ------------------------------------------------------------------
     def create_task(self, task: Task) -> None:
-        with self._write() as c:
+        with self._write(durable=True) as c:
             try:
                 c.execute(
                     "INSERT INTO tasks (id, state, attempt, worker_id, created_at, updated_at, doc)"
@@ -302,7 +331,7 @@ class SQLiteStore(Store):
 
     def update_task(self, task: Task, expect_state: TaskState, expect_attempt: int) -> bool:
         state, attempt, worker_id, created_at, updated_at, doc = _task_columns(task)
-        with self._write() as c:
+        with self._write(durable=task.state == TaskState.CANCELLED) as c:
             cur = c.execute(
                 "UPDATE tasks SET state = ?, attempt = ?, worker_id = ?, created_at = ?,"
                 " updated_at = ?, doc = ? WHERE id = ? AND state = ? AND attempt = ?",
@@ -380,7 +409,7 @@ def _prepare(conn: sqlite3.Connection, url: str) -> None:
     # refused as it is, not converted to WAL and half-migrated.
     check_schema(conn, url, SCHEMA_VERSION)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
     conn.execute("PRAGMA foreign_keys=ON")
     # CREATE ... IF NOT EXISTS only reads the schema: opening a large
     # file costs the same as opening an empty one.

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from cloudai.errors import StoreError
+from cloudai.errors import Conflict, StoreError
 from cloudai.master.store import SQLiteStore
 from cloudai.master.store.sqlite import list_tasks_query
 from cloudai.model import TaskState
 
-from .builders import make_task
+from .builders import make_task, make_worker
 
 LIVE = [TaskState.PENDING, TaskState.PLACED, TaskState.RUNNING]
 
@@ -115,3 +115,57 @@ def test_failed_write_rolls_back_and_store_stays_usable(tmp_path: Path) -> None:
         assert [t.id for t in store.list_tasks()] == ["t-1", "t-2"]
     finally:
         store.close()
+
+
+def _commits(store: SQLiteStore, run) -> list[str]:
+    """The synchronous level (as SQLite reports it: 1 NORMAL, 2 FULL) of each COMMIT
+    that `run()` makes, and the level left afterwards."""
+    conn, levels, seen = store._conn, [], []
+    conn.set_trace_callback(seen.append)
+    try:
+        run()
+    finally:
+        conn.set_trace_callback(None)
+    level = "NORMAL"
+    for sql in seen:
+        if sql.startswith("PRAGMA synchronous="):
+            level = sql.split("=", 1)[1]
+        elif sql == "COMMIT":
+            levels.append(level)
+    after = {1: "NORMAL", 2: "FULL"}[conn.execute("PRAGMA synchronous").fetchone()[0]]
+    return [*levels, f"then {after}"]
+
+
+def test_acknowledging_writes_are_fsynced_and_the_rest_are_not(tmp_path: Path) -> None:
+    """A new task (the submit's answer), a cancel and a batch (the agent's placements)
+    commit at synchronous=FULL; a task's other transitions and the worker-driven
+    writes at NORMAL. The level goes back to NORMAL after each, failed or not."""
+    store = SQLiteStore(tmp_path / "s.db")
+    task = make_task("t-1")
+    assert _commits(store, lambda: store.create_task(task)) == ["FULL", "then NORMAL"]
+    running = make_task("t-1", state=TaskState.RUNNING)
+    assert _commits(store, lambda: store.update_task(running, TaskState.PENDING, 0)) == [
+        "NORMAL",
+        "then NORMAL",
+    ]
+    cancelled = make_task("t-1", state=TaskState.CANCELLED)
+    assert _commits(store, lambda: store.update_task(cancelled, TaskState.RUNNING, 0)) == [
+        "FULL",
+        "then NORMAL",
+    ]
+    assert store.get_task("t-1").state == TaskState.CANCELLED
+    worker = make_worker("w-1")
+    assert _commits(store, lambda: store.upsert_worker(worker)) == ["NORMAL", "then NORMAL"]
+    sample = lambda: store.add_telemetry_sample("w-1", 5.0, {"cpu": 1})  # noqa: E731
+    assert _commits(store, sample) == ["NORMAL", "then NORMAL"]
+
+    def batch() -> None:
+        with store.batch():
+            store.create_task(make_task("t-2"))
+            store.create_task(make_task("t-3"))
+
+    assert _commits(store, batch) == ["FULL", "then NORMAL"]
+    with pytest.raises(Conflict):  # a failed durable write leaves NORMAL behind too
+        _commits(store, lambda: store.create_task(make_task("t-2")))
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    store.close()
