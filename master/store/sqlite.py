@@ -157,19 +157,12 @@ class SQLiteStore(Store):
                 finally:
                     self._batch_depth -= 1
                 return
-            with self._synchronous("FULL"):
-                self._begin()
-                self._batch_depth = 1
-                try:
+            self._batch_depth = 1
+            try:
+                with self._transaction(durable=True):
                     yield
-                    self._conn.execute("COMMIT")
-                except BaseException as err:
-                    self._rollback()
-                    if isinstance(err, sqlite3.Error):
-                        raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
-                    raise
-                finally:
-                    self._batch_depth = 0
+            finally:
+                self._batch_depth = 0
 
     def _begin(self) -> None:
         try:
@@ -193,16 +186,22 @@ class SQLiteStore(Store):
                 except sqlite3.Error as err:
                     raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
                 return
-            with self._synchronous("FULL" if durable else None):
-                self._begin()
-                try:
-                    yield self._conn
-                    self._conn.execute("COMMIT")
-                except BaseException as err:
-                    self._rollback()
-                    if isinstance(err, sqlite3.Error):
-                        raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
-                    raise
+            with self._transaction(durable):
+                yield self._conn
+
+    @contextmanager
+    def _transaction(self, durable: bool) -> Iterator[None]:
+        """BEGIN ... COMMIT, rolled back on any error; `durable`: at synchronous=FULL."""
+        with self._synchronous("FULL" if durable else None):
+            self._begin()
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException as err:
+                self._rollback()
+                if isinstance(err, sqlite3.Error):
+                    raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
+                raise
 
     @contextmanager
     def _synchronous(self, level: str | None) -> Iterator[None]:
