@@ -12,8 +12,8 @@ size and whether it fits now: can an orderer use the daily cycle of the arrivals
     python benchmarks/ceiling.py --trace ../shared/traces/lublin_256.swf.gz \\
         --sequences 10 --length 1024 --seed 1 [--clock] [--backfill] [--iterations 10]
 
-The search is the cross-entropy search of `cloudai sim train` (population 14, the 4
-best kept, spread 0.3 at first), on the mean bsld over the windows, starting at the
+The search is a cross-entropy search like `cloudai sim train`'s (population 14, the
+4 best kept, spread 0.3 at first), on the mean bsld over the windows, starting at the
 best of the named rules (and F1 itself when `f1_age` is searched). The best weights
 so far are re-scored in every population, so the figure never gets worse.
 """
@@ -85,10 +85,11 @@ def search(parts: list[Part], a, features: tuple[str, ...]) -> dict:
     def cost(w: np.ndarray) -> float:
         return mean_bsld(parts, lambda: ClockPriority(w, features, a.clock), a.backfill)
 
-    first = {n: cost(w) for n, w in starts(features, a.clock).items()}
+    named = starts(features, a.clock)
+    first = {n: cost(w) for n, w in named.items()}
     say("starts: " + ", ".join(f"{n} {v:.2f}" for n, v in first.items()))
     name = min(first, key=first.get)
-    best_w, best = starts(features, a.clock)[name], first[name]
+    best_w, best = named[name], first[name]
     mean, std = best_w.copy(), np.full(len(best_w), 0.3)
     rng = np.random.default_rng(a.seed + 1 if a.search_seed is None else a.search_seed)
     curve = []

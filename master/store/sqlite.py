@@ -192,7 +192,7 @@ class SQLiteStore(Store):
     @contextmanager
     def _transaction(self, durable: bool) -> Iterator[None]:
         """BEGIN ... COMMIT, rolled back on any error; `durable`: at synchronous=FULL."""
-        with self._synchronous("FULL" if durable else None):
+        with self._fsynced(durable):
             self._begin()
             try:
                 yield
@@ -204,13 +204,13 @@ class SQLiteStore(Store):
                 raise
 
     @contextmanager
-    def _synchronous(self, level: str | None) -> Iterator[None]:
-        """synchronous=`level` for the transaction inside, NORMAL again after it."""
-        if level is None:
+    def _fsynced(self, on: bool) -> Iterator[None]:
+        """With `on`: synchronous=FULL for the transaction inside, NORMAL again after."""
+        if not on:
             yield
             return
         try:
-            self._conn.execute(f"PRAGMA synchronous={level}")
+            self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as err:
             raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
         try:
