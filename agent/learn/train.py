@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from cloudai.agent.sim.machine import simulate_machine
 from cloudai.agent.sim.metrics import metrics
 from cloudai.agent.sim.trace import Trace
 from cloudai.errors import ConfigError
+from cloudai.lifetime import die_with_parent
 
 from .guard import Verdict, judge
 from .model import LearnedModel
@@ -229,9 +231,11 @@ def bslds(
 _PARTS: list[Part] = []
 
 
-def _init(parts: list[Part]) -> None:
+def _init(parts: list[Part], parent: int | None = None) -> None:
     global _PARTS
     _PARTS = parts
+    if parent is not None:
+        die_with_parent(parent)
 
 
 def _score_in_worker(args: tuple[np.ndarray, bool, tuple[str, ...], str, int]) -> float:
@@ -257,7 +261,7 @@ class _InProcess:
 def _pool(workers: int, parts: list[Part]):
     if workers <= 1:
         return _InProcess(parts)
-    return ProcessPoolExecutor(workers, initializer=_init, initargs=(parts,))
+    return ProcessPoolExecutor(workers, initializer=_init, initargs=(parts, os.getpid()))
 
 
 def heuristic_weights(**named: float) -> np.ndarray:

@@ -117,6 +117,8 @@ def _check_shape(p: Profile, registry: Registry) -> None:
         if not _weight_ok(weight):
             got = weight if _is_number(weight) else repr(weight)
             raise ConfigError(f"scorer weight {name} must be a finite number >= 0, got {got}")
+    if not any(p.scorers.values()):
+        raise ConfigError("at least one scorer weight must be > 0 (all are 0)")
     _check(registry, Kind.ORDERER, p.orderer)
     _want(isinstance(p.params, dict), "params", "a table of tables", p.params)
     for name, table in p.params.items():

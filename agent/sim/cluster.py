@@ -31,6 +31,7 @@ from cloudai.agent.policy.pickers import Cursor
 from cloudai.agent.policy.placement import Placement
 from cloudai.agent.policy.profiles import Profile
 from cloudai.agent.policy.snapshot import CPU, GPU, ClusterState, TaskRequest, WorkerSpec
+from cloudai.errors import ConfigError
 from cloudai.model import Resources
 
 from .machine import Outcome
@@ -84,6 +85,11 @@ def saturate(trace: Trace, nodes: Nodes, policy: Policy, seed: int = 0) -> Outco
     """One saturation run; see the module doc."""
     state = node_state(nodes)
     capacity = float(state.cap[GPU].sum())
+    if not capacity:
+        raise ConfigError(
+            f"none of the {len(nodes)} nodes has a GPU: a saturation run fills the GPUs "
+            "(FGD's protocol), so it needs GPU nodes"
+        )
     stream = arrival_stream(trace, capacity, seed)
     tasks = stream_tasks(trace, stream)
     profile = _seeded(policy, trace, seed)

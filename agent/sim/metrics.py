@@ -54,7 +54,7 @@ def metrics(o: Outcome) -> dict[str, float | int | None]:
     return {
         "bsld": _mean(bounded_slowdown(wait, run)),
         "mean_jct": _mean(jct),
-        "p95_jct": float(np.percentile(jct, 95)) if jct.size else 0.0,
+        "p95_jct": float(np.percentile(jct, 95)) if jct.size else None,
         "mean_wait": _mean(wait),
         "makespan": makespan,
         "utilization": o.utilization if o.utilization is not None else util,
@@ -75,5 +75,6 @@ def combine(runs: Sequence[dict[str, float | int | None]]) -> dict[str, float | 
     return out
 
 
-def _mean(a: np.ndarray) -> float:
-    return float(a.mean()) if a.size else 0.0
+def _mean(a: np.ndarray) -> float | None:
+    """None when no job ran: 0 would read as a perfect result (bsld is at least 1)."""
+    return float(a.mean()) if a.size else None

@@ -45,6 +45,7 @@ class SimConfig:
         _check_counts(self)
 
 
+MAX_SEQUENCES = 100_000  # windows per run: far beyond any protocol, and fits in memory
 # The whole-number settings: each >= 0; what 0 means.
 _COUNTS = {
     "seed": "",
@@ -70,9 +71,15 @@ def _check_counts(cfg: SimConfig) -> None:
         raise ConfigError("--length needs --sequences: K windows of L jobs each")
     if cfg.node_limit and not cfg.nodes:
         raise ConfigError("--node-limit needs --nodes (an openb trace)")
+    if cfg.sequences > MAX_SEQUENCES:
+        raise ConfigError(f"--sequences {cfg.sequences}: at most {MAX_SEQUENCES:,}")
 
 
 def guess_format(path: str | Path) -> str:
+    if not Path(path).exists():
+        raise ConfigError(f"no such trace file: {str(path)!r}")
+    if Path(path).is_dir():
+        raise ConfigError(f"{str(path)!r} is a directory, not a trace file")
     name = Path(path).name.lower()
     if ".swf" in name:
         return "swf"
@@ -125,6 +132,10 @@ def load_nodes(cfg: SimConfig) -> Nodes:
     if not cfg.nodes:
         raise ConfigError("an openb trace needs its nodes: pass --nodes PATH")
     nodes = load_openb_nodes(cfg.nodes)
+    if cfg.node_limit > len(nodes):
+        raise ConfigError(
+            f"--node-limit {cfg.node_limit}: {Path(cfg.nodes).name} has only {len(nodes)} nodes"
+        )
     if cfg.node_limit and cfg.node_limit < len(nodes):
         rng = np.random.default_rng(cfg.seed)
         nodes = nodes.take(np.sort(rng.choice(len(nodes), cfg.node_limit, replace=False)))
@@ -193,10 +204,21 @@ def compare(
     return {
         "trace": trace.name,
         "jobs": len(trace),
+        "simulated": sum(n for _, n in windows(len(trace), cfg.sequences, cfg.length, cfg.seed)),
         "skipped": trace.skipped,
-        "config": {**asdict(cfg), "slice": list(cfg.slice)},
+        "config": _resolved(cfg, trace, nodes),
         "policies": policies,
     }
+
+
+def _resolved(cfg: SimConfig, trace: Trace, nodes: Nodes | None) -> dict[str, Any]:
+    """The configuration as run: the format and the machine size resolved, not 0 or ""."""
+    out = {**asdict(cfg), "slice": list(cfg.slice)}
+    out["format"] = "openb" if nodes is not None else "swf"
+    out["procs"] = 0 if nodes is not None else machine_size(trace, cfg)
+    if nodes is not None:
+        out["node_count"] = len(nodes)
+    return out
 
 
 def _headline(row: dict[str, Any]) -> str:

@@ -93,9 +93,20 @@ def _trace(name: str, rows: dict[str, list], max_procs: int = 0, skipped: int = 
     )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    """By the file's first two bytes, whatever its name (a .GZ, or a gzipped .swf)."""
+    with path.open("rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def _open_text(path: Path) -> io.TextIOBase:
     try:
-        if path.suffix == ".gz":
+        if path.is_dir():
+            raise TraceError(f"{str(path)!r} is a directory, not a file")
+        if is_gzip(path):
             return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
         return path.open(encoding="utf-8", errors="replace")
     except OSError as err:
@@ -113,7 +124,7 @@ def _decompressing(path: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        what = "decompress" if path.suffix == ".gz" else "read"
+        what = "decompress" if path.suffix.lower() == ".gz" else "read"
         raise TraceError(f"{path}: cannot {what}: {err}") from err
 
 

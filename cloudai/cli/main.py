@@ -351,7 +351,8 @@ def agent(
     policy: str = typer.Option(
         None,
         "--policy",
-        help="Policy / built-in profile: default, binpack, spread, tetris, learned.",
+        help="Policy / built-in profile: default, binpack, spread, tetris, learned; "
+        "or a profile file (JSON).",
     ),
     shadow: str = typer.Option(
         None,
@@ -407,13 +408,16 @@ def demo(
 
 @bench_app.command("placement")
 def bench_placement(
-    workers: int = typer.Option(1000, "--workers"),
-    tasks: int = typer.Option(10000, "--tasks"),
-    seed: int = typer.Option(0, "--seed"),
-    profile: str = typer.Option("default", "--profile"),
-    as_json: bool = typer.Option(False, "--json"),
+    workers: int = typer.Option(1000, "--workers", min=1, help="Workers of the random cluster."),
+    tasks: int = typer.Option(10000, "--tasks", min=1, help="Queued tasks to place, one batch."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seeds the cluster and the tasks."),
+    profile: str = typer.Option(
+        "default", "--profile", help="A built-in profile name or a profile file (JSON)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Decisions per second of the placement core, in one process."""
+    """Decisions per second of the placement core, in one process: one batch of
+    --tasks random tasks placed on a random cluster of --workers workers."""
     from cloudai.agent.bench import bench_placement as run
 
     result = run(workers=workers, tasks=tasks, seed=seed, profile=profile)

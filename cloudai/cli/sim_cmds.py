@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import sys
 from dataclasses import dataclass
@@ -192,6 +194,7 @@ def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -
     report = compare(load_trace(trace_path, cfg), names, cfg, m, progress=say)
     if as_json:
         print(json.dumps(report, indent=2))
+        _warn_if_none_ran(report)
         return
     _print_table(report)
 
@@ -201,8 +204,13 @@ def _say(line: str) -> None:
 
 
 def _print_table(report: dict) -> None:
-    skipped = f" ({report['skipped']} skipped: no run time or processors)"
-    print(f"{report['trace']}: {report['jobs']} jobs{skipped if report['skipped'] else ''}")
+    head = f"{report['trace']}: {report['jobs']} jobs"
+    if report["skipped"]:
+        head += f" ({report['skipped']} skipped: no run time or processors)"
+    cfg = report["config"]
+    if cfg["sequences"]:
+        head += f", {cfg['sequences']} windows of {cfg['length']}"
+    print(head)
     cols = ("bsld", "mean_wait", "mean_jct", "p95_jct", "utilization", "unplaced")
     cols += ("unallocated_gpu_frac",)
     print(f"{'policy':<12}" + "".join(f"{c:>22}" for c in cols))
@@ -212,6 +220,18 @@ def _print_table(report: dict) -> None:
     for name, row in report["policies"].items():
         if row.get("model_version"):
             print(f"{name}: model {row['model_version']}")
+    _warn_if_none_ran(report)
+
+
+def _warn_if_none_ran(report: dict) -> None:
+    """Every job unplaced leaves no bsld or JCT: say why the figures are '-'."""
+    for name, row in report["policies"].items():
+        if row["bsld"] is None and row["unplaced"]:
+            print(
+                f"cloudai: warning: {name}: no job ran ({row['unplaced']} could not be "
+                "placed: larger than the machine or any node?)",
+                file=sys.stderr,
+            )
 
 
 def _fmt(v: object) -> str:
@@ -233,7 +253,12 @@ def sim_run(
     sequences: int = SequencesOpt,
     length: int = LengthOpt,
     slice_: str = SliceOpt,
-    policy: str = typer.Option("fcfs", "--policy", help="One policy name."),
+    policy: str = typer.Option(
+        "fcfs",
+        "--policy",
+        help="One policy: fcfs, sjf, wfp3, unicep, f1, random, roundrobin, firstfit, "
+        "bestfit, spread, binpack, tetris, fgd or learned.",
+    ),
     model: str = ModelOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -351,12 +376,37 @@ def _train(opts: _TrainOptions) -> None:
 
     writable(opts.out)  # before training, not after
     cfg = _train_sim_config(opts)
+    _refuse_swf_only(opts, cfg)
     tcfg = _train_config(opts).check()
     say = lambda line: print(line, flush=True)  # noqa: E731
     base = load_model(opts.base) if opts.base else None
     model = train_on_trace(opts.trace, cfg, tcfg, say, base)
     path = model.save(opts.out)
     print(f"✓ model {model.version} written to {path}")
+
+
+# What training an openb profile reads: every other option is for SWF traces.
+_OPENB_TRAIN = {"trace", "fmt", "out", "nodes", "node_limit", "limit", "slice_", "seed",
+                "iterations", "population", "base"}  # fmt: skip
+
+
+def _refuse_swf_only(opts: _TrainOptions, cfg) -> None:
+    """On an openb trace, a ConfigError naming the first SWF-only option given: it
+    would be ignored, and the model would silently not be what was asked for."""
+    from cloudai.agent.sim.runner import check_format
+
+    if check_format(opts.trace, cfg) != "openb":
+        return
+    params = inspect.signature(sim_train).parameters
+    for name, value in dataclasses.asdict(opts).items():
+        default = params[name].default.default
+        if name not in _OPENB_TRAIN and value != default:
+            flag = params[name].default.param_decls[0]
+            raise ConfigError(
+                f"{flag} is for SWF traces; on an openb trace training tunes the "
+                "placement profile (it reads --iterations, --population, --seed, --nodes, "
+                "--node-limit, --limit, --slice and --base)"
+            )
 
 
 def _train_sim_config(o: _TrainOptions):
@@ -382,7 +432,7 @@ def _train_config(o: _TrainOptions):
         exclude=_exclude(o.exclude),
         block=o.block,
         load=_load(o.load),
-        features=_names(o.features, FEATURES, "--features") or FEATURES,
+        features=_features(o.features, FEATURES),
         modes=_modes(o.modes),
         validation=o.validation,
         start_from_base=o.start_from_base,
@@ -392,6 +442,14 @@ def _train_config(o: _TrainOptions):
         recent=o.recent,
         sampler=_one(o.sampler, ("bootstrap", "resample"), "--sampler"),
     )
+
+
+def _features(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The features --features names; all of them when it is not given."""
+    names = _names(text, known, "--features")
+    if text and not names:
+        raise ConfigError(f"--features {text!r}: name at least one (or leave it out for all)")
+    return names or known
 
 
 def _modes(text: str) -> tuple[str, ...]:

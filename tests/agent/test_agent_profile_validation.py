@@ -61,6 +61,10 @@ BAD_PROFILES = [
         {"scorers": {"least_allocated": "1"}},
         "scorer weight least_allocated must be a finite number >= 0, got '1'",
     ),
+    (
+        {"scorers": {"least_allocated": 0, "fgd": 0.0}},
+        "at least one scorer weight must be > 0 (all are 0)",
+    ),
     ({"scorers": OK, "filters": "health"}, "'filters' must be a list of filter names, got str"),
     ({"scorers": OK, "filters": [1]}, "a filter name must be a string, got int 1"),
     ({"scorers": OK, "orderer": ["fifo"]}, "'orderer' must be a string, got list"),
