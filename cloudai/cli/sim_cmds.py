@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
 import sys
-from dataclasses import dataclass
 
 import typer
 
@@ -168,14 +165,6 @@ def _load(text: str) -> tuple[float, float] | None:
     return (lo, hi)
 
 
-def _names(text: str, known: tuple[str, ...], flag: str) -> tuple[str, ...]:
-    names = tuple(x.strip() for x in text.split(",") if x.strip())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(f"{flag}: unknown {unknown[0]!r} (known: {', '.join(known)})")
-    return names
-
-
 def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -> None:
     from cloudai.agent.learn.model import load_model
     from cloudai.agent.sim.policies import POLICY_NAMES
@@ -331,138 +320,10 @@ def sim_train(
 
     SWF: the orderer's weights, by cross-entropy search in the simulator. openb: the
     placement profile's weights (the orderer is kept from --base or the shipped model)."""
-    _train(_TrainOptions(**locals()))  # locals(): just the options
+    options = dict(locals())  # just the options: a copy, taken before the import binds more
+    from .sim_train import TrainOptions, run_train
 
-
-@dataclass(frozen=True, kw_only=True)
-class _TrainOptions:
-    """`cloudai sim train`'s options as given (one field per option, same names)."""
-
-    trace: str
-    fmt: str
-    out: str
-    nodes: str
-    node_limit: int
-    procs: int
-    slice_: str
-    limit: int
-    seed: int
-    iterations: int
-    population: int
-    windows: int
-    length: int
-    workers: int
-    base: str
-    synthetic: int
-    exclude: str
-    block: int
-    load: str
-    sampler: str
-    validation: int
-    start_from_base: bool
-    start_on_validation: bool
-    guard: float
-    objective: str
-    init_std: float
-    recent: int
-    features: str
-    modes: str
-
-
-def _train(opts: _TrainOptions) -> None:
-    """Train as the options say, write the model and print where it went."""
-    from cloudai.agent.learn.model import load_model, writable
-    from cloudai.agent.learn.tune import train_on_trace
-
-    writable(opts.out)  # before training, not after
-    cfg = _train_sim_config(opts)
-    _refuse_swf_only(opts, cfg)
-    tcfg = _train_config(opts).check()
-    say = lambda line: print(line, flush=True)  # noqa: E731
-    base = load_model(opts.base) if opts.base else None
-    model = train_on_trace(opts.trace, cfg, tcfg, say, base)
-    path = model.save(opts.out)
-    print(f"✓ model {model.version} written to {path}")
-
-
-# What training an openb profile reads: every other option is for SWF traces.
-_OPENB_TRAIN = {"trace", "fmt", "out", "nodes", "node_limit", "limit", "slice_", "seed",
-                "iterations", "population", "base"}  # fmt: skip
-
-
-def _refuse_swf_only(opts: _TrainOptions, cfg) -> None:
-    """On an openb trace, a ConfigError naming the first SWF-only option given: it
-    would be ignored, and the model would silently not be what was asked for."""
-    from cloudai.agent.sim.runner import check_format
-
-    if check_format(opts.trace, cfg) != "openb":
-        return
-    params = inspect.signature(sim_train).parameters
-    for name, value in dataclasses.asdict(opts).items():
-        default = params[name].default.default
-        if name not in _OPENB_TRAIN and value != default:
-            flag = params[name].default.param_decls[0]
-            raise ConfigError(
-                f"{flag} is for SWF traces; on an openb trace training tunes the "
-                "placement profile (it reads --iterations, --population, --seed, --nodes, "
-                "--node-limit, --limit, --slice and --base)"
-            )
-
-
-def _train_sim_config(o: _TrainOptions):
-    """The simulator settings training runs under (no backfill flag, no windows of its own)."""
-    return _config(o.fmt, o.nodes, o.node_limit, o.procs, False, o.seed, o.limit, 0, 0, o.slice_)
-
-
-def _train_config(o: _TrainOptions):
-    """The search settings, each text option parsed and checked (ConfigError if bad)."""
-    from cloudai.agent.learn.priority import FEATURES
-    from cloudai.agent.learn.train import TrainConfig
-
-    return TrainConfig(
-        o.iterations,
-        o.population,
-        0.25,
-        o.windows,
-        o.length,
-        o.seed,
-        o.workers,
-        o.init_std,
-        synthetic=o.synthetic,
-        exclude=_exclude(o.exclude),
-        block=o.block,
-        load=_load(o.load),
-        features=_features(o.features, FEATURES),
-        modes=_modes(o.modes),
-        validation=o.validation,
-        start_from_base=o.start_from_base,
-        start_on_validation=o.start_on_validation,
-        guard=o.guard,
-        objective=_one(o.objective, ("logmean", "mean"), "--objective"),
-        recent=o.recent,
-        sampler=_one(o.sampler, ("bootstrap", "resample"), "--sampler"),
-    )
-
-
-def _features(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
-    """The features --features names; all of them when it is not given."""
-    names = _names(text, known, "--features")
-    if text and not names:
-        raise ConfigError(f"--features {text!r}: name at least one (or leave it out for all)")
-    return names or known
-
-
-def _modes(text: str) -> tuple[str, ...]:
-    """The weight vectors --modes names; at least one (else nothing would be trained)."""
-    modes = _names(text, ("backfill", "no_backfill"), "--modes")
-    if not modes:
-        raise ConfigError(f"--modes {text!r}: name backfill, no_backfill or both")
-    return modes
-
-
-def _one(text: str, known: tuple[str, ...], flag: str) -> str:
-    """The first name `text` gives (checked against `known`); known[0] if it gives none."""
-    return (_names(text, known, flag) or (known[0],))[0]
+    run_train(TrainOptions(**options), sim_train)
 
 
 def agent_train(
