@@ -441,6 +441,7 @@ class Scheduler:
                 self._cond.wait(timeout=STORE_RETRY_S)
 
     def _place_pinned(self) -> None:
+        self._tasks.fail_pinned_to_gone(self._gone)
         decisions = [
             apb.Decision(
                 task_id=t.id,
@@ -453,6 +454,14 @@ class Scheduler:
         ]
         if decisions:
             self._apply_all(decisions, source="manual")
+
+    def _gone(self, worker_id: str) -> str:
+        """How a worker is gone for good ("" if it may come back): lost, that is
+        silent past the heartbeat timeout (or left and not back within it). Submit
+        refuses an unknown worker, and a worker not yet registered may still come."""
+        entry = self._registry.get(worker_id)
+        lost = entry is not None and entry.lost
+        return "was lost (no heartbeat within the timeout)" if lost else ""
 
     def _fallback(self) -> None:
         tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]

@@ -11,6 +11,7 @@ tasks, so a restart on a store with 100,000 finished tasks loads just the live o
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -245,15 +246,41 @@ class TaskManager:
 
     def _give_up_dispatch(self, task: Task, failures: int, error: str, unreachable: bool) -> None:
         reason = Reason.WORKER_UNREACHABLE if unreachable else Reason.WORKER_REJECTED
-        task.state, task.reason = TaskState.FAILED, reason
-        task.message = (
+        message = (
             f"pinned worker {task.worker_id} could not take the task "
             f"{failures} times in a row; last error: {error}"
         )
+        self._fail_pinned(task, reason, message)
+
+    def _fail_pinned(self, task: Task, reason: Reason, message: str) -> None:
+        """FAILED for good, with a result naming the pinned worker."""
+        task.state, task.reason, task.message = TaskState.FAILED, reason, message
         result = Result(task.id, task.attempt, TaskState.FAILED, reason=reason)
-        result.message, result.worker_id = task.message, task.worker_id
+        result.message, result.worker_id = message, task.spec.pinned_worker
         result.finished_at = time.time()
         self._store.put_result(result)
+
+    def fail_pinned_to_gone(self, gone: Callable[[str], str]) -> list[str]:
+        """Fail the queued tasks pinned to a worker that is gone for good; `gone(id)`
+        says how ("" while it may still come back). Placement never sends a pinned
+        task elsewhere, so such a task would wait for ever."""
+        failed = []
+        with self._lock:
+            for task in self._live.pending(math.inf, pinned=True):
+                how = gone(task.spec.pinned_worker)
+                if not how:
+                    continue
+                new = task.evolve()
+                message = (
+                    f"pinned worker {task.spec.pinned_worker} {how}; submit the task again, "
+                    "without --worker or pinned to a live worker"
+                )
+                self._fail_pinned(new, Reason.WORKER_LOST, message)
+                self._write(new, task)
+                failed.append(task.id)
+        if failed:
+            self._on_change()
+        return failed
 
     # -- worker reports ------------------------------------------------------------
     def report(self, r: Report) -> tuple[bool, str]:

@@ -12,12 +12,12 @@ import grpc
 import pytest
 
 from cloudai.convert import spec_to_pb, state_to_pb
-from cloudai.model import TaskState
+from cloudai.model import Resources, TaskState
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
 
-from .harness import FakeWorker, FakeWorkerServicer, Harness, make_harness, serve_worker
+from .harness import FakeWorker, FakeWorkerServicer, GiB, Harness, make_harness, serve_worker
 from .test_tasks import spec
 
 TIMEOUT_S = 2.0
@@ -88,9 +88,9 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _running_on(h: Harness, w: FakeWorker) -> str:
+def _running_on(h: Harness, w: FakeWorker, **kw) -> str:
     """A task pinned to `w`, assigned to it and reported RUNNING."""
-    task_id = _submit(h, pinned_worker=w.worker_id)
+    task_id = _submit(h, pinned_worker=w.worker_id, **kw)
     _wait(lambda: (task_id, 1) in w.servicer.assigned, 5, "the assignment")
     report = mw.TaskStatusReport(
         worker_id=w.worker_id,
@@ -130,7 +130,8 @@ def test_a_leaving_worker_gets_no_new_task_but_keeps_its_own_until_the_timeout(h
     assert _workers(h)["w1"].health == pb.WORKER_HEALTH_INACTIVE
 
     # The heartbeat timeout still decides about its task: lost then, and only then.
-    lost = _wait(lambda: _task(h, mine).state == pb.TASK_STATE_PENDING, 3 * TIMEOUT_S, "loss")
+    # It is pinned to w1, so it is not requeued elsewhere: it fails (see below).
+    lost = _wait(lambda: _task(h, mine).state == pb.TASK_STATE_FAILED, 3 * TIMEOUT_S, "loss")
     assert lost and time.time() - left_at >= TIMEOUT_S
     attempt = _task(h, mine).attempts[0]
     assert (attempt.worker_id, attempt.reason) == ("w1", "worker_lost")
@@ -168,3 +169,32 @@ def test_a_leave_from_another_address_than_the_registered_one_is_ignored(h):
     assert not _leave(h, w1, address="127.0.0.1:1").known  # a superseded process
     assert _workers(h)["w1"].health == pb.WORKER_HEALTH_ACTIVE
     assert not h.mw.SendHeartbeat(mw.HeartbeatRequest(worker_id="ghost", leaving=True)).known
+
+
+def test_tasks_pinned_to_a_lost_worker_fail_instead_of_waiting_for_ever(h, keep_alive):
+    """Its running task and one queued behind it (the worker is full): once the worker
+    is lost, placement would never send them elsewhere, so they fail, with a result
+    naming the worker. A task not pinned to it is requeued and runs elsewhere."""
+    w1, w2 = h.add_worker("w1"), h.add_worker("w2")
+    keep_alive(w2)
+    big = Resources(4.0, GiB, 0.0)
+    mine = _running_on(h, w1, resources=big)
+    queued = _submit(h, pinned_worker="w1", resources=big)
+    free = _submit(h)
+    _wait(lambda: len(w1.servicer.assigned) + len(w2.servicer.assigned) == 2, 5, "dispatch")
+    assert _task(h, queued).state == pb.TASK_STATE_PENDING  # w1 is full
+    silent_at = time.time()
+    for task_id in (mine, queued):
+        _wait(lambda t=task_id: _task(h, t).state == pb.TASK_STATE_FAILED, 4 * TIMEOUT_S, "fail")
+        task = _task(h, task_id)
+        assert task.reason == "worker_lost"
+        assert task.message == (
+            "pinned worker w1 was lost (no heartbeat within the timeout); submit the task "
+            "again, without --worker or pinned to a live worker"
+        )
+    assert time.time() - silent_at >= TIMEOUT_S - 0.5  # not before the timeout
+    assert [a.reason for a in _task(h, mine).attempts] == ["worker_lost"]
+    assert list(_task(h, queued).attempts) == []
+    [result] = h.master.store.get_results(queued)
+    assert (result.worker_id, result.reason) == ("w1", "worker_lost")
+    assert _task(h, free).state != pb.TASK_STATE_FAILED
