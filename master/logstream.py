@@ -4,13 +4,14 @@ runs, from the store once the task has ended.
 Followed (`--follow`), the stream lasts until the task ends, across its attempts.
 When the attempt being followed ends without ending the task (its worker was lost,
 a retry is due), a notice says so (`attempt 1 ended: worker lost; the task is
-pending again`) and the stream carries on with the next attempt's output. The last
-chunk of a followed stream has eof set.
+pending again`) and the stream carries on with the next attempt's output. When the
+worker's stream breaks while the attempt runs on (the worker restarted and re-adopted
+its container), it is resumed where it broke; output that only the store still holds
+when the attempt ends is sent then. The last chunk of a followed stream has eof set.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from .tasks import TaskManager
 
 POLL_S = 0.1
+RESUME_S = 0.5  # how often a broken stream of a running attempt is tried again
+MARK = 4096  # characters of what was sent, to find where a reader stands in a log tail
+GAP_NOTICE = "the output could not be matched after the worker's stream broke: a gap is possible"
 IsActive = Callable[[], bool]
 
 
@@ -50,9 +54,12 @@ class TaskLogs:
             return
         task = self._tasks.get(task_id)
         if task.state.active and task.worker_id:
-            got_data = yield from self._from_worker(task, False, tail, is_active)
-            if got_data:
+            sent = Sent(whole=tail <= 0)
+            yield from self._from_worker(task, False, tail, is_active, sent)
+            if sent.count:
                 return
+            if sent.error and task.state == TaskState.RUNNING:
+                yield pb.LogChunk(notice=f"worker {task.worker_id} did not answer ({sent.error})")
         # Not running, or the container ended before its output could be read: the
         # result (with its log tail) is in the store.
         yield self._stored(task_id, tail)
@@ -66,33 +73,78 @@ class TaskLogs:
             if task.state.terminal:
                 yield self._stored(task_id, tail)
                 return
-            attempt = task.attempt
-            got_data = yield from self._from_worker(task, True, tail, is_active)
-            task = self._wait(task_id, is_active, functools.partial(_ended, attempt=attempt))
+            attempt, sent = task.attempt, Sent(whole=tail <= 0)
+            yield from self._from_worker(task, True, tail, is_active, sent)
+            task = yield from self._until_ended(task_id, attempt, sent, is_active)
             if task is None:
                 return
             if task.state.terminal and task.attempt == attempt:
-                yield pb.LogChunk(eof=True) if got_data else self._stored(task_id, tail)
+                yield self._last(task_id, tail, sent)
                 return
             yield pb.LogChunk(notice=attempt_ended(task, attempt))
             tail = 0  # the next attempt's output is all new
 
-    def _from_worker(
-        self, task: Task, follow: bool, tail: int, is_active: IsActive
-    ) -> Generator[pb.LogChunk, None, bool]:
-        """The output of the task's current attempt, from its worker; whether any came."""
-        got_data = False
+    def _until_ended(
+        self, task_id: str, attempt: int, sent: Sent, is_active: IsActive
+    ) -> Generator[pb.LogChunk, None, Task | None]:
+        """Wait for the attempt to end; while it runs on, its worker's stream broke (a
+        restarted worker that re-adopted the container, a network hiccup): resume it
+        where it broke, every RESUME_S. None if the caller left."""
+        while True:
+            task = self._wait(task_id, is_active, _ended_or_due(attempt, time.time() + RESUME_S))
+            if task is None or _ended(task, attempt):
+                return task
+            yield from self._resume(task, sent, is_active)
+
+    def _resume(self, task: Task, sent: Sent, is_active: IsActive) -> Iterator[pb.LogChunk]:
+        """The rest of the attempt's output after what was `sent`: the output so far
+        (matched against what was sent), then the followed stream past it."""
         try:
-            stream = self._dispatcher.logs(task.worker_id, task.id, task.attempt, follow, tail)
-            for chunk in stream:
+            full = "".join(c.data for c in self._logs(task, follow=False))
+        except grpc.RpcError:
+            return  # still gone: try again later
+        rest = sent.rest(full, exact=True)
+        if rest is None:
+            yield pb.LogChunk(notice=GAP_NOTICE)
+            rest = ""
+        if rest:
+            yield pb.LogChunk(data=rest)
+        sent.restart(len(full), full)
+        yield from self._from_worker(task, True, 0, is_active, sent, skip=len(full))
+
+    def _last(self, task_id: str, tail: int, sent: Sent) -> pb.LogChunk:
+        """The followed attempt ended the task: what the store holds past what was
+        sent (output the broken stream missed), with eof."""
+        if not sent.count:
+            return self._stored(task_id, tail)
+        return pb.LogChunk(data=sent.rest(self._stored_log(task_id), exact=False) or "", eof=True)
+
+    def _logs(self, task: Task, follow: bool, tail: int = 0) -> Iterator[pb.LogChunk]:
+        return self._dispatcher.logs(task.worker_id, task.id, task.attempt, follow, tail)
+
+    def _from_worker(
+        self,
+        task: Task,
+        follow: bool,
+        tail: int,
+        is_active: IsActive,
+        sent: Sent,
+        skip: int = 0,
+    ) -> Iterator[pb.LogChunk]:
+        """The output of the task's current attempt from its worker, less its first
+        `skip` characters; `sent` counts what went out. Sets `sent.error` if the
+        worker could not be reached or the stream broke."""
+        try:
+            for chunk in self._logs(task, follow, tail):
                 if not is_active():
                     break
-                if chunk.data:
-                    got_data = True
-                    yield pb.LogChunk(data=chunk.data)
-        except grpc.RpcError:
-            pass  # the worker is gone: the store or the next attempt tells the rest
-        return got_data
+                data = chunk.data[skip:]
+                skip = max(0, skip - len(chunk.data))
+                if data:
+                    sent.add(data)
+                    yield pb.LogChunk(data=data)
+        except grpc.RpcError as err:
+            sent.error = f"{err.code().name}: {err.details()}"  # the caller decides
 
     def _wait(self, task_id: str, is_active: IsActive, done: Callable[[Task], bool]) -> Task | None:
         """The task once `done(task)`; None if the caller left or the master stops."""
@@ -105,6 +157,38 @@ class TaskLogs:
 
     def _stored(self, task_id: str, tail: int) -> pb.LogChunk:
         return pb.LogChunk(data=tail_lines(self._stored_log(task_id), tail), eof=True)
+
+
+class Sent:
+    """What a reader has been sent of one attempt's output, to resume after a break."""
+
+    def __init__(self, whole: bool) -> None:
+        self.whole = whole  # it began at the output's start: `count` is an offset into it
+        self.count = 0  # characters sent
+        self.last = ""  # the last MARK characters sent
+        self.error = ""  # why the worker's stream failed, if it did
+
+    def add(self, data: str) -> None:
+        self.count += len(data)
+        self.last = (self.last + data)[-MARK:]
+
+    def restart(self, offset: int, full: str) -> None:
+        """After a resume: `offset` characters of the output are behind the reader."""
+        self.whole, self.count, self.last, self.error = True, offset, full[-MARK:], ""
+
+    def rest(self, full: str, exact: bool) -> str | None:
+        """The part of `full` not sent yet. `full` is the output so far (`exact`) or a
+        tail of it (the store's). None if where the reader stands cannot be found."""
+        if exact and self.whole:
+            return full[self.count :] if len(full) >= self.count else None
+        if not self.count:
+            return full
+        i = full.rfind(self.last)
+        return full[i + len(self.last) :] if i >= 0 else None
+
+
+def _ended_or_due(attempt: int, due: float) -> Callable[[Task], bool]:
+    return lambda task: _ended(task, attempt) or time.time() >= due
 
 
 def _started(task: Task) -> bool:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 from cloudai.convert import state_to_pb
@@ -167,3 +168,103 @@ def _wait(predicate, what: str, timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+LINES = [f"line {i}\n" for i in range(10)]
+
+
+class RestartingLogs(FakeWorkerServicer):
+    """The worker restarts mid-stream and re-adopts the container: the first followed
+    stream breaks after 3 lines; lines 3-5 are written while nobody reads; later
+    reads give the output so far from its start, and a followed one goes on to the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[bool, int]] = []
+
+    def GetTaskLogs(self, request, context):
+        self.calls.append((request.follow, request.tail_lines))
+        if len(self.calls) == 1:
+            yield from (pb.LogChunk(data=line) for line in LINES[:3])
+            context.abort(grpc.StatusCode.UNAVAILABLE, "worker restarting")
+        yield pb.LogChunk(data="".join(LINES[:4]))
+        yield pb.LogChunk(data="".join(LINES[4:6]))
+        if request.follow:
+            yield from (pb.LogChunk(data=line) for line in LINES[6:])
+
+
+def test_follow_resumes_where_the_worker_stream_broke_while_the_attempt_runs_on(h):
+    """QA pass 7: the follower printed lines 1-5, went quiet until the task ended and
+    exited 0, although `cloudai logs` afterwards had all 15 lines."""
+    servicer = RestartingLogs()
+    h.add_worker("w1", servicer=servicer)
+    task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest"))
+    with heartbeats(h, "w1") as running:
+        attempt = _place_and_run(h, task.id, "w1")
+        running.append(pb.TaskRef(task_id=task.id, attempt=attempt))
+        with following(h, task.id) as follower:
+            got = [follower.stdout.readline() for _ in LINES]
+            assert got == LINES  # each line once, in order, across the break
+            _report(h, "w1", task.id, attempt, TaskState.SUCCEEDED, has_exit_code=True,
+                    reason="completed", finished_at=time.time(),
+                    log_tail="".join(LINES))  # fmt: skip
+            out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert (out, err) == ("", "")  # the stored tail adds nothing already sent
+    assert servicer.calls[:3] == [(True, 0), (False, 0), (True, 0)]
+
+
+class EndsEarly(FakeWorkerServicer):
+    """The worker's stream ends after 2 of 4 lines (its container was removed); the
+    store gets all 4 with the result."""
+
+    def GetTaskLogs(self, request, context):
+        if request.follow:
+            yield pb.LogChunk(data="".join(LINES[:2]))
+        else:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such container")
+
+
+def test_follow_sends_what_only_the_store_holds_when_the_attempt_ends(h):
+    h.add_worker("w1", servicer=EndsEarly())
+    task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest"))
+    with heartbeats(h, "w1") as running:
+        attempt = _place_and_run(h, task.id, "w1")
+        running.append(pb.TaskRef(task_id=task.id, attempt=attempt))
+        with following(h, task.id) as follower:
+            assert [follower.stdout.readline() for _ in range(2)] == LINES[:2]
+            _report(h, "w1", task.id, attempt, TaskState.SUCCEEDED, has_exit_code=True,
+                    reason="completed", finished_at=time.time(),
+                    log_tail="".join(LINES[:4]))  # fmt: skip
+            out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert (out, err) == ("".join(LINES[2:4]), "")
+
+
+def test_logs_of_a_running_task_whose_worker_is_gone_says_so(h):
+    w1 = h.add_worker("w1")
+    task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest"))
+    _place_and_run(h, task.id, "w1")
+    w1.server.stop(0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cloudai", "logs", task.id, "--master",
+         f"127.0.0.1:{h.master.port}"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout == ""
+    assert done.stderr.startswith("cloudai: worker w1 did not answer (UNAVAILABLE")
+
+
+def test_sent_finds_where_a_reader_stands_in_a_log_tail():
+    from cloudai.master.logstream import Sent
+
+    sent = Sent(whole=False)  # it began with the last lines only (--tail)
+    sent.add("b\nc\n")
+    assert sent.rest("a\nb\nc\nd\n", exact=True) == "d\n"  # found by what was sent last
+    assert sent.rest("x\ny\n", exact=False) is None  # not there: cannot tell
+    whole = Sent(whole=True)
+    whole.add("a\nb\n")
+    assert whole.rest("a\nb\nb\n", exact=True) == "b\n"  # an offset: repeats are no matter
+    assert whole.rest("a\n", exact=True) is None  # shorter than what was sent
+    assert Sent(whole=False).rest("all\n", exact=False) == "all\n"  # nothing sent yet
