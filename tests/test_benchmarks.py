@@ -238,23 +238,56 @@ def _ceiling(*args: str) -> subprocess.CompletedProcess:
 
 def test_ceiling_starts_at_the_best_rule_and_never_gets_worse():
     """With no iteration the ceiling is its best start, and F1 written as linear
-    weights scores exactly the registered F1; the clock terms start at zero, so they
-    change no start. The search re-scores its best, so the curve never rises."""
+    weights scores exactly the registered F1; the clock terms and the neural scorer's
+    output weights start at zero, so they change no start. The search re-scores its
+    best, so the curve never rises."""
     trace = str(trace_path("lublin_256.swf.gz"))
     args = ("--trace", trace, "--sequences", "2", "--length", "150", "--json")
     plain = json.loads(_ceiling(*args, "--iterations", "0").stdout)
     assert plain["starts"]["f1"] == plain["heuristics"]["f1"]
     assert plain["best"] == min(plain["starts"].values()) and plain["curve"] == []
-    done = _ceiling(*args, "--iterations", "2", "--population", "5", "--clock")
+    done = _ceiling(*args, "--iterations", "2", "--population", "5", "--clock", "--hidden", "2")
     assert done.returncode == 0, done.stderr
     clock = json.loads(done.stdout)
     assert clock["starts"] == plain["starts"]
     assert len(clock["curve"]) == 2 and clock["curve"][1] <= clock["curve"][0] <= plain["best"]
     assert clock["best"] == clock["curve"][-1]
     assert clock["ratio"] == clock["best"] / clock["heuristics"][clock["best_heuristic"]]
-    assert {"runtime_sin", "fits_cos", "f1_age"} <= set(clock["weights"])
+    assert {"runtime_sin", "fits_cos", "f1_age", "w1_log_delay", "b1", "v1"} <= set(
+        clock["weights"]
+    )
     bad = _ceiling(*args, "--features", "log_runtime,bogus")
     assert bad.returncode == 2 and bad.stderr.startswith("ceiling: --features: unknown")
+    bad = _ceiling(*args, "--hidden", "1", "--mlp-features", "")
+    assert bad.returncode == 2 and bad.stderr.startswith("ceiling: --mlp-features: unknown")
+
+
+def test_ceiling_neural_scorer_is_subtracted_from_the_linear_keys(monkeypatch):
+    """keys = linear keys - v . tanh(W x + b), with x the named features of each job."""
+    import numpy as np
+
+    from cloudai.agent.learn.priority import LinearPriority
+    from cloudai.agent.policy.job_ordering import JobColumns
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from ceiling import ExtendedPriority, Family
+
+    c = JobColumns(
+        submit=np.array([0.0, 50.0]),
+        wait=np.array([100.0, 50.0]),
+        runtime=np.array([10.0, 1000.0]),
+        procs=np.array([1.0, 4.0]),
+        fits=np.array([True, False]),
+        capacity=8.0,
+    )
+    fam = Family(("log_runtime",), hidden=2, mlp_in=("fits", "log_procs"))
+    assert fam.names() == ["log_runtime", "w0_fits", "w0_log_procs", "w1_fits",
+                           "w1_log_procs", "b0", "b1", "v0", "v1"]  # fmt: skip
+    w = np.array([2.0, 1.0, -1.0, 0.5, 3.0, 0.1, -0.2, 4.0, -2.0])
+    x = np.array([[1.0, 0.0], [0.0, 2 / 3]])  # fits; log2(procs) / log2(capacity)
+    hidden = np.tanh(x @ np.array([[1.0, -1.0], [0.5, 3.0]]).T + [0.1, -0.2])
+    want = LinearPriority(np.array([2.0]), ("log_runtime",)).keys(c) - hidden @ [4.0, -2.0]
+    assert np.allclose(ExtendedPriority(w, fam).keys(c), want, atol=1e-12)
 
 
 def test_ceiling_clock_terms_follow_the_time_of_day(monkeypatch):
