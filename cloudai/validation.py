@@ -288,6 +288,9 @@ def _split_address(value: str, default_port: int) -> tuple[str, int]:
     """(host, port) of HOST[:PORT] or [IPV6][:PORT]; ValueError says what is wrong."""
     if not value:
         raise ValueError("it is empty")
+    scheme, sep, _ = value.partition("://")
+    if sep:
+        raise ValueError(f"no scheme ({scheme[:20]}://) is taken, only the address")
     if value.startswith("["):
         inside, closed, rest = value[1:].partition("]")
         try:

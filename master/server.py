@@ -248,7 +248,8 @@ class Master:
             last_heartbeat=r.last_heartbeat,
             telemetry=e.telemetry,
             allocated=resources_to_pb(self.tasks.allocated(r.id)),
-            running=[pb.TaskRef(task_id=t, attempt=a) for t, a in e.running],
+            # A lost worker's last report is stale: its tasks were requeued.
+            running=[] if e.lost else [pb.TaskRef(task_id=t, attempt=a) for t, a in e.running],
             cached_images=e.cached_images[:50],
             hostname=r.hostname,
             version=r.version,

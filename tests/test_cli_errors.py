@@ -135,6 +135,7 @@ def test_state_accepts_the_enum_names_json_prints():
         ("127.0.0.1:99999", "port '99999'"),
         ("127.0.0.1:0", "port '0'"),
         ("::1", "an IPv6 address goes in brackets"),
+        ("grpc://127.0.0.1:50051", "no scheme (grpc://) is taken, only the address"),
         ("[nope]:1", "'nope' in brackets is not an IPv6 address"),
         ("a b:1", "'a b' is not a host name"),
     ],
@@ -360,8 +361,11 @@ def cluster(tmp_path):
 def test_submit_follow_json_keeps_stdout_one_json_document(cluster):
     out = run("submit", SAMPLE_IMAGE, "--follow", "--json", "--master", cluster.address)
     assert out.returncode == 0, out
-    assert json.loads(out.stdout)["state"] == "TASK_STATE_SUCCEEDED"
+    task = json.loads(out.stdout)
+    assert task["state"] == "TASK_STATE_SUCCEEDED"
     assert "Task completed successfully" in out.stderr  # the streamed logs
+    # The id comes first, on stderr, so that the task can be cancelled meanwhile.
+    assert out.stderr.splitlines()[0] == f"✓ submitted {task['id']}"
 
 
 @pytest.mark.docker

@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 
 from docker.models.containers import Container
 
+from cloudai.validation import format_size
 from cloudai.worker.containers import DOCKER_ERRORS
 
 LOG_TAIL_BYTES = 64 * 1024
-# Ask Docker for at most this many lines; the byte bound of LogTail is the real limit.
-LOG_TAIL_LINES = 5000
+# Ask Docker for at most this many lines. A line is at least one byte, so the byte
+# bound of LogTail is always reached first: it alone decides, and knows, what is cut.
+LOG_TAIL_LINES = LOG_TAIL_BYTES
 
 
 class LogTail:
@@ -40,13 +42,19 @@ class LogTail:
             self.truncated = True
 
     def text(self) -> str:
+        """The tail; when output was cut, it starts with a line that says so (within
+        the limit: the store keeps only as much)."""
         data = b"".join(self._chunks)
-        if self.truncated:
-            # Drop the partial first line (and any split UTF-8 sequence with it).
-            newline = data.find(b"\n")
-            if 0 <= newline < 1024:
-                data = data[newline + 1 :]
-        return data.decode("utf-8", errors="replace")
+        if not self.truncated:
+            return data.decode("utf-8", errors="replace")
+        kept = format_size(self.limit)
+        mark = f"[cloudai: earlier output was not kept; the last {kept} follow]\n".encode()
+        data = data[len(mark) :]
+        # Drop the partial first line (and any split UTF-8 sequence with it).
+        newline = data.find(b"\n")
+        if 0 <= newline < 1024:
+            data = data[newline + 1 :]
+        return (mark + data).decode("utf-8", errors="replace")
 
 
 def decode_chunks(chunks: Iterable[bytes]) -> Iterator[str]:

@@ -152,9 +152,9 @@ def _dry_run_text(d: mapb.Decision) -> str:
 
 def _see_through(client: Client, task_id: str, follow: bool, as_json: bool) -> NoReturn:
     """--wait / --follow: (stream the logs,) wait for the end, exit with the task's code.
-    A master that goes away meanwhile is waited for (reconnect.py)."""
-    if not as_json:
-        print(f"✓ submitted {task_id}", file=sys.stderr, flush=True)
+    A master that goes away meanwhile is waited for (reconnect.py). The task's id
+    goes to stderr at once, --json or not, so that it can be cancelled meanwhile."""
+    print(f"✓ submitted {task_id}", file=sys.stderr, flush=True)
     if follow:  # with --json the logs go to stderr: stdout is one JSON document
         LogFollower(client, task_id, 0, sys.stderr if as_json else sys.stdout).run()
     final = _wait_terminal(client, task_id)

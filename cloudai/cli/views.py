@@ -89,10 +89,17 @@ def _last_beat(w: pb.WorkerInfo) -> str:
     return "none since master start"
 
 
+def _load(w: pb.WorkerInfo) -> tuple[str, str]:
+    """CPU and memory use from the last heartbeat; '-' for an inactive worker, whose
+    last figures describe a process that is gone (--json keeps them)."""
+    if w.health == pb.WORKER_HEALTH_INACTIVE:
+        return "-", "-"
+    return f"{w.telemetry.cpu_percent:.0f}%", f"{w.telemetry.memory_percent:.0f}%"
+
+
 def workers_table(workers: list[pb.WorkerInfo]) -> str:
     rows = []
     for w in workers:
-        t = w.telemetry
         labels = ",".join(f"{k}={v}" for k, v in sorted(w.labels.items())) or "-"
         rows.append(
             [
@@ -101,8 +108,7 @@ def workers_table(workers: list[pb.WorkerInfo]) -> str:
                 w.address,
                 _res(w.capacity),
                 _res(w.allocated),
-                f"{t.cpu_percent:.0f}%",
-                f"{t.memory_percent:.0f}%",
+                *_load(w),
                 len(w.running),
                 labels,
                 _last_beat(w),

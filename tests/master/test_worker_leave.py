@@ -11,6 +11,7 @@ import time
 import grpc
 import pytest
 
+from cloudai.cli.views import workers_table
 from cloudai.convert import spec_to_pb, state_to_pb
 from cloudai.model import Resources, TaskState
 from cloudai.proto import client_pb2 as cpb
@@ -179,6 +180,11 @@ def test_tasks_pinned_to_a_lost_worker_fail_instead_of_waiting_for_ever(h, keep_
     keep_alive(w2)
     big = Resources(4.0, GiB, 0.0)
     mine = _running_on(h, w1, resources=big)
+    beat = mw.HeartbeatRequest(
+        worker_id="w1", address=_address(w1), running=[pb.TaskRef(task_id=mine, attempt=1)]
+    )
+    assert h.mw.SendHeartbeat(beat, timeout=5).known  # its last word: it runs `mine`
+    assert [r.task_id for r in _workers(h)["w1"].running] == [mine]
     queued = _submit(h, pinned_worker="w1", resources=big)
     free = _submit(h)
     _wait(lambda: len(w1.servicer.assigned) + len(w2.servicer.assigned) == 2, 5, "dispatch")
@@ -198,3 +204,10 @@ def test_tasks_pinned_to_a_lost_worker_fail_instead_of_waiting_for_ever(h, keep_
     [result] = h.master.store.get_results(queued)
     assert (result.worker_id, result.reason) == ("w1", "worker_lost")
     assert _task(h, free).state != pb.TASK_STATE_FAILED
+    # Its last report no longer counts: the task it listed is not its own any more,
+    # and the table shows no CPU or memory use for a process that is gone.
+    lost_w1 = _workers(h)["w1"]
+    assert list(lost_w1.running) == []
+    row = next(line for line in workers_table([lost_w1]).splitlines() if "w1" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[5:8] == ["-", "-", "0"]  # CPU, MEM, TASKS

@@ -98,13 +98,16 @@ def test_start_failure_message_keeps_the_actionable_part() -> None:
     )
 
 
-def test_log_tail_keeps_the_end_within_the_limit() -> None:
-    tail = LogTail(limit=100)
+def test_log_tail_keeps_the_end_within_the_limit_and_says_it_was_cut() -> None:
+    tail = LogTail(limit=200)
     for i in range(50):
         tail.feed(f"line {i}\n".encode())
     text = tail.text()
-    assert text.endswith("line 49\n") and len(text.encode()) <= 100
-    assert text.startswith("line ")  # the partial first line was dropped
+    assert text.endswith("line 49\n") and len(text.encode()) <= 200
+    mark, first, *_ = text.splitlines()
+    assert mark == "[cloudai: earlier output was not kept; the last 200 B follow]"
+    assert first.startswith("line ")  # the partial first line was dropped
+    assert text.splitlines()[1:] == [f"line {i}" for i in range(int(first[5:]), 50)]
 
 
 def test_log_tail_untruncated_is_verbatim() -> None:
