@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -67,6 +69,63 @@ def decode_chunks(chunks: Iterable[bytes]) -> Iterator[str]:
     rest = decoder.decode(b"", final=True)
     if rest:
         yield rest
+
+
+_END = object()
+
+
+def coalesced(pieces: Iterable[str], limit: int) -> Iterator[str]:
+    """The same text in fewer, larger pieces: each is whatever has arrived by the time
+    the reader asks, up to about `limit` characters, so nothing waits for company.
+    A chatty task's log comes from Docker a line at a time; sent as is, each line
+    would be a message on each hop. A thread reads `pieces`; it ends when they do, or
+    soon after the reader stops (close the source to end a followed stream)."""
+    q: queue.Queue = queue.Queue(maxsize=1024)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for piece in pieces:
+                if not put(piece):
+                    return
+        except BaseException as err:  # handed to the reader, raised there
+            put(err)
+        put(_END)
+
+    threading.Thread(target=pump, name="log-coalesce", daemon=True).start()
+    try:
+        yield from _drain(q, limit)
+    finally:
+        stop.set()
+
+
+def _drain(q: queue.Queue, limit: int) -> Iterator[str]:
+    while True:
+        parts, size, item = [], 0, q.get()
+        while item is not _END and not isinstance(item, BaseException):
+            parts.append(item)
+            size += len(item)
+            if size >= limit:
+                break
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+        if parts:
+            yield "".join(parts)
+        if item is _END:
+            return
+        if isinstance(item, BaseException):
+            raise item
 
 
 def last_lines(text: str, n: int) -> str:

@@ -19,7 +19,7 @@ from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.rpc import abort
 from cloudai.security import inputs
 from cloudai.validation import validate_id, validate_spec
-from cloudai.worker.logs import LogStream
+from cloudai.worker.logs import LogStream, coalesced
 
 SERVICE_NAME = "cloudai.v1.Worker"
 # Keep each streamed message small; a log tail can be 64 KiB in one piece.
@@ -107,7 +107,7 @@ class WorkerServicer(mw_grpc.WorkerServicer):
             _abort(context, err)
         # A followed stream blocks on Docker; end it when the caller goes away.
         context.add_callback(stream.close)
-        for text in stream:
+        for text in coalesced(stream, MAX_CHUNK_CHARS):
             for start in range(0, len(text), MAX_CHUNK_CHARS):
                 yield common_pb2.LogChunk(data=text[start : start + MAX_CHUNK_CHARS])
         yield common_pb2.LogChunk(data="", eof=True)

@@ -165,3 +165,63 @@ def test_telemetry_sample_is_real() -> None:
     assert sample.disk_free_bytes > 0 and sample.timestamp > 0
     if telemetry.nvidia_smi_path() is None:
         assert list(sample.gpu_util_percent) == []
+
+
+def test_coalesced_joins_what_has_arrived_and_keeps_order() -> None:
+    import threading
+    import time
+
+    from cloudai.worker.logs import coalesced
+
+    burst_sent = threading.Event()
+
+    def source():
+        yield from (f"{i}\n" for i in range(1000))  # a burst: all there at once
+        burst_sent.set()
+        time.sleep(0.3)
+        yield "late\n"  # alone: it arrives after the reader has taken the burst
+
+    pieces = []
+    for piece in coalesced(source(), limit=1_000_000):
+        if not pieces:
+            burst_sent.wait(5)  # let the whole burst queue up behind the first piece
+        pieces.append(piece)
+    assert "".join(pieces) == "".join(f"{i}\n" for i in range(1000)) + "late\n"
+    assert len(pieces) <= 4 and pieces[-1] == "late\n"
+    # No piece runs much past the limit: it closes once it reaches it.
+    capped = list(coalesced((f"{i:04}\n" for i in range(1000)), limit=50))
+    assert "".join(capped) == "".join(f"{i:04}\n" for i in range(1000))
+    assert max(map(len, capped)) <= 50
+
+
+def test_coalesced_raises_the_source_error_after_what_came_before() -> None:
+    from cloudai.worker.logs import coalesced
+
+    def source():
+        yield "a\n"
+        raise RuntimeError("engine went away")
+
+    got = coalesced(source(), limit=100)
+    assert next(got) == "a\n"
+    with pytest.raises(RuntimeError, match="engine went away"):
+        next(got)
+
+
+def test_coalesced_reader_that_stops_early_ends_the_pump() -> None:
+    import threading
+    import time
+
+    from cloudai.worker.logs import coalesced
+
+    def endless():
+        while True:
+            yield "x\n"
+
+    before = threading.active_count()
+    got = coalesced(endless(), limit=10)
+    assert next(got).startswith("x\n")
+    got.close()  # the reader leaves (the RPC's client went away)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
