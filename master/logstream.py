@@ -12,6 +12,7 @@ when the attempt ends is sent then. The last chunk of a followed stream has eof 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -87,11 +88,14 @@ class TaskLogs:
     def _until_ended(
         self, task_id: str, attempt: int, sent: Sent, is_active: IsActive
     ) -> Generator[pb.LogChunk, None, Task | None]:
-        """Wait for the attempt to end; while it runs on, its worker's stream broke (a
-        restarted worker that re-adopted the container, a network hiccup): resume it
-        where it broke, every RESUME_S. None if the caller left."""
+        """Wait for the attempt to end. If the worker's stream broke while the attempt
+        runs on (a restarted worker that re-adopted the container, a network hiccup),
+        resume it where it broke, trying every RESUME_S. A stream that simply ended
+        (the container exited) is not read again: the store has the rest (`_last`).
+        None if the caller left."""
         while True:
-            task = self._wait(task_id, is_active, _ended_or_due(attempt, time.time() + RESUME_S))
+            due = time.time() + RESUME_S if sent.error else math.inf
+            task = self._wait(task_id, is_active, _ended_or_due(attempt, due))
             if task is None or _ended(task, attempt):
                 return task
             yield from self._resume(task, sent, is_active)
