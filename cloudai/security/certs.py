@@ -164,9 +164,7 @@ def init_pki(
     `force`."""
     root = Path(directory)
     plan = [(MASTER_NAME, hosts or [])]
-    for worker_id, extra in (workers or {}).items():
-        own = [worker_id] if _is_host_name(worker_id) else []
-        plan.append((worker_id, [*own, *extra]))
+    plan += list((workers or {}).items())  # issue() adds each worker's own id
     plan += [(n, []) for n in (agents if agents is not None else [AGENT_NAME])]
     plan += [(n, []) for n in (clients if clients is not None else ["admin"])]
     _check_plan(plan, days)
@@ -195,9 +193,10 @@ def issue(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> Issued:
-    """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA.
-    `not_before` / `not_after` override the validity (tests make expired ones)."""
-    sans = _check_leaf(name, hosts)
+    """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA. Its
+    names: the loopback ones, NAME itself when it is a host name (a worker's id), and
+    `hosts`. `not_before` / `not_after` override the validity (tests make expired ones)."""
+    sans = _check_leaf(name, [*([name] if _is_host_name(name) else []), *hosts])
     if not_after is None:
         _check_days(days)
     root = Path(directory)

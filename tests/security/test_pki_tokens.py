@@ -79,7 +79,10 @@ def test_certs_issue_adds_a_worker_signed_by_the_same_ca(tmp_path):
     certs.init_pki(tmp_path)
     out = run("certs", "issue", str(tmp_path), "worker-9", "--host", "192.0.2.9")
     assert out.returncode == 0, out.stderr
-    assert load(tmp_path / "worker-9.crt").issuer == load(tmp_path / "ca.crt").subject
+    issued = load(tmp_path / "worker-9.crt")
+    assert issued.issuer == load(tmp_path / "ca.crt").subject
+    assert {"localhost", "worker-9"} <= sans(issued)  # its id, as `certs init` gives it
+    assert ipaddress.ip_address("192.0.2.9") in x509_ips(issued)
     with pytest.raises(InvalidArgument):
         certs.issue(tmp_path, "bad name", [])
     with pytest.raises(InvalidArgument):
