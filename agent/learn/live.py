@@ -124,19 +124,19 @@ def by_request(
 ) -> list[Placement]:
     """`placements` (made with packed memory) whose requests fit, in decision order;
     the tasks whose request does not fit where they went are placed again, by their
-    request, on what the kept placements leave free."""
+    request, on what the kept placements leave free. So are the tasks left unplaced:
+    the ones moved may have held, in the first pass, what those needed."""
     request = {t.task_id: t for t in tasks}
-    work, kept, again = state.copy(), [], []
+    work, kept, again, moved = state.copy(), [], [], False
     for p in placements:
         t, i = request[p.task_id], state.index.get(p.worker_id, -1)
-        if not p.placed:
-            kept.append(p)
-        elif i >= 0 and work.free[MEM, i] >= t.memory_bytes:
+        if p.placed and i >= 0 and work.free[MEM, i] >= t.memory_bytes:
             work.reserve(i, t.cpu, t.memory_bytes, t.gpu)
             kept.append(p)
         else:
+            moved = moved or p.placed
             again.append(t)
-    if not again:
+    if not moved:
         return placements
     return kept + place_batch(again, work, profile, now=now, mutate=True)
 

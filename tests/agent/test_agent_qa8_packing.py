@@ -90,3 +90,21 @@ def test_packing_still_packs_when_the_requests_fit(tmp_path):
     assert all(t.memory_bytes < 16 * MIB for t in packed)  # the prediction plus margin
     placed = policy.place(pb, *batch_from_pb(pb))
     assert len(placed) == 3 and all(p.placed for p in placed)
+
+
+def test_a_task_that_fits_nowhere_by_request_holds_nothing(tmp_path):
+    """QA pass 7: packed by its small predicted peak, a 64 GiB task went to the one
+    worker in the first pass and held a core there; moved out because its request
+    fits nowhere, it kept the 1.5-core task it had crowded out waiting (and explain
+    suggested asking for 1 core)."""
+    policy = LearnedPolicy(load_model(tiny_model(tmp_path / "m.joblib")), pack_memory=True)
+    workers = [make_worker("w").cpu(2).mem("2g").build()]
+    for first, second in (("huge", "mid"), ("mid", "huge")):
+        made = {
+            "huge": make_task("huge").cpu(1).mem("64g").image("app:1").build(),
+            "mid": make_task("mid").cpu(1.5).mem("64m").image("app:1").build(),
+        }
+        pb = batch_to_pb([made[first], made[second]], workers, sequence=1, timestamp=1.0)
+        placed = {p.task_id: p for p in policy.place(pb, *batch_from_pb(pb))}
+        assert placed["mid"].placed and placed["mid"].worker_id == "w", (first, placed)
+        assert not placed["huge"].placed
