@@ -123,6 +123,12 @@ class Agent:
         self.model_version = ""
         if settings.shadow:
             check_policy_name(settings.shadow, "shadow")
+        if settings.profile and settings.policy not in ("", "default"):
+            raise ConfigError(
+                f"--policy {settings.policy} and --profile {settings.profile}: give one "
+                "(a profile file is the policy; --policy learned takes its profile from "
+                "the model)"
+            )
         if settings.policy == LEARNED:
             self._use_learned(settings)
         else:

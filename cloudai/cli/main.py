@@ -360,7 +360,11 @@ def agent(
         help="Also run this policy in shadow: log where it disagrees (a --policy name, "
         "or firstfit, bestfit, random, roundrobin, fgd).",
     ),
-    profile: str = typer.Option(None, "--profile", help="Path to a profile file (JSON)."),
+    profile: str = typer.Option(
+        None,
+        "--profile",
+        help="Path to a profile file (JSON or TOML): the policy, instead of --policy.",
+    ),
     model: str = typer.Option(
         None, "--model", help="Learned model file (for --policy learned or --shadow learned)."
     ),

@@ -59,6 +59,19 @@ def test_a_profile_name_the_master_refuses_is_one_line_and_exit_1(tmp_path, name
     )
 
 
+@pytest.mark.parametrize("policy", ["binpack", "learned"])
+def test_a_policy_and_a_profile_file_together_are_refused(tmp_path, policy):
+    """QA pass 7: the profile file silently won over --policy binpack (and `status`
+    and every decision said binpack), and --policy learned silently ignored it."""
+    path = tmp_path / "prof.json"
+    path.write_text(json.dumps({"name": "mine", "scorers": {"bestfit": 1}}))
+    done = agent_cli("--master", "127.0.0.1:1", "--policy", policy, "--profile", str(path))
+    assert (done.returncode, done.stdout) == (1, "")
+    want = f"cloudai agent: --policy {policy} and --profile {path}: give one"
+    assert done.stderr.startswith(want)
+    assert done.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("version", ["v" * 129, "learned\nv2"], ids=["long", "newline"])
 def test_a_model_version_the_master_refuses_falls_back_with_one_warning(tmp_path, caplog, version):
     path = tmp_path / "m.joblib"
