@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import NoReturn, TextIO
 
+import grpc
 import typer
 
 from cloudai.convert import spec_to_pb, state_to_pb
@@ -21,7 +23,7 @@ from cloudai.validation import parse_duration, parse_pairs, parse_size, validate
 
 from . import views
 from .client import Client, connect, fail
-from .reconnect import LogFollower, Patience, notice
+from .reconnect import LogFollower, Patience, notice, say
 
 # Not a typer envvar: the address comes from the flag, then CLOUDAI_MASTER, then .env
 # (ClientSettings), and is checked before any dialling (client.master_address).
@@ -56,6 +58,7 @@ RetriesOpt = typer.Option(0, "--retries", help="Retry budget for failed attempts
 SelectorOpt = typer.Option(None, "--selector", help="Worker label k=v (repeatable).")
 PinOpt = typer.Option("", "--worker", help="Pin to this worker (manual override).")
 NameOpt = typer.Option("", "--name", help="Task name.")
+PENDING_NOTE_S = 10.0  # --wait / --follow: say why, once, if it waits this long for a place
 WaitOpt = typer.Option(False, "--wait", help="Wait; exit with the task's exit code.")
 FollowOpt = typer.Option(
     False,
@@ -155,11 +158,32 @@ def _see_through(client: Client, task_id: str, follow: bool, as_json: bool) -> N
     A master that goes away meanwhile is waited for (reconnect.py). The task's id
     goes to stderr at once, --json or not, so that it can be cancelled meanwhile."""
     print(f"✓ submitted {task_id}", file=sys.stderr, flush=True)
+    _note_if_still_pending(client, task_id, PENDING_NOTE_S)
     if follow:  # with --json the logs go to stderr: stdout is one JSON document
         LogFollower(client, task_id, 0, sys.stderr if as_json else sys.stdout).run()
     final = _wait_terminal(client, task_id)
     _emit(as_json, final, views.task_panel(final))
     raise typer.Exit(_exit_code(final))
+
+
+def _note_if_still_pending(client: Client, task_id: str, after: float) -> None:
+    """In the background: if the task still waits for a place `after` seconds from
+    now, say once on stderr why (from its latest decision) and what would place it."""
+
+    def check() -> None:
+        try:
+            resp = client.raw_call("Explain", cpb.ExplainRequest(task_id=task_id))
+        except grpc.RpcError:  # the wait itself reports a master that went away
+            return
+        if views.state_name(resp.task.state) != "PENDING" or not resp.decisions:
+            return
+        d = resp.decisions[0]
+        hint = f"; smallest change: {d.hint}" if d.hint else ""
+        say(f"still waiting for a place after {after:.0f}s: {d.summary or 'not placed'}{hint}")
+
+    timer = threading.Timer(after, check)
+    timer.daemon = True
+    timer.start()
 
 
 def _build_spec(o: _SubmitOptions) -> TaskSpec:
