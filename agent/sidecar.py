@@ -73,6 +73,22 @@ def choose_profile(settings: AgentSettings) -> Profile:
     return resolve_profile(settings.profile or settings.policy)
 
 
+# What the master checks again at commit: a placement these would have ruled out is
+# refused there, every batch, and the task waits.
+ENFORCED_FILTERS = ("health", "selector", "cpu", "memory", "gpu")
+
+
+def _warn_if_unfiltered(profile: Profile) -> None:
+    missing = [f for f in ENFORCED_FILTERS if f not in profile.filters]
+    if missing:
+        log.warning(
+            "profile %r leaves out the filter(s) %s: the master refuses placements they "
+            "would rule out, and such tasks wait; keep them in 'filters'",
+            profile.name,
+            ", ".join(missing),
+        )
+
+
 def policy_names(flag: str = "policy") -> tuple[str, ...]:
     """The names --policy accepts; --shadow also takes the simulator's baselines."""
     names = (*BUILTIN_PROFILES, LEARNED)
@@ -139,6 +155,7 @@ class Agent:
                     settings.model,
                 )
         self.shadow = shadow_or_none(settings.shadow, settings.model) if settings.shadow else None
+        _warn_if_unfiltered(self.profile)
         self._check_watch()
         self.backoff = backoff or Backoff()
         self.refused_backoff = Backoff(*REFUSED_BACKOFF_S)

@@ -165,8 +165,11 @@ def load_model(path: str | Path) -> LearnedModel:
     try:
         data = joblib.load(p)
     except Exception as err:  # joblib/pickle raise many types for a damaged file
-        reason = str(err) or type(err).__name__
-        raise ModelError(f"model file {str(p)!r} is corrupt or unreadable: {reason}") from err
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise ModelError(
+            f"model file {str(p)!r} is corrupt or not a model file (reading it failed "
+            f"with {reason})"
+        ) from err
     return _from_dict(data, p)
 
 

@@ -155,3 +155,22 @@ def test_a_model_files_tuned_profile_is_validated_the_same_way(tmp_path, caplog)
     path = _model_file(tmp_path, {"name": "tuned", "scorers": {"least_allocated": math.inf}})
     with pytest.raises(ModelError, match="must be a finite number >= 0, got inf"):
         load_model(path)
+
+
+def test_a_profile_without_the_filters_the_master_enforces_is_warned_about(tmp_path, caplog):
+    """QA pass 7: such a profile proposed, every batch, placements the master refused
+    (a selector no worker there matched), and the task waited without a word."""
+    from cloudai.agent.sidecar import Agent
+
+    path = _write(tmp_path, {"name": "thin", "scorers": {"tetris": 1}, "filters": ["cpu"]})
+    with caplog.at_level("WARNING", logger="cloudai.agent"):
+        Agent(AgentSettings(master=NO_MASTER, profile=path))
+    [warning] = [r.getMessage() for r in caplog.records if "leaves out" in r.getMessage()]
+    assert warning.startswith(
+        "profile 'thin' leaves out the filter(s) health, selector, memory, gpu: the master "
+        "refuses placements they would rule out"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cloudai.agent"):
+        Agent(AgentSettings(master=NO_MASTER, policy="binpack"))
+    assert not [r for r in caplog.records if "leaves out" in r.getMessage()]

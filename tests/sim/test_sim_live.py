@@ -95,6 +95,8 @@ def test_missing_or_corrupt_model_falls_back_to_default_with_a_warning(tmp_path,
         assert agent.profile.name == "default" and agent.learned is None
         [line] = [r.getMessage() for r in caplog.records]
         assert "falling back to the default profile" in line and path in line
+        if path == str(bad):  # what failed, named: not a bare number
+            assert "is corrupt or not a model file (reading it failed with KeyError: " in line
         _, _, batch, _ = snapshot()
         decisions = live(agent_settings(policy="learned", model=path), batch)
         assert decisions and all(d.profile == "default" and not d.model_version for d in decisions)
