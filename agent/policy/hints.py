@@ -104,7 +104,7 @@ def _matching(
                 return base, f"worker {state.ids[only]} has no label {key}={value}"
             if not has.any():
                 return base, f"no worker has label {key}={value}"
-            return base, f"no healthy worker has label {key}={value}"
+            return base, _label_elsewhere(state, has, f"{key}={value}")
         base &= has
     if not base.any():
         labels = ", ".join(f"{k}={v}" for k, v in task.selector.items())
@@ -115,6 +115,16 @@ def _matching(
         if not base.any():
             return base, "the only matching workers are avoided after this task failed there"
     return base, ""
+
+
+def _label_elsewhere(state: ClusterState, has: np.ndarray, label: str) -> str:
+    """Only unhealthy workers have `label`: name a draining one to take back, if any."""
+    why = f"no healthy worker has label {label}"
+    draining = np.flatnonzero(has & state.draining)
+    if not draining.size:
+        return why
+    name = state.ids[int(draining[0])]
+    return f"{why}: {name} has it but is draining (`cloudai drain {name} --undo`)"
 
 
 def _resource_hint(

@@ -43,6 +43,13 @@ CASES = [
         "`cloudai drain b --undo` lets b take tasks again",
     ),
     (
+        "the only worker with the label drains, another is active (QA pass 7)",
+        [make_worker("a").cpu(8), make_worker("ssd").label("disk", "ssd").draining()],
+        make_task("t").cpu(0.5).selector(disk="ssd"),
+        "no healthy worker has label disk=ssd: ssd has it but is draining "
+        "(`cloudai drain ssd --undo`)",
+    ),
+    (
         "one worker, inactive",
         [make_worker("a").unhealthy()],
         make_task("t"),
