@@ -256,6 +256,10 @@ class Scheduler:
             resumed, self._fallback_on = self._fallback_on, False
             if batch.HasField("shadow"):
                 self._shadow = (self._agent_id, batch.shadow)
+            elif self._shadow is not None and self._shadow[0] == self._agent_id:
+                # An answer without a shadow: whatever ran one under this id (another
+                # run of it, now gone) no longer describes it.
+                self._shadow = None
         if resumed:
             log.info("agent %s answering again; fallback off", batch.agent_id or "?")
         try:

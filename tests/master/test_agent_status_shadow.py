@@ -117,6 +117,23 @@ def test_status_follows_the_agent_it_names_and_a_new_run_counts_afresh(h):
     again.cancel()
 
 
+def test_an_answer_without_a_shadow_clears_another_runs_counts_under_that_id(h):
+    """QA pass 7: two runs of one agent id at once, the one with a shadow stopped, and
+    status kept showing its counts beside the other run's policy."""
+    h.add_worker("w1")
+    submit(h)
+    plain = watch(h, "ag1", "learned")
+    shadowed = watch(h, "ag1", "spread")
+    answer(h, "ag1", apb.ShadowReport(policy="binpack", decisions=3, disagreements=3))
+    status_when(h, lambda s: s.HasField("agent_shadow"), "the shadow's counts")
+    shadowed.cancel()
+    status_when(h, lambda s: s.agents_connected == 1, "the shadowed run gone")
+    answer(h, "ag1", None)  # the remaining run answers: it runs no shadow
+    s = status_when(h, lambda s: not s.HasField("agent_shadow"), "the counts cleared")
+    assert (s.agent_id, s.agent_policy) == ("ag1", "learned")
+    plain.cancel()
+
+
 @pytest.mark.parametrize(
     "report, message",
     [
