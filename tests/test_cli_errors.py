@@ -212,7 +212,9 @@ def test_worker_refuses_negative_capacity_caps(args, message):
 
 def test_worker_refuses_a_negative_cap_from_the_environment():
     line = one_line_error(run("worker", "--port", "0", env={"CLOUDAI_CPU": "-2"}))
-    assert "invalid cpu: Input should be greater than or equal to 0" in line
+    assert "invalid cpu '-2': Input should be greater than or equal to 0" in line
+    line = one_line_error(run("master", "--port", "0", "--agent-timeout", "nan"))
+    assert "invalid agent_timeout nan: Input should be greater than 0" in line
 
 
 def test_a_grpc_server_that_is_not_a_master_is_named_so():

@@ -441,7 +441,9 @@ def _settings(cls, kwargs: dict[str, object]):
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        fail(f"invalid {where}: {first.get('msg', 'bad value')}")
+        given = first.get("input")
+        value = f" {given!r}" if isinstance(given, str | int | float) else ""
+        fail(f"invalid {where}{value}: {first.get('msg', 'bad value')}")
 
 
 def _given(**kwargs: object) -> dict[str, object]:
