@@ -269,15 +269,32 @@ def _check_entry(path: Path, digest: object, entry: object) -> None:
 
 def read_token(token: str = "", token_file: str = "") -> str:
     """The token a process presents: given directly (CLOUDAI_TOKEN) or in a file
-    (CLOUDAI_TOKEN_FILE, --token-file); "" when neither is set."""
+    (CLOUDAI_TOKEN_FILE, --token-file); "" when neither is set. Both at once is an
+    error: which identity is meant cannot be told (one may be left in the shell)."""
+    if token and token_file:
+        raise ConfigError(
+            "a token is given twice, by CLOUDAI_TOKEN and by a token file "
+            f"({token_file}, from --token-file or CLOUDAI_TOKEN_FILE): give one"
+        )
     if token:
-        return token.strip()
+        return _checked(token.strip(), "CLOUDAI_TOKEN")
     if not token_file:
         return ""
     try:
         text = Path(token_file).expanduser().read_text().strip()
-    except OSError as err:
-        raise ConfigError(f"cannot read token file {token_file}: {err.strerror}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        why = getattr(err, "strerror", None) or "not text"
+        raise ConfigError(f"cannot read token file {token_file}: {why}") from err
     if not text:
         raise ConfigError(f"token file {token_file} is empty")
-    return text
+    return _checked(text, f"token file {token_file}")
+
+
+def _checked(token: str, where: str) -> str:
+    """The token, if gRPC metadata can carry it: one word of printable ASCII."""
+    if not re.fullmatch(r"[!-~]+", token):
+        raise ConfigError(
+            f"{where} does not hold a token: a token is one line of printable ASCII "
+            "with no spaces (as `cloudai token create` writes it)"
+        )
+    return token

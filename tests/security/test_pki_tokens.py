@@ -142,3 +142,28 @@ def test_corrupt_tokens_file_is_a_config_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         TokenStore(path).lookup("cai_" + "a" * 40)
+
+
+def test_read_token_refuses_two_tokens_and_what_is_not_a_token(tmp_path):
+    """QA pass 7: CLOUDAI_TOKEN left in the shell silently won over --token-file (the
+    command ran as admin, not as the user named), and a key file given as the token
+    file failed as `internal: Invalid metadata`."""
+    from cloudai.errors import ConfigError
+    from cloudai.security.tokens import read_token
+
+    good = tmp_path / "alice.token"
+    good.write_text("cai_abc-DEF_123\n")
+    assert read_token("", str(good)) == "cai_abc-DEF_123"
+    assert read_token(" tok ", "") == "tok"
+    with pytest.raises(ConfigError, match="a token is given twice, by CLOUDAI_TOKEN and by a"):
+        read_token("admin-token", str(good))
+    key = tmp_path / "admin.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError) as err:
+        read_token("", str(key))
+    assert str(err.value) == (
+        f"token file {key} does not hold a token: a token is one line of printable ASCII "
+        "with no spaces (as `cloudai token create` writes it)"
+    )
+    with pytest.raises(ConfigError, match="^CLOUDAI_TOKEN does not hold a token"):
+        read_token("a\nb", "")
