@@ -183,7 +183,8 @@ def validate_resources(res: Resources) -> None:
     )
     for name, value, limit in checks:
         if value != value or value < 0:  # NaN or negative
-            raise InvalidArgument(f"{name} request must be >= 0, got {value}")
+            what = "a number" if value != value else ">= 0"  # NaN is not equal to itself
+            raise InvalidArgument(f"{name} request must be {what}, got {value}")
         if value > limit:
             raise InvalidArgument(f"{name} request {value} is absurd (limit {limit})")
     if res.gpu > 1 and res.gpu != int(res.gpu):

@@ -106,10 +106,19 @@ def certs_issue(
         None, "--host", help="Name or IP the certificate is valid for (repeatable)."
     ),
     days: int = typer.Option(825, "--days", help="Validity in days."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace NAME's existing certificate and key (a renewal)."
+    ),
 ) -> None:
-    """Issue (or renew) one certificate with an existing CA, e.g. for a new worker."""
+    """Issue (or, with --force, renew) one certificate with an existing CA, e.g. for a
+    new worker."""
+    from pathlib import Path
+
     from cloudai.security import certs
 
+    existing = Path(directory) / f"{name}.crt"
+    if existing.exists() and not force:
+        fail(f"{existing} exists: pass --force to replace it and its key (a renewal)")
     try:
         item = certs.issue(directory, name, list(host or []), days=days)
     except CloudAIError as err:

@@ -175,7 +175,10 @@ class TokenStore:
             elif subject:
                 keys = [k for k, e in entries.items() if e.get("subject") == subject]
             else:
-                raise InvalidArgument("name the token to revoke: a token, --id or --subject")
+                raise InvalidArgument(
+                    "name the token to revoke: its id (as `token list` shows it), "
+                    "--subject or --token-file"
+                )
             if not keys:
                 raise NotFound("no such token in " + str(self.path))
             for key in keys:

@@ -79,10 +79,19 @@ def test_certs_issue_adds_a_worker_signed_by_the_same_ca(tmp_path):
     certs.init_pki(tmp_path)
     out = run("certs", "issue", str(tmp_path), "worker-9", "--host", "192.0.2.9")
     assert out.returncode == 0, out.stderr
+    again = run("certs", "issue", str(tmp_path), "worker-9")  # would replace its key
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"cloudai: {tmp_path / 'worker-9.crt'} exists: pass --force to replace it and its "
+        "key (a renewal)\n"
+    )
     issued = load(tmp_path / "worker-9.crt")
     assert issued.issuer == load(tmp_path / "ca.crt").subject
     assert {"localhost", "worker-9"} <= sans(issued)  # its id, as `certs init` gives it
     assert ipaddress.ip_address("192.0.2.9") in x509_ips(issued)
+    renewed = run("certs", "issue", str(tmp_path), "worker-9", "--force")
+    assert renewed.returncode == 0, renewed.stderr
+    assert load(tmp_path / "worker-9.crt").serial_number != issued.serial_number
     with pytest.raises(InvalidArgument):
         certs.issue(tmp_path, "bad name", [])
     with pytest.raises(InvalidArgument):
@@ -167,3 +176,23 @@ def test_read_token_refuses_two_tokens_and_what_is_not_a_token(tmp_path):
     )
     with pytest.raises(ConfigError, match="^CLOUDAI_TOKEN does not hold a token"):
         read_token("a\nb", "")
+
+
+def test_revoke_without_a_target_names_the_real_options(tmp_path):
+    store = TokenStore(tmp_path / "tokens.json")
+    store.create(Role.WORKER, "worker-1")
+    with pytest.raises(InvalidArgument) as err:
+        store.revoke()
+    assert str(err.value) == (
+        "name the token to revoke: its id (as `token list` shows it), --subject or --token-file"
+    )
+
+
+def test_a_nan_request_is_not_a_number():
+    from cloudai.model import Resources
+    from cloudai.validation import validate_resources
+
+    with pytest.raises(InvalidArgument, match="^cpu request must be a number, got nan$"):
+        validate_resources(Resources(cpu=float("nan")))
+    with pytest.raises(InvalidArgument, match="^cpu request must be >= 0, got -1"):
+        validate_resources(Resources(cpu=-1))
