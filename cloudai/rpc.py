@@ -292,6 +292,14 @@ def abort(context: grpc.ServicerContext, err: CloudAIError) -> NoReturn:
     raise AssertionError("unreachable: context.abort raises")
 
 
+# The master's answer (UNAVAILABLE) when it cannot read its tokens file: it refuses
+# every call until the file is back, and clients must not call it unreachable.
+TOKENS_UNCHECKABLE = (
+    "the master cannot check tokens now: its tokens file is missing or damaged "
+    "(see the master's log)"
+)
+
+
 def store_failed(err: grpc.RpcError) -> bool:
     """The master answered this call, but its store failed (see abort)."""
     try:

@@ -162,6 +162,8 @@ def describe_error(err: grpc.RpcError, target: str, *, streamed: bool = False) -
     detail = " ".join((raw or "").split())
     if rpc.store_failed(err):
         return rpc.describe_rpc_error(err, target)
+    if detail == rpc.TOKENS_UNCHECKABLE:
+        return f"{detail} ({target})"
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return f"{target} is not a CloudAI master (it does not serve the client API)"
     if streamed and code in _UNREACHABLE:

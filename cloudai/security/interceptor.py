@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 
 from cloudai.errors import CloudAIError
+from cloudai.rpc import TOKENS_UNCHECKABLE
 
 from .tokens import ANONYMOUS, Identity, Role, TokenStore
 
@@ -199,7 +200,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             ident = self._tokens.lookup(token.strip())
         except CloudAIError as err:  # the tokens file vanished or was corrupted
             log.error("cannot check tokens: %s", err)
-            raise Denied(grpc.StatusCode.UNAVAILABLE, "cannot check tokens now") from err
+            raise Denied(grpc.StatusCode.UNAVAILABLE, TOKENS_UNCHECKABLE) from err
         if ident is None:
             # The same answer for unknown and revoked: it tells an attacker nothing.
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked token")

@@ -336,3 +336,25 @@ def test_worker_can_also_require_a_master_token(secure):
             assert got == expected, token
     finally:
         server.stop(0)
+
+
+def test_a_master_that_cannot_read_its_tokens_says_so_not_unreachable(tmp_path, pki):
+    """QA pass 7: with its tokens file damaged the master refuses every call (it fails
+    closed), and the CLI said `cannot reach the CloudAI master: is it running?`."""
+    from cloudai.cli.client import describe_error
+
+    from .seckit import start_secure_master
+
+    cluster = start_secure_master(tmp_path, pki)
+    try:
+        stub = cluster.cluster()
+        assert code_of(stub.GetStatus, cpb.StatusRequest()) == OK
+        cluster.tokens_path.write_text("{ not json")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetStatus(cpb.StatusRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert describe_error(err.value, cluster.target) == (
+            f"{rpc.TOKENS_UNCHECKABLE} ({cluster.target})"
+        )
+    finally:
+        cluster.close()
