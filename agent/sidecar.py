@@ -200,7 +200,8 @@ class Agent:
 
     def run(self) -> None:
         """Watch, place and submit until `stop()`; reconnect on failure. Returns early,
-        with `refused` set, when the master refuses the token before serving us."""
+        with `refused` set, when the master refuses the token, or the TLS handshake
+        fails, before serving us."""
         target = self.settings.master
         while not self._stop.is_set():
             opened = time.monotonic()
@@ -212,11 +213,17 @@ class Agent:
                 if self._stop.is_set():
                     break
                 failure, refused = _describe(err), _code(err) in _REFUSED
+                if rpc.tls_failed(err) and not self.served:
+                    self.refused = rpc.describe_rpc_error(err, target)
+                    return
             if time.monotonic() - opened > _HEALTHY_STREAM_S:
                 self.served = True  # a refusal comes at once: this watch was accepted
                 self.backoff.reset()
             if refused and not self.served:
-                self.refused = failure
+                self.refused = (
+                    f"the master refused this agent's token: {failure} "
+                    "(the agent needs a token with the agent role)"
+                )
                 return
             delay = self._retry_in(refused)
             if refused:
@@ -380,11 +387,7 @@ def run_agent(settings: AgentSettings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if agent.refused:
-        print(
-            f"cloudai agent: the master refused this agent's token: {agent.refused} "
-            "(the agent needs a token with the agent role)",
-            file=sys.stderr,
-        )
+        print(f"cloudai agent: {agent.refused}", file=sys.stderr)
         return 1
     if agent.shadow is not None:
         print(summary_line(agent.shadow))

@@ -343,6 +343,14 @@ def describe_rpc_error(err: grpc.RpcError, target: str) -> str:
     return f"{name.lower()}: {detail}"
 
 
+def tls_failed(err: grpc.RpcError) -> bool:
+    """The call failed in the TLS handshake (a certificate, CA or plaintext mismatch):
+    a setup mistake, which retrying does not mend."""
+    code = err.code() if hasattr(err, "code") else None
+    detail = err.details() if hasattr(err, "details") else str(err)
+    return code == grpc.StatusCode.UNAVAILABLE and _looks_like_tls(detail or "")
+
+
 def _looks_like_tls(detail: str) -> bool:
     d = detail.lower()
     return any(w in d for w in ("ssl", "tls", "handshake", "certificate"))

@@ -179,6 +179,8 @@ class Membership:
             return f"the master refused this worker's token: {err.details() or code.name}"
         if code == grpc.StatusCode.INVALID_ARGUMENT and self.registrations == 0:
             return f"the master refused this worker's registration: {err.details() or code.name}"
+        if rpc.tls_failed(err) and self.registrations == 0:
+            return rpc.describe_rpc_error(err, self._settings.master)
         return ""
 
     def _registered(self, resp: mw.RegisterWorkerResponse) -> None:

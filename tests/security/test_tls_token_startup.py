@@ -196,3 +196,45 @@ def _wait_line(proc: subprocess.Popen, text: str, timeout: float = 20) -> str:
         if text in line:
             return line
     raise AssertionError(f"no line with {text!r} (exit {proc.poll()})")
+
+
+# -- a worker or agent whose TLS setup the master's does not match ------------------------
+def _foreign_flags(tmp_path: Path, name: str) -> list[str]:
+    """Certificates from another cluster's CA: neither side trusts the other."""
+    from cloudai.security import certs
+
+    other = tmp_path / "other-pki"
+    certs.init_pki(other, workers={"worker-b": ["127.0.0.1"]})
+    return ["--tls-ca", str(other / "ca.crt"), "--tls-cert", str(other / f"{name}.crt"),
+            "--tls-key", str(other / f"{name}.key")]  # fmt: skip
+
+
+@pytest.mark.docker  # a worker checks its Docker engine before it registers
+def test_worker_whose_tls_handshake_fails_at_first_exits_1(tmp_path, token_master):
+    """QA pass 7: it said `master ... unreachable, retrying` for ever."""
+    _, tokens = token_master
+    (tmp_path / "w.token").write_text(tokens["worker-b"] + "\n")
+    proc = cloudai("worker", "--id", "worker-b", "--ip", "127.0.0.1", "--port", str(WORKER_PORT),
+                   "--master", f"127.0.0.1:{TOKENS_MASTER_PORT}",
+                   *_foreign_flags(tmp_path, "worker-b"),
+                   "--token-file", str(tmp_path / "w.token"))  # fmt: skip
+    code, err = finished(proc)
+    assert code == 1, err
+    assert err.startswith(
+        f"cloudai worker: TLS handshake with the CloudAI master at 127.0.0.1:{TOKENS_MASTER_PORT} "
+        "failed: check --tls-ca"
+    )
+
+
+def test_agent_whose_tls_handshake_fails_at_first_exits_1(tmp_path, token_master):
+    _, tokens = token_master
+    (tmp_path / "a.token").write_text(tokens["agent"] + "\n")
+    proc = cloudai("agent", "--master", f"127.0.0.1:{TOKENS_MASTER_PORT}",
+                   *_foreign_flags(tmp_path, "agent"),
+                   "--token-file", str(tmp_path / "a.token"))  # fmt: skip
+    code, err = finished(proc)
+    assert code == 1, err
+    assert err.startswith(
+        f"cloudai agent: TLS handshake with the CloudAI master at 127.0.0.1:{TOKENS_MASTER_PORT} "
+        "failed: check --tls-ca"
+    )
