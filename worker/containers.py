@@ -66,6 +66,15 @@ def container_name(task_id: str, attempt: int) -> str:
     return f"cloudai-{_NAME_UNSAFE.sub('_', task_id)}-a{attempt}"
 
 
+def has_exited(container: Container) -> bool:
+    """Whether Docker says the container has ended (an exit waiter may not know yet)."""
+    try:
+        container.reload()
+    except DOCKER_ERRORS:
+        return False
+    return container.status in ("exited", "dead")
+
+
 def labels(task_id: str, attempt: int, worker_id: str, timeout_s: float) -> dict[str, str]:
     return {
         LABEL_MANAGED: "true",

@@ -44,6 +44,9 @@ from cloudai.worker.outcome import (
 OnRunning = Callable[[float, str], None]
 # How often a supervisor asks whether an engine that went away is back.
 ENGINE_POLL_S = 0.5
+# Past a deadline the loop still sleeps this long between checks, so that a container
+# that has ended in time is not polled in a spin while its exit waiter catches up.
+EXIT_SETTLE_S = 0.05
 
 
 @dataclass(slots=True, eq=False)
@@ -376,7 +379,7 @@ class DockerExecutor:
         while True:
             pause = self.poll_interval
             if deadline is not None and killed_for is None:
-                pause = max(0.0, min(pause, deadline - time.time()))
+                pause = max(EXIT_SETTLE_S, min(pause, deadline - time.time()))
             if waiter.done.wait(pause):
                 if waiter.error is None or not engine_gone(waiter.error):
                     break
@@ -388,7 +391,9 @@ class DockerExecutor:
                 if active.cancel.is_set():
                     killed_for = Reason.CANCELLED
                 elif deadline is not None and time.time() >= deadline:
-                    killed_for = Reason.TIMEOUT
+                    # Not if it already ended in time (a re-adopted container that
+                    # exited while no worker watched): its own exit is the result.
+                    killed_for = None if ct.has_exited(container) else Reason.TIMEOUT
                 if killed_for is not None:
                     self._kill_quietly(container)
             if time.monotonic() >= next_sample:

@@ -254,3 +254,24 @@ def test_unreachable_engine_is_a_docker_error_outcome(settings: WorkerSettings) 
     assert (out.state, out.reason) == (TaskState.FAILED, Reason.DOCKER_ERROR)
     assert out.message.startswith("docker:") and "\n" not in out.message
     assert ex.list_managed() == [] and ex.cached_images() == []
+
+
+def test_readopting_a_container_that_ended_in_time_after_its_deadline_is_its_own_result(
+    executor: DockerExecutor, docker_client: docker.DockerClient, settings: WorkerSettings
+) -> None:
+    """QA pass 7: it exited 0 after 1 s of a 1.5 s timeout while no worker watched;
+    adopted after the deadline, it was reported TIMED_OUT, 'killed after the timeout'
+    (the exit waiter had not caught up when the deadline check ran)."""
+    task_id = new_task_id()
+    container = docker_client.containers.run(
+        BASE_IMAGE,
+        ["sh", "-c", "sleep 1; echo done"],
+        name=ct.container_name(task_id, 1),
+        labels=ct.labels(task_id, 1, settings.id, 1.5),
+        detach=True,
+    )
+    container.wait(timeout=30)
+    time.sleep(1.0)  # the deadline passes while nobody watches
+    out = executor.adopt(task_id, 1)
+    assert (out.state, out.exit_code, out.reason) == (TaskState.SUCCEEDED, 0, Reason.COMPLETED)
+    assert "done" in out.log_tail
