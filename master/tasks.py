@@ -312,6 +312,9 @@ class TaskManager:
             ):
                 self._store.put_result(self._result(r))
             return True, f"task already {stored.state.value}"
+        if stored.attempt == r.attempt:  # it ended without this worker (lost, then failed)
+            why = f", {stored.reason}" if stored.reason else ""
+            return False, f"task already ended ({stored.state.value}{why}) without {r.worker_id}"
         return False, f"attempt {r.attempt} is superseded by attempt {stored.attempt}"
 
     def _mark_running(self, task: Task, r: Report) -> tuple[bool, str]:

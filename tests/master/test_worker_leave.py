@@ -204,6 +204,13 @@ def test_tasks_pinned_to_a_lost_worker_fail_instead_of_waiting_for_ever(h, keep_
     [result] = h.master.store.get_results(queued)
     assert (result.worker_id, result.reason) == ("w1", "worker_lost")
     assert _task(h, free).state != pb.TASK_STATE_FAILED
+    # A late report of the lost attempt is refused, saying why (not "attempt 1 is
+    # superseded by attempt 1").
+    late = mw.TaskStatusReport(worker_id="w1", task_id=mine, attempt=1,
+                               state=state_to_pb(TaskState.SUCCEEDED))  # fmt: skip
+    ack = h.mw.ReportTaskStatus(late, timeout=5)
+    assert not ack.accepted
+    assert ack.message == "task already ended (FAILED, worker_lost) without w1"
     # Its last report no longer counts: the task it listed is not its own any more,
     # and the table shows no CPU or memory use for a process that is gone.
     lost_w1 = _workers(h)["w1"]
