@@ -218,12 +218,7 @@ def test_worker_whose_tls_handshake_fails_at_first_exits_1(tmp_path, token_maste
                    "--master", f"127.0.0.1:{TOKENS_MASTER_PORT}",
                    *_foreign_flags(tmp_path, "worker-b"),
                    "--token-file", str(tmp_path / "w.token"))  # fmt: skip
-    code, err = finished(proc)
-    assert code == 1, err
-    assert err.startswith(
-        f"cloudai worker: TLS handshake with the CloudAI master at 127.0.0.1:{TOKENS_MASTER_PORT} "
-        "failed: check --tls-ca"
-    )
+    _exits_naming_the_handshake(proc, "worker")
 
 
 def test_agent_whose_tls_handshake_fails_at_first_exits_1(tmp_path, token_master):
@@ -232,9 +227,13 @@ def test_agent_whose_tls_handshake_fails_at_first_exits_1(tmp_path, token_master
     proc = cloudai("agent", "--master", f"127.0.0.1:{TOKENS_MASTER_PORT}",
                    *_foreign_flags(tmp_path, "agent"),
                    "--token-file", str(tmp_path / "a.token"))  # fmt: skip
+    _exits_naming_the_handshake(proc, "agent")
+
+
+def _exits_naming_the_handshake(proc: subprocess.Popen, prog: str) -> None:
     code, err = finished(proc)
     assert code == 1, err
     assert err.startswith(
-        f"cloudai agent: TLS handshake with the CloudAI master at 127.0.0.1:{TOKENS_MASTER_PORT} "
-        "failed: check --tls-ca"
+        f"cloudai {prog}: TLS handshake with the CloudAI master at "
+        f"127.0.0.1:{TOKENS_MASTER_PORT} failed: check --tls-ca"
     )

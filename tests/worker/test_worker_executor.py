@@ -225,15 +225,7 @@ def test_readopting_an_ended_container_reports_its_own_runtime(
 ) -> None:
     """QA: a ~25 s container re-adopted later was logged as 'SUCCEEDED in 50.6s'. The
     runtime is Docker's StartedAt..FinishedAt; its peak memory was never sampled."""
-    task_id = new_task_id()
-    container = docker_client.containers.run(
-        BASE_IMAGE,
-        ["sh", "-c", "sleep 1"],
-        name=ct.container_name(task_id, 1),
-        labels=ct.labels(task_id, 1, settings.id, 0.0),
-        detach=True,
-    )
-    container.wait(timeout=30)
+    task_id = _ended_while_down(docker_client, settings, "sleep 1", timeout_s=0.0)
     time.sleep(2.0)  # nobody watches it: the worker is "down"
     out = executor.adopt(task_id, 1)
     assert (out.state, out.exit_code) == (TaskState.SUCCEEDED, 0)
@@ -262,16 +254,25 @@ def test_readopting_a_container_that_ended_in_time_after_its_deadline_is_its_own
     """QA pass 7: it exited 0 after 1 s of a 1.5 s timeout while no worker watched;
     adopted after the deadline, it was reported TIMED_OUT, 'killed after the timeout'
     (the exit waiter had not caught up when the deadline check ran)."""
-    task_id = new_task_id()
-    container = docker_client.containers.run(
-        BASE_IMAGE,
-        ["sh", "-c", "sleep 1; echo done"],
-        name=ct.container_name(task_id, 1),
-        labels=ct.labels(task_id, 1, settings.id, 1.5),
-        detach=True,
-    )
-    container.wait(timeout=30)
+    task_id = _ended_while_down(docker_client, settings, "sleep 1; echo done", timeout_s=1.5)
     time.sleep(1.0)  # the deadline passes while nobody watches
     out = executor.adopt(task_id, 1)
     assert (out.state, out.exit_code, out.reason) == (TaskState.SUCCEEDED, 0, Reason.COMPLETED)
     assert "done" in out.log_tail
+
+
+def _ended_while_down(
+    docker_client: docker.DockerClient, settings: WorkerSettings, script: str, timeout_s: float
+) -> str:
+    """A task's attempt-1 container, as an earlier worker process left it, run to its
+    end with no worker watching; the task's id."""
+    task_id = new_task_id()
+    container = docker_client.containers.run(
+        BASE_IMAGE,
+        ["sh", "-c", script],
+        name=ct.container_name(task_id, 1),
+        labels=ct.labels(task_id, 1, settings.id, timeout_s),
+        detach=True,
+    )
+    container.wait(timeout=30)
+    return task_id
