@@ -43,6 +43,7 @@ from .learn.live import (
 )
 from .policy.baselines import BASELINE_PROFILES
 from .policy.core import place_batch
+from .policy.filters import ENFORCED_FILTERS
 from .policy.profiles import BUILTIN_PROFILES, Profile, resolve_profile
 from .wire import batch_from_pb, placements_to_pb
 
@@ -73,12 +74,9 @@ def choose_profile(settings: AgentSettings) -> Profile:
     return resolve_profile(settings.profile or settings.policy)
 
 
-# What the master checks again at commit: a placement these would have ruled out is
-# refused there, every batch, and the task waits.
-ENFORCED_FILTERS = ("health", "selector", "cpu", "memory", "gpu")
-
-
 def _warn_if_unfiltered(profile: Profile) -> None:
+    """A placement that an enforced filter would have ruled out is refused by the
+    master, every batch, and the task waits."""
     missing = [f for f in ENFORCED_FILTERS if f not in profile.filters]
     if missing:
         log.warning(

@@ -113,7 +113,7 @@ class TaskLogs:
             rest = ""
         if rest:
             yield pb.LogChunk(data=rest)
-        sent.restart(len(full), full)
+        sent.restart(full)
         yield from self._from_worker(task, True, 0, is_active, sent, skip=len(full))
 
     def _last(self, task_id: str, tail: int, sent: Sent) -> pb.LogChunk:
@@ -176,9 +176,9 @@ class Sent:
         self.count += len(data)
         self.last = (self.last + data)[-MARK:]
 
-    def restart(self, offset: int, full: str) -> None:
-        """After a resume: `offset` characters of the output are behind the reader."""
-        self.whole, self.count, self.last, self.error = True, offset, full[-MARK:], ""
+    def restart(self, full: str) -> None:
+        """After a resume: the reader stands at the end of `full`, the output so far."""
+        self.whole, self.count, self.last, self.error = True, len(full), full[-MARK:], ""
 
     def rest(self, full: str, exact: bool) -> str | None:
         """The part of `full` not sent yet. `full` is the output so far (`exact`) or a

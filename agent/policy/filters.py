@@ -215,3 +215,5 @@ BUILTIN_FILTERS: tuple[type, ...] = (
     GpuFilter,
 )
 DEFAULT_FILTERS: tuple[str, ...] = tuple(f.name for f in BUILTIN_FILTERS)
+# What the master checks again when it commits a placement (avoiding is a preference).
+ENFORCED_FILTERS: tuple[str, ...] = tuple(f.name for f in BUILTIN_FILTERS if f is not AvoidFilter)

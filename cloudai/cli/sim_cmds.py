@@ -183,9 +183,9 @@ def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -
     report = compare(load_trace(trace_path, cfg), names, cfg, m, progress=say)
     if as_json:
         print(json.dumps(report, indent=2))
-        _warn_if_none_ran(report)
-        return
-    _print_table(report)
+    else:
+        _print_table(report)
+    _warn_if_none_ran(report)
 
 
 def _say(line: str) -> None:
@@ -209,7 +209,6 @@ def _print_table(report: dict) -> None:
     for name, row in report["policies"].items():
         if row.get("model_version"):
             print(f"{name}: model {row['model_version']}")
-    _warn_if_none_ran(report)
 
 
 def _warn_if_none_ran(report: dict) -> None:
