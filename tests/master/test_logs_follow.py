@@ -244,14 +244,18 @@ def test_follow_sends_what_only_the_store_holds_when_the_attempt_ends(h):
 def test_logs_of_a_running_task_whose_worker_is_gone_says_so(h):
     w1 = h.add_worker("w1")
     task = h.master.submit(TaskSpec(image="cloudai/sample-task:latest"))
-    _place_and_run(h, task.id, "w1")
-    w1.server.stop(0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "cloudai", "logs", task.id, "--master",
-         f"127.0.0.1:{h.master.port}"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+    # It still heartbeats (not lost yet, however slowly `cloudai logs` starts: the
+    # timeout here is 1 s), but its log server does not answer.
+    with heartbeats(h, "w1") as running:
+        attempt = _place_and_run(h, task.id, "w1")
+        running.append(pb.TaskRef(task_id=task.id, attempt=attempt))
+        w1.server.stop(0)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "cloudai", "logs", task.id, "--master",
+             f"127.0.0.1:{h.master.port}"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
     assert done.returncode == 0 and done.stdout == ""
     assert done.stderr.startswith("cloudai: worker w1 did not answer (UNAVAILABLE")
 
