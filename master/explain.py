@@ -15,6 +15,10 @@ def explain_text(task: Task, decisions: list[DecisionRecord]) -> str:
         lines += _pending(task, latest)
     elif committed is not None:
         lines += _placed(committed)
+        if task.state.terminal and task.state != TaskState.SUCCEEDED:
+            lines.append(f"ended ({task.reason or '-'}): {task.message or '-'}")
+    elif task.state.terminal:
+        lines.append(f"ended without being placed ({task.reason or '-'}): {task.message or '-'}")
     elif latest is not None:
         lines += _pending(task, latest)
     else:

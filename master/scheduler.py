@@ -464,8 +464,11 @@ class Scheduler:
         silent past the heartbeat timeout (or left and not back within it). Submit
         refuses an unknown worker, and a worker not yet registered may still come."""
         entry = self._registry.get(worker_id)
-        lost = entry is not None and entry.lost
-        return "was lost (no heartbeat within the timeout)" if lost else ""
+        if entry is None or not entry.lost:
+            return ""
+        if entry.left_at:
+            return "shut down and did not come back within the heartbeat timeout"
+        return "was lost (no heartbeat within the timeout)"
 
     def _fallback(self) -> None:
         tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]

@@ -1,6 +1,7 @@
 """A worker process without Docker, for the tests of a worker's leave: the worker's
 own Membership (registration, heartbeats, and on SIGTERM the leave, as `cloudai
-worker` does) and a Worker gRPC server that accepts every task and runs nothing.
+worker` does) and a Worker gRPC server that accepts every task and holds it, running
+nothing, until the master cancels it.
 A real `cloudai worker` needs a Docker engine; its leave is the same Membership call.
 
     python -m tests.master.leaving_worker ID MASTER_PORT WORKER_PORT [CPU]
@@ -22,16 +23,40 @@ from cloudai.worker.membership import MemberHooks, Membership
 from .harness import FakeWorkerServicer, serve_worker
 
 
-class Printing(FakeWorkerServicer):
+class Holding(FakeWorkerServicer):
+    """Holds every attempt it is given until the master cancels or stops it, and
+    lists them in its heartbeats, as a worker running long containers does (a fake
+    listing nothing has its tasks requeued at every heartbeat timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._held: set[tuple[str, int]] = set()
+
     def AssignTask(self, request, context):  # noqa: N802 - gRPC naming
         print(f"assigned {request.task_id} {request.attempt}", flush=True)
+        with self._lock:
+            self._held.add((request.task_id, request.attempt))
         return super().AssignTask(request, context)
+
+    def CancelTask(self, request, context):  # noqa: N802 - gRPC naming
+        self.drop([request])
+        return super().CancelTask(request, context)
+
+    def drop(self, refs) -> None:
+        with self._lock:
+            self._held -= {(r.task_id, r.attempt) for r in refs}
+
+    def running(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return sorted(self._held)
 
 
 def main(worker_id: str, master_port: int, port: int, cpu: float = 4.0) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server, _ = serve_worker(Printing(), f"127.0.0.1:{port}")
+    node = Holding()
+    server, _ = serve_worker(node, f"127.0.0.1:{port}")
     settings = WorkerSettings(
         _env_file=None,
         id=worker_id,
@@ -39,7 +64,9 @@ def main(worker_id: str, master_port: int, port: int, cpu: float = 4.0) -> int:
         ip="127.0.0.1",
         heartbeat_interval=0.2,
     )
-    hooks = MemberHooks(running=list, cached_images=list, stop_attempts=lambda r: None, say=print)
+    hooks = MemberHooks(
+        running=node.running, cached_images=list, stop_attempts=node.drop, say=print
+    )
     with rpc.channel(settings.master) as channel:
         member = Membership(settings, channel, Resources(cpu, 8 * 2**30, 0), hooks)
         member.start(f"127.0.0.1:{port}")

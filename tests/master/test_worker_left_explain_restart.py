@@ -3,8 +3,9 @@ stopped heartbeating (SIGKILL), in `cloudai explain` and across a master restart
 
 - explain's hint for a task no worker can take said "worker w1 is inactive (no
   heartbeats)" for a worker that had shut down; it now says "worker w1 shut down",
-  and a pinned task waiting for it says so too. A killed worker keeps the
-  "no heartbeats" wording.
+  and a pinned task waiting for it says so too, as does its failure once the worker
+  is not back within the heartbeat timeout (explain showed such an ended task as
+  still "waiting"). A killed worker keeps the "no heartbeats" wording.
 - The leave was in memory only: a restarted master showed the worker as an ACTIVE,
   unregistered one. It is stored now: after a restart `cloudai workers` shows it
   INACTIVE (left Ns ago), nothing is placed on it, and its next registration makes
@@ -126,8 +127,16 @@ def test_explain_says_a_worker_shut_down_and_a_killed_one_sent_no_heartbeats(clu
 
         c.stop_worker("w1", signal.SIGTERM)
         wait_until(lambda: c.workers_json()["w1"].get("left_at"), 5, "w1's leave")
-        text = _hint(c, waiting, r"pinned worker w1: worker 'w1' shut down")
-        assert "inactive" not in text, text
+        # Waiting for it, then (it is not back within the heartbeat timeout) failed:
+        # both say it shut down. On a loaded machine the first may already be over.
+        text = _hint(c, waiting, r"pinned worker w1(: worker 'w1')? shut down")
+        assert "inactive" not in text and "no heartbeat" not in text, text
+        text = _hint(c, waiting, r"is FAILED\n")
+        assert text.splitlines()[1] == (
+            "ended without being placed (worker_lost): pinned worker w1 shut down and did "
+            "not come back within the heartbeat timeout; submit the task again, without "
+            "--worker or pinned to a live worker"
+        ), text
 
         c.stop_worker("w2", signal.SIGKILL)  # no leave: inactive at the heartbeat timeout
         wait_until(lambda: "INACTIVE" in c.workers_json()["w2"]["health"], 3 * TIMEOUT_S, "w2 lost")
