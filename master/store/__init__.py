@@ -66,8 +66,8 @@ def open_store(
     inserted into a URI that has none. If MongoDB does not answer within
     MONGO_PING_TIMEOUT_S, one line goes to `warn` and a SQLiteStore at
     `fallback_sqlite_path` is returned (ConfigError if there is none).
-    Anything else raises ConfigError. `exclusive`: a master's SQLite file, which
-    a second master may not open (StoreError).
+    Anything else raises ConfigError. `exclusive`: a master's SQLite file or MongoDB
+    database, which a second master may not use (StoreError; mongo_lease.py).
     """
     if not url or not url.strip():
         raise ConfigError("no store URL configured")
@@ -99,4 +99,4 @@ def _open_mongo(
         reason = " ".join(str(err).split())  # one line, whatever the driver said
         warn(f"MongoDB unreachable at {masked}: {reason}; falling back to SQLite at {store.path}")
         return store
-    return MongoStore(uri)
+    return MongoStore(uri, exclusive=exclusive, say=warn)

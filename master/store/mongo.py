@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING, MongoClient
@@ -37,6 +37,7 @@ from cloudai.model import (
 )
 
 from .base import Store, cut_log_tail
+from .mongo_lease import MasterLease
 
 #: Used when the URI sets no serverSelectionTimeoutMS: an outage surfaces as a
 #: StoreError within seconds instead of pymongo's 30 s default.
@@ -44,6 +45,7 @@ DEFAULT_SELECTION_TIMEOUT_MS = 10_000
 _AUTH_FAILED = 18
 _SECRET_QUERY_KEYS = ("password", "authmechanismproperties", "secret", "token")
 _NO_ID = {"_id": False}
+_NO_PASSWORD_MECHANISMS = ("MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC")
 _DNS_FAILURE = re.compile(r"\bDNS\b|resolution lifetime", re.IGNORECASE)
 
 
@@ -89,18 +91,37 @@ def has_credentials(uri: str) -> bool:
 
 def with_credentials(uri: str, username: str | None, password: str | None) -> str:
     """Insert URL-quoted credentials into a URI that has none. Credentials
-    already in the URI win: they were written there on purpose."""
+    already in the URI win: they were written there on purpose. A URI that names
+    only its user (mongodb://cloudai@host, the secret kept out of it) gets the
+    password, unless another username is given or its mechanism takes none."""
     if not username and not password:
         return uri
-    if not username:
-        raise ConfigError("a MongoDB password was given without a username")
     prefix, userinfo, rest = _split_authority(uri)
     if not prefix:
         raise ConfigError(f"not a MongoDB URI: {mask_uri(uri)}")
     if userinfo:
-        return uri
+        return _with_password(uri, userinfo, username, password)
+    if not username:
+        raise ConfigError("a MongoDB password was given without a username")
     cred = quote_plus(username) + (f":{quote_plus(password)}" if password else "")
     return f"{prefix}{cred}@{rest}"
+
+
+def _with_password(uri: str, userinfo: str, username: str | None, password: str | None) -> str:
+    user, has_pw, _ = userinfo.partition(":")
+    other_user = username and unquote_plus(user) != username
+    if has_pw or not password or other_user or _passwordless_mechanism(uri):
+        return uri
+    prefix, _, rest = _split_authority(uri)
+    return f"{prefix}{user}:{quote_plus(password)}@{rest}"
+
+
+def _passwordless_mechanism(uri: str) -> bool:
+    query = uri.partition("?")[2]
+    return any(
+        key.lower() == "authmechanism" and value.upper() in _NO_PASSWORD_MECHANISMS
+        for key, value in parse_qsl(query)
+    )
 
 
 def _uri_selection_timeout_ms(uri: str) -> int | None:
@@ -175,8 +196,17 @@ class MongoStore(Store):
     """`Store` over one MongoDB database. Pass `client` to inject a ready client
     (tests pass a mongomock.MongoClient); an injected client is not closed by close()."""
 
-    def __init__(self, uri: str, database: str = "cloudai", client: Any = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str = "cloudai",
+        client: Any = None,
+        *,
+        exclusive: bool = False,
+        say: Callable[[str], object] = print,
+    ) -> None:
         self.url = mask_uri(uri)
+        self._lease: MasterLease | None = None
         self.database = database
         self._owns_client = client is None
         if client is None:
@@ -195,6 +225,9 @@ class MongoStore(Store):
             self._telemetry = db.get_collection("telemetry", write_concern=majority)
             self._db = db
             self._ensure_indexes()
+            if exclusive:  # a master's: one master per database (mongo_lease.py)
+                lease = db.get_collection("master_lease", write_concern=majority)
+                self._lease = MasterLease(lease, self.url, say=say)
 
     def _ensure_indexes(self) -> None:
         # create_index is a no-op when the index exists, so this is cheap on restart.
@@ -208,6 +241,8 @@ class MongoStore(Store):
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
+        if self._lease is not None:
+            self._lease.check()
         try:
             yield
         except PyMongoError as err:
@@ -222,6 +257,8 @@ class MongoStore(Store):
             raise Unavailable(f"MongoDB at {self.url}: {short_reason(err)}") from err
 
     def close(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
         if self._owns_client:
             with self._errors("close"):
                 self._client.close()

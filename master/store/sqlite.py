@@ -36,7 +36,7 @@ from cloudai.model import (
 )
 
 from .base import Store, cut_log_tail
-from .sqlite_file import MasterLock, check_schema
+from .sqlite_file import MasterLock, check_not_a_folder, check_schema
 
 MEMORY = ":memory:"
 SCHEMA_VERSION = 1
@@ -109,6 +109,7 @@ class SQLiteStore(Store):
             self.url = f"sqlite:///{resolved}"
         self._lock = threading.RLock()
         self._batch_depth = 0
+        self._batch_lost = ""  # why SQLite rolled the open batch back, if it did
         self._master_lock: MasterLock | None = None
         try:
             self._conn = self._connect(exclusive)
@@ -119,6 +120,7 @@ class SQLiteStore(Store):
     def _connect(self, exclusive: bool) -> sqlite3.Connection:
         try:
             if self.path != MEMORY:
+                check_not_a_folder(self.path, self.url)
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 if exclusive:
                     self._master_lock = MasterLock(self.path, self.url)
@@ -148,7 +150,9 @@ class SQLiteStore(Store):
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Many writes in one transaction: one commit instead of one per write. It is
-        durable (fsynced), as any write inside may be."""
+        durable (fsynced), as any write inside may be. If SQLite rolls the whole
+        transaction back (a full disk, an I/O error), every later write of the batch
+        and its end raise StoreError: nothing of it is stored, none of it outside it."""
         with self._lock:
             if self._batch_depth:
                 self._batch_depth += 1
@@ -157,12 +161,21 @@ class SQLiteStore(Store):
                 finally:
                     self._batch_depth -= 1
                 return
-            self._batch_depth = 1
+            self._batch_depth, self._batch_lost = 1, ""
             try:
                 with self._transaction(durable=True):
                     yield
+                    self._check_batch()
             finally:
                 self._batch_depth = 0
+
+    def _check_batch(self) -> None:
+        """StoreError if SQLite has rolled back the open batch's transaction."""
+        if not self._conn.in_transaction:
+            why = self._batch_lost or "its transaction ended"
+            raise StoreError(
+                f"SQLite write failed ({self.url}): {why}; the whole batch was rolled back"
+            )
 
     def _begin(self) -> None:
         try:
@@ -180,10 +193,16 @@ class SQLiteStore(Store):
         with self._lock:
             if self._batch_depth:
                 # Every write here is one statement, and SQLite undoes a failed
-                # statement on its own: the rest of the batch stays intact.
+                # statement on its own: the rest of the batch stays intact. Unless
+                # it rolled the whole transaction back: then nothing more is
+                # written, lest it commit on its own, outside the batch.
+                self._check_batch()
                 try:
                     yield self._conn
                 except sqlite3.Error as err:
+                    if not (self._conn.in_transaction or self._batch_lost):
+                        self._batch_lost = str(err)
+                    self._check_batch()
                     raise StoreError(f"SQLite write failed ({self.url}): {err}") from err
                 return
             with self._transaction(durable):

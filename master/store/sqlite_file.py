@@ -3,6 +3,7 @@
 - `check_schema`: the file is empty, or a CloudAI store of a schema version this
   code knows. A database of another program is refused before anything touches it
   (no WAL switch, no tables added), and so is one written by a newer CloudAI.
+- `check_not_a_folder`: a folder given as the file is named as such.
 - `MasterLock`: one master per database file. Two masters on one file would each
   schedule the same queue and declare the other's workers lost.
 """
@@ -26,14 +27,22 @@ TABLES: dict[str, frozenset[str]] = {
 }
 
 
-def check_schema(conn: sqlite3.Connection, url: str, known_version: int) -> None:
-    """StoreError unless the file is empty or holds a CloudAI store this code can use."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > known_version:
+def check_not_a_folder(path: str, url: str) -> None:
+    """StoreError naming the mistake when the path is a folder (SQLite only says
+    "unable to open database file"), before a lock file is made beside it."""
+    if Path(path).is_dir():
         raise StoreError(
-            f"{url} was written by a newer CloudAI (store schema version {version}; this "
-            f"one knows up to {known_version}): upgrade CloudAI or use another --db"
+            f"cannot open SQLite store at {url}: {path} is a folder, not a database "
+            f"file: give the file's path, e.g. sqlite:///{Path(path) / 'master.db'}"
         )
+
+
+def check_schema(conn: sqlite3.Connection, url: str, known_version: int) -> None:
+    """StoreError unless the file is empty or holds a CloudAI store this code can use.
+    The tables decide whose file it is before the version does: another program's
+    database may set user_version too (a browser's is 70 and more), and must not be
+    taken for a newer CloudAI's."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     tables = [
         row[0]
         for row in conn.execute(
@@ -41,6 +50,12 @@ def check_schema(conn: sqlite3.Connection, url: str, known_version: int) -> None
         )
     ]
     foreign = sorted(t for t in tables if not _is_ours(conn, t))
+    ours = len(tables) > len(foreign)
+    if version > known_version and (ours or not foreign):
+        raise StoreError(
+            f"{url} was written by a newer CloudAI (store schema version {version}; this "
+            f"one knows up to {known_version}): upgrade CloudAI or use another --db"
+        )
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise StoreError(

@@ -131,9 +131,9 @@ def test_reachable_mongo_opens_mongo_store_with_credentials_and_masked_url(
     def fake_ping(uri: str, timeout_s: float) -> None:
         seen["ping"] = uri
 
-    def fake_mongo_store(uri: str) -> MongoStore:
-        seen["store"] = uri
-        return MongoStore(uri, client=server)
+    def fake_mongo_store(uri: str, **kw) -> MongoStore:
+        seen["store"], seen["exclusive"] = uri, kw["exclusive"]
+        return MongoStore(uri, client=server, **kw)
 
     monkeypatch.setattr(store_pkg, "ping", fake_ping)
     monkeypatch.setattr(store_pkg, "MongoStore", fake_mongo_store)
@@ -143,6 +143,12 @@ def test_reachable_mongo_opens_mongo_store_with_credentials_and_masked_url(
     assert isinstance(store, MongoStore)
     assert seen["ping"] == seen["store"] == "mongodb://bob:s3cr%2Ft%40p%3Ass@db:27017/"
     assert store.url == "mongodb://bob:***@db:27017/"
+    assert seen["exclusive"] is False
+    master = open_store("mongodb://db:27017/", exclusive=True)  # a master's: it takes the lease
+    assert seen["exclusive"] is True
+    assert server.cloudai.master_lease.find_one({"_id": "master"}) is not None
+    master.close()
+    assert server.cloudai.master_lease.find_one({"_id": "master"}) is None
 
 
 @pytest.mark.parametrize(
