@@ -152,7 +152,7 @@ class Agent:
                     "--model %s ignored: it is used only by --policy learned or --shadow learned",
                     settings.model,
                 )
-        self.shadow = shadow_or_none(settings.shadow, settings.model) if settings.shadow else None
+        self.shadow = self._make_shadow(settings) if settings.shadow else None
         _warn_if_unfiltered(self.profile)
         self._check_watch()
         self.backoff = backoff or Backoff()
@@ -176,6 +176,22 @@ class Agent:
         self.policy_name = LEARNED if self.learned else "default"
         self.profile = self.learned.base if self.learned else resolve_profile("default")
         self.model_version = self.learned.version if self.learned else ""
+        if settings.pack_predicted_memory and self.learned and self.learned.predictors is None:
+            log.warning(
+                "CLOUDAI_PACK_PREDICTED_MEMORY ignored: model %s has no predictors (train "
+                "them with `cloudai agent train`); memory is packed by request",
+                self.model_version,
+            )
+
+    @staticmethod
+    def _make_shadow(settings: AgentSettings):
+        """The shadow policy; a learned one packs memory as --policy learned would."""
+        return shadow_or_none(
+            settings.shadow,
+            settings.model,
+            pack_memory=settings.pack_predicted_memory,
+            memory_margin=settings.memory_margin,
+        )
 
     def _watch_request(self) -> master_agent_pb2.WatchRequest:
         return master_agent_pb2.WatchRequest(

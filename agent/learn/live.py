@@ -240,16 +240,18 @@ class Shadow:
         return ShadowBatch(len(decided), diff)
 
 
-def shadow_or_none(policy: str, model_path: str = "") -> Shadow | None:
+def shadow_or_none(policy: str, model_path: str = "", **kw: object) -> Shadow | None:
     """The shadow for `policy`; None, with one warning line, for a learned shadow
     whose model file is missing or corrupt (the shadow is then disabled: comparing
-    the default profile instead would report on a policy nobody asked about)."""
+    the default profile instead would report on a policy nobody asked about). `kw`
+    (pack_memory, memory_margin) configure a learned shadow as `--policy learned`
+    would run with the same settings: the policy being judged is that one."""
     if policy != "learned":
         return Shadow(policy)
     model = _model_or_none(
         model_path, "shadow policy learned disabled (%s); no disagreement will be logged"
     )
-    return None if model is None else Shadow(policy, LearnedPolicy(model))
+    return None if model is None else Shadow(policy, LearnedPolicy(model, **kw))  # type: ignore[arg-type]
 
 
 NO_DECISION = "no decision compared yet (neither policy has placed a task)"

@@ -139,8 +139,16 @@ def predictors_digest(predictors: dict[str, Any]) -> str:
 
 def writable(path: str | Path) -> Path:
     """`path` if a model file can be written there (checked before a long training run);
-    ModelError otherwise: a directory, or a folder that cannot be written."""
+    ModelError otherwise: no name, a directory, a folder that cannot be written, or an
+    SQLite database (the master's store, say): writing a model over it would destroy it."""
+    if not str(path).strip():
+        raise ModelError("no model file given: name the file to write")
     p = Path(path)
+    if _is_database(p):
+        raise ModelError(
+            f"{str(p)!r} is an SQLite database (a master's store?), not a model file: "
+            "it is left alone; give another file name"
+        )
     if p.is_dir():
         raise ModelError(f"model file {str(p)!r} is a directory: give a file name in it")
     folder = next((d for d in p.absolute().parents if d.exists()), Path("/"))
@@ -149,6 +157,18 @@ def writable(path: str | Path) -> Path:
     if (p.exists() and not os.access(p, os.W_OK)) or not os.access(folder, os.W_OK | os.X_OK):
         raise ModelError(f"cannot write model file {str(p)!r}: permission denied")
     return p
+
+
+def _is_database(p: Path) -> bool:
+    """True for an existing SQLite database file (its 16-byte header)."""
+    try:
+        with p.open("rb") as f:
+            return f.read(16) == SQLITE_HEADER
+    except OSError:  # missing, a directory, unreadable: writable() says why
+        return False
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def load_model(path: str | Path) -> LearnedModel:

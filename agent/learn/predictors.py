@@ -191,9 +191,12 @@ class Predictors:
             stats.add(e)
         y_run = np.log1p([e.runtime_s for e in examples])
         peaks = np.array([e.peak_memory for e in examples], np.float64)
-        # The memory model learns from the runs whose peak is known (0: unknown), unless
-        # too few are: then from every run, as before unknown peaks existed.
-        mem_rows = peaks > 0 if (peaks > 0).sum() >= MIN_EXAMPLES else np.ones(len(peaks), bool)
+        # The memory model learns only from the runs whose peak is known (0: unknown):
+        # an unknown peak taken as 0 bytes would pull every prediction towards 0, and
+        # packing would then count a task as a few kB. With no known peak at all it
+        # learns 0 from every run, which packing reads as unknown (the request).
+        known = peaks > 0
+        mem_rows = known if known.any() else np.ones(len(peaks), bool)
         y_mem = np.log1p(peaks[mem_rows])
         x_mem_known = np.array(x_mem)[mem_rows]
         # Each model keeps the columns it has values for: peaks may be unknown in every
@@ -215,13 +218,13 @@ class Predictors:
         if not specs:
             return np.zeros(0)
         with threadpool_limits(1):
-            return np.expm1(self.runtime_model.predict(self._x(specs, 0)))
+            return np.maximum(np.expm1(self.runtime_model.predict(self._x(specs, 0))), 0.0)
 
     def predict_memory(self, specs: Sequence[TaskSpec]) -> np.ndarray:
         if not specs:
             return np.zeros(0)
         with threadpool_limits(1):
-            return np.expm1(self.memory_model.predict(self._x(specs, 1)))
+            return np.maximum(np.expm1(self.memory_model.predict(self._x(specs, 1))), 0.0)
 
     def importances(self, examples: Sequence[Example], seed: int = 0) -> dict[str, float]:
         """Permutation importance of each feature for the runtime model (0.0 for the

@@ -352,13 +352,13 @@ def agent(
         None,
         "--policy",
         help="Policy / built-in profile: default, binpack, spread, tetris, learned; "
-        "or a profile file (JSON).",
+        "or a profile file (JSON or TOML).",
     ),
     shadow: str = typer.Option(
         None,
         "--shadow",
-        help="Also run this policy in shadow: log where it disagrees (a --policy name, "
-        "or firstfit, bestfit, random, roundrobin, fgd).",
+        help="Also run this policy in shadow: log where it disagrees (a --policy name "
+        "or profile file, or firstfit, bestfit, random, roundrobin, fgd).",
     ),
     profile: str = typer.Option(
         None,
@@ -366,9 +366,12 @@ def agent(
         help="Path to a profile file (JSON or TOML): the policy, instead of --policy.",
     ),
     model: str = typer.Option(
-        None, "--model", help="Learned model file (for --policy learned or --shadow learned)."
+        None,
+        "--model",
+        help="Learned model file for --policy learned or --shadow learned (default: the "
+        "shipped model); `cloudai agent train` writes one with predictors.",
     ),
-    agent_id: str = typer.Option(None, "--id", help="Agent id."),
+    agent_id: str = typer.Option(None, "--id", help="Agent id (agent-1)."),
     tls_ca: str = TlsCaOpt,
     tls_cert: str = TlsCertOpt,
     tls_key: str = TlsKeyOpt,
