@@ -13,6 +13,7 @@ import threading
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import psutil
 import requests
 from docker.errors import DockerException
 from docker.models.containers import Container
@@ -37,6 +38,11 @@ LABEL_ATTEMPT = "cloudai.attempt"
 LABEL_WORKER = "cloudai.worker_id"
 # Lets a restarted worker keep enforcing the timeout of a container it re-adopts.
 LABEL_TIMEOUT = "cloudai.timeout_s"
+# The worker process that created the container ("PID@START", see `process_tag`).
+# Another worker process with the same id on this host (a second cluster whose worker
+# is also `worker-1`, or a duplicate refused by the master) must not re-adopt, and so
+# kill or remove, the containers of one that still runs.
+LABEL_OWNER = "cloudai.worker_process"
 
 # Docker's json-file logs grow without bound by default; a chatty task must not
 # fill the worker's disk.
@@ -75,14 +81,41 @@ def has_exited(container: Container) -> bool:
     return container.status in ("exited", "dead")
 
 
-def labels(task_id: str, attempt: int, worker_id: str, timeout_s: float) -> dict[str, str]:
+def labels(
+    task_id: str, attempt: int, worker_id: str, timeout_s: float, owner: str = ""
+) -> dict[str, str]:
     return {
         LABEL_MANAGED: "true",
         LABEL_TASK: task_id,
         LABEL_ATTEMPT: str(attempt),
         LABEL_WORKER: worker_id,
         LABEL_TIMEOUT: f"{timeout_s:g}",
+        LABEL_OWNER: owner or process_tag(),
     }
+
+
+def _tag(proc: psutil.Process) -> str:
+    # The start time tells a live owner from a later process that reuses its pid.
+    return f"{proc.pid}@{proc.create_time():.2f}"
+
+
+def process_tag(pid: int | None = None) -> str:
+    """'PID@START' of this process (or of `pid`): who created a container."""
+    return _tag(psutil.Process(pid))
+
+
+def held_by_another_process(owner: str) -> bool:
+    """Whether the worker process named by a container's LABEL_OWNER still runs and is
+    not this one. A dead owner (a crashed or stopped worker), an unknown one (a
+    container from an older version) and this process itself are all False: such a
+    container is ours to re-adopt."""
+    pid, _, _start = owner.partition("@")
+    if not pid.isdigit() or owner == process_tag():
+        return False
+    try:
+        return _tag(psutil.Process(int(pid))) == owner
+    except (psutil.Error, ValueError, OverflowError):
+        return False
 
 
 def managed_filter(worker_id: str) -> dict[str, list[str]]:

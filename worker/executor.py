@@ -180,7 +180,8 @@ class DockerExecutor:
         return LogStream(text=last_lines(text, tail))
 
     def list_managed(self) -> list[ct.Managed]:
-        """Containers this worker created and that still exist ([] if Docker is down)."""
+        """Containers this worker created and that still exist ([] if Docker is down),
+        but for those another live worker process with the same id created."""
         try:
             # One listing call: the high-level list inspects each container after
             # listing, and fails if one is removed in between.
@@ -196,6 +197,8 @@ class DockerExecutor:
                 attempt = int(labels.get(ct.LABEL_ATTEMPT, ""))
             except ValueError:
                 continue
+            if ct.held_by_another_process(labels.get(ct.LABEL_OWNER, "")):
+                continue  # another live worker with our id supervises it
             task_id = labels.get(ct.LABEL_TASK, "")
             out.append(ct.Managed(task_id, attempt, container.get("State", "")))
         return out
@@ -352,7 +355,7 @@ class DockerExecutor:
             # It may have ended while the engine was away, not when we saw it: Docker knows.
             ended = ct.parse_docker_time(state.get("FinishedAt"))
             finished_at = ended if started_at <= ended < finished_at else finished_at
-        if outcome.reason == Reason.OOM_KILLED:
+        if state.get("OOMKilled"):  # the task itself may have survived it (exit 0)
             peak[0] = max(peak[0], memory_limit)  # it reached the limit, by definition
         outcome.log_tail = self._collect_logs(active, container)
         outcome.started_at, outcome.finished_at = started_at, finished_at

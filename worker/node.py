@@ -139,7 +139,8 @@ class WorkerNode:
             self._server.stop(grace=min(grace, 1.0)).wait()
         self._channel.close()
         self._stopped.set()
-        self.say("stopped")
+        if self._server is not None:  # a start that failed said why in one line
+            self.say("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stop() finished; False on timeout."""

@@ -181,16 +181,29 @@ def finished_outcome(
             TaskState.TIMED_OUT, code, Reason.TIMEOUT, f"killed after the {timeout_s:g}s timeout"
         )
     if docker_state.get("OOMKilled"):
-        limit = format_size(memory_limit) if memory_limit else "its"
-        return Outcome(
-            TaskState.FAILED,
-            code,
-            Reason.OOM_KILLED,
-            f"out of memory: killed at the {limit} memory limit (exit {code})",
-        )
+        return _oom_outcome(code, memory_limit)
     if code == 0:
         return Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, "")
     return Outcome(TaskState.FAILED, code, Reason.NONZERO_EXIT, exit_message(code))
+
+
+def _oom_outcome(code: int, memory_limit: int) -> Outcome:
+    """Docker sets OOMKilled when the kernel killed ANY process of the container at its
+    memory limit, not only its main one. A task that survives that (a shell whose child
+    was killed) and exits 0 has succeeded, as `docker run` says; one that exits with its
+    own code failed because of it, and says so without claiming it was killed itself."""
+    limit = format_size(memory_limit) if memory_limit else "its"
+    if code == 0:
+        note = f"a process was killed at the {limit} memory limit (out of memory); exit 0"
+        return Outcome(TaskState.SUCCEEDED, 0, Reason.COMPLETED, note)
+    if code == 128 + signal.SIGKILL:
+        message = f"out of memory: killed at the {limit} memory limit (exit {code})"
+    else:
+        message = (
+            f"out of memory: a process was killed at the {limit} memory limit, "
+            f"then the task exited with code {code}"
+        )
+    return Outcome(TaskState.FAILED, code, Reason.OOM_KILLED, message)
 
 
 def exit_message(code: int) -> str:

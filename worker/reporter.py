@@ -27,6 +27,11 @@ OnAnswered = Callable[[mw.TaskStatusReport, bool], None]
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_CAP_S = 5.0
 RPC_TIMEOUT_S = 5.0
+# How long stop() waits for a report still in flight once the flush is over: a master
+# that accepts connections but does not answer (hung, SIGSTOPped) would otherwise hold
+# a SIGTERMed worker for the call's whole deadline. The report is not lost: its
+# container stays until the master has the result, and a restarted worker reports it.
+STOP_JOIN_S = 0.5
 
 
 def backoff_delays(initial: float, cap: float, rng: random.Random) -> Iterator[float]:
@@ -91,7 +96,7 @@ class Reporter:
         with self._cond:
             self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout=self._rpc_timeout + 1)
+            self._thread.join(timeout=STOP_JOIN_S)
         return self.pending()
 
     def _loop(self) -> None:
