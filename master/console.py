@@ -106,8 +106,8 @@ class Console:
         if size > MAX_LINE_BYTES:
             self.say(f"✗ line too long ({size} bytes; the limit is {MAX_LINE_BYTES})")
             return True
-        try:
-            args = shlex.split(line)
+        try:  # the line's own end is no part of it: `workers\` escapes nothing
+            args = shlex.split(line.rstrip("\r\n"))
         except ValueError as err:
             self.say(f"✗ cannot parse command: {err}")
             return True
@@ -169,10 +169,20 @@ class Console:
         self.say(f"✓ task {task.id}: {message}")
 
     def logs(self, args: list[str]) -> None:
+        """The output as it is (blank lines too), and the master's notes about it (a
+        worker that did not answer) on lines of their own, as `cloudai logs` does."""
         task_id = _one(args, "logs <task_id>")
+        at_line_start = True
         for chunk in self.m.stream_logs(task_id, False, 0, lambda: True):
             if chunk.data:
-                self.say(chunk.data.rstrip("\n"))
+                self.out.write(chunk.data)
+                at_line_start = chunk.data.endswith("\n")
+            if chunk.notice:
+                self.out.write("" if at_line_start else "\n")
+                self.out.write(f"⚠ {chunk.notice}\n")
+                at_line_start = True
+        self.out.write("" if at_line_start else "\n")
+        self.out.flush()
 
 
 def _terminal_reader(prompt: str) -> Callable[[], str]:
@@ -271,6 +281,21 @@ def _one(args: list[str], usage: str) -> str:
 
 
 def _parse_task_args(args: list[str]) -> TaskSpec:
+    (worker, image), opts, command = _split_task_args(args)
+    if not worker:  # an empty pin is no pin: the task would go anywhere
+        raise CloudAIError(f"the worker id is empty; usage: {TASK_USAGE}")
+    spec = TaskSpec(image=validate_image(image), command=command, pinned_worker=worker)
+    try:
+        spec.resources.cpu = float(opts["--cpu"])
+    except ValueError as err:
+        raise CloudAIError(f"invalid --cpu {_clip(opts['--cpu'])!r}") from err
+    spec.resources.memory_bytes = parse_size(opts["--mem"])
+    return validate_spec(spec)
+
+
+def _split_task_args(args: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
+    """`task`'s two positional arguments, its options (`--cpu 2` or `--cpu=2`) and the
+    command after `--`. Any other option is refused, not taken for a worker or image."""
     command: list[str] = []
     if "--" in args:
         i = args.index("--")
@@ -279,17 +304,16 @@ def _parse_task_args(args: list[str]) -> TaskSpec:
     positional = []
     it = iter(args)
     for a in it:
-        if a in opts:
-            opts[a] = next(it, "")
+        name, eq, value = a.partition("=")
+        if name in opts:
+            given = value if eq else next(it, None)
+            if given is None:
+                raise CloudAIError(f"{name} needs a value; usage: {TASK_USAGE}")
+            opts[name] = given
+        elif a.startswith("-") and a != "-":  # no worker id or image starts with "-"
+            raise CloudAIError(f"unknown option {_clip(name)!r}; usage: {TASK_USAGE}")
         else:
             positional.append(a)
     if len(positional) != 2:
         raise CloudAIError(f"usage: {TASK_USAGE}")
-    worker, image = positional
-    spec = TaskSpec(image=validate_image(image), command=command, pinned_worker=worker)
-    try:
-        spec.resources.cpu = float(opts["--cpu"])
-    except ValueError as err:
-        raise CloudAIError(f"invalid --cpu {opts['--cpu']!r}") from err
-    spec.resources.memory_bytes = parse_size(opts["--mem"])
-    return validate_spec(spec)
+    return positional, opts, command

@@ -82,3 +82,35 @@ def test_overlap_is_the_longest_start_of_new_that_seen_ends_with():
         new = "".join(rng.choice("ab\n") for _ in range(rng.randint(0, 10)))
         brute = max(p for p in range(min(len(seen), len(new)) + 1) if seen.endswith(new[:p]))
         assert overlap(seen, new) == brute, (seen, new)
+
+
+class _StreamingClient:
+    """Just what LogFollower calls: one stream of chunks, ended by eof."""
+
+    reconnect = 5.0
+    target = "127.0.0.1:1"
+
+    def __init__(self, chunks: list[str]) -> None:
+        self.chunks = chunks
+
+    def raw_stream(self, method, request):
+        from cloudai.proto import common_pb2 as pb
+
+        yield from (pb.LogChunk(data=c) for c in self.chunks)
+        yield pb.LogChunk(eof=True)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "printed"),
+    [(["abc\n", "no newline at end"], "abc\nno newline at end\n"), (["a\n", "b\n"], "a\nb\n")],
+)
+def test_a_followed_log_ends_its_last_line_so_the_task_box_starts_on_its_own(chunks, printed):
+    """`submit --follow` of a task whose output did not end with a newline printed the
+    final task box on the log's last line (`no newline at end╭───`)."""
+    import io
+
+    from cloudai.cli.reconnect import LogFollower
+
+    out = io.StringIO()
+    LogFollower(_StreamingClient(chunks), "t-1", 0, out).run()
+    assert out.getvalue() == printed

@@ -4,6 +4,7 @@ bad input, command-line usage errors included, gives one line and exit status 1.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -178,8 +179,26 @@ def describe_error(err: grpc.RpcError, target: str, *, streamed: bool = False) -
 
 def report_exit(err: CliExit) -> int:
     if err.message:
-        print(f"cloudai: {err.message}", file=sys.stderr)
+        print(f"cloudai: {clip_words(err.message)}", file=sys.stderr)
     return err.code
+
+
+# An error quoting a longer input (a 5,000-character --env name) quotes its first
+# KEEP_WORD characters, as the master's errors do; paths and addresses stay whole.
+LONG_WORD = 200
+KEEP_WORD = 60
+
+
+def clip_words(message: str) -> str:
+    """The message with every overlong word (a quoted input) cut with an ellipsis,
+    keeping the punctuation that ended it: the error stays a readable line."""
+
+    def cut(m: re.Match[str]) -> str:
+        word = m.group()
+        end = re.search(r"\W{0,3}$", word)
+        return word[:KEEP_WORD] + "…" + (end.group() if end else "")
+
+    return re.sub(rf"\S{{{LONG_WORD + 1},}}", cut, message)
 
 
 def report_usage(err: Exception) -> int:

@@ -56,7 +56,7 @@ PriorityOpt = typer.Option(0, "--priority", help="Queue priority (higher first).
 TimeoutOpt = typer.Option("0", "--timeout", help="Deadline, e.g. 30s, 10m (0 = none).")
 RetriesOpt = typer.Option(0, "--retries", help="Retry budget for failed attempts.")
 SelectorOpt = typer.Option(None, "--selector", help="Worker label k=v (repeatable).")
-PinOpt = typer.Option("", "--worker", help="Pin to this worker (manual override).")
+PinOpt = typer.Option(None, "--worker", help="Pin to this worker (manual override).")
 NameOpt = typer.Option("", "--name", help="Task name.")
 PENDING_NOTE_S = 10.0  # --wait / --follow: say why, once, if it waits this long for a place
 WaitOpt = typer.Option(False, "--wait", help="Wait; exit with the task's exit code.")
@@ -119,7 +119,7 @@ class _SubmitOptions:
     timeout: str
     retries: int
     selector: list[str] | None
-    worker: str
+    worker: str | None
     name: str
     wait: bool
     follow: bool
@@ -191,6 +191,7 @@ def _build_spec(o: _SubmitOptions) -> TaskSpec:
     try:
         envs = parse_pairs(o.env, "--env")
         secrets = parse_pairs(o.secret_env, "--secret-env")
+        _check_pin_and_env(o.worker, envs, secrets)
         spec = TaskSpec(
             image=o.image,
             command=list(o.command or []),
@@ -201,7 +202,7 @@ def _build_spec(o: _SubmitOptions) -> TaskSpec:
             max_retries=o.retries,
             selector=parse_pairs(o.selector, "--selector"),
             name=o.name,
-            pinned_worker=o.worker,
+            pinned_worker=o.worker or "",
             always_pull=o.pull,
             secret_env_keys=sorted(secrets),
             cap_add=list(o.cap_add or []),
@@ -211,6 +212,16 @@ def _build_spec(o: _SubmitOptions) -> TaskSpec:
         return validate_spec(spec)
     except InvalidArgument as err:
         fail(str(err))
+
+
+def _check_pin_and_env(worker: str | None, envs: dict, secrets: dict) -> None:
+    """Refuse what would be dropped without a word: an empty --worker (no pin at all,
+    the task could go anywhere) and a variable given as --env and as --secret-env."""
+    if worker is not None and not worker.strip():
+        raise InvalidArgument("--worker is empty: name a worker, or leave --worker out")
+    both = sorted(envs.keys() & secrets.keys())
+    if both:
+        raise InvalidArgument(f"{both[0]!r} is given both as --env and as --secret-env")
 
 
 def _wait_terminal(client: Client, task_id: str) -> pb.Task:
@@ -319,6 +330,7 @@ def logs(
     as_json: bool = JsonOpt,
 ) -> None:
     """Print a task's logs (from the worker while it runs, from the store after).
+
     --follow lasts until the task ends, across retries and lost workers (a note on
     stderr says when an attempt ended), and rides out a master restart."""
     tail = _in_range("--tail", tail)
@@ -347,4 +359,16 @@ def drain(
 ) -> None:
     """Stop placing tasks on a worker; its running tasks finish."""
     resp = connect(master).call("DrainWorker", cpb.DrainRequest(worker_id=worker_id, undrain=undo))
-    _emit(as_json, resp.worker, f"✓ {worker_id} is {views.health_name(resp.worker.health).lower()}")
+    _emit(as_json, resp.worker, drain_text(worker_id, resp.worker.health, undo))
+
+
+def drain_text(worker_id: str, health: int, undo: bool) -> str:
+    """What a drain did. An inactive worker stays inactive: the drain (or its undo) is
+    what it will be when it registers again, which this master remembers in memory."""
+    if health != pb.WORKER_HEALTH_INACTIVE:
+        return f"✓ {worker_id} is {views.health_name(health).lower()}"
+    then = "accept tasks" if undo else "be draining"
+    return (
+        f"✓ {worker_id} is inactive: it will {then} when it registers again "
+        "(until this master restarts)"
+    )

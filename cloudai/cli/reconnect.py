@@ -172,6 +172,7 @@ class LogFollower:
         self.patience = Patience(client)
         self.seen = Seen(whole=tail == 0)
         self.replay: Replay | None = None
+        self.open_line = False  # the last text written did not end its line
 
     def run(self) -> None:
         while True:
@@ -180,6 +181,7 @@ class LogFollower:
             )
             try:
                 if self._relay(self.client.raw_stream("StreamLogs", request)):
+                    self._write("\n" if self.open_line else "")  # what follows starts a line
                     return
                 why = f"the CloudAI master at {self.client.target} ended the log stream early"
                 store = False
@@ -218,6 +220,7 @@ class LogFollower:
             self.out.write(text)
             self.out.flush()
             self.seen.add(text)
+            self.open_line = not text.endswith("\n")
 
 
 def notice(chunk: pb.LogChunk) -> None:

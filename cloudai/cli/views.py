@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from typing import Any
 
@@ -155,7 +156,7 @@ def task_panel(t: pb.Task) -> str:
         ("id", t.id),
         ("name", t.spec.name or "-"),
         ("image", t.spec.image),
-        ("command", " ".join(t.spec.command) or "(image default)"),
+        ("command", shlex.join(t.spec.command) or "(image default)"),
         ("state", state_name(t.state)),
         ("worker", t.worker_id or "-"),
         ("attempt", t.attempt),
