@@ -235,6 +235,7 @@ class WorkerRegistry:
                 entry.record.last_heartbeat = now
                 entry.record.health = WorkerHealth.INACTIVE
                 entry.left_at = entry.left_at or now
+                entry.unreachable = None  # gone, not unreachable: no probes, no hint
             try:
                 self._store.set_worker_left(worker_id, entry.left_at)
             except StoreError as err:
@@ -264,6 +265,7 @@ class WorkerRegistry:
                 if entry.lost or now - entry.silent_since <= self._timeout:
                     continue
                 rec.health, entry.expired = WorkerHealth.INACTIVE, True
+                entry.unreachable = None  # lost now: that says more than the mark
                 lost.append(rec.id)
         for worker_id in lost:  # each on its own: one failing write stops no other
             try:
@@ -298,12 +300,15 @@ class WorkerRegistry:
         were in flight, pinned tasks) it only keeps the latest error. An empty `error`
         keeps the last one. A failure at another `address` than the registered one
         (the worker registered again meanwhile) is ignored, and so is one with `renew`
-        (a failed probe) on a worker that is no longer marked.
+        (a failed probe) on a worker that is no longer marked, and one on a worker
+        that left or is INACTIVE (a call in flight when it went).
         Returns (the mark or None, whether this call set it on an unmarked worker)."""
         now = time.time()
         with self._lock:
             entry = self._workers.get(worker_id)
             if entry is None or (address and address != entry.record.address):
+                return None, False
+            if entry.left_at or entry.record.health == WorkerHealth.INACTIVE:
                 return None, False
             old = entry.unreachable
             if old is None and renew:

@@ -204,3 +204,22 @@ def test_an_unreachable_worker_is_shown_left_out_and_used_once_it_answers(h, cap
 def _explained_unreachable(h: Harness, task_id: str) -> str:
     text = h.cluster.Explain(cpb.ExplainRequest(task_id=task_id), timeout=5).text
     return text if "unreachable" in text else ""
+
+
+def test_a_worker_that_leaves_or_is_lost_drops_its_mark(registry, clock):
+    """A worker marked unreachable and then stopped (SIGTERM: it left) or silent past
+    the heartbeat timeout is gone, not unreachable: `explain` counted it as
+    "unreachable ... retrying it in 13s" instead of shut down, and the master kept
+    probing it. A call in flight when it went sets no new mark."""
+    rec = add_worker(registry, "w1")
+    add_worker(registry, "w2")
+    registry.mark_unreachable("w1", "UNAVAILABLE")
+    registry.mark_unreachable("w2", "UNAVAILABLE")
+    assert registry.leave("w1", rec.address) is not None
+    assert registry.get("w1").unreachable is None
+    assert registry.mark_unreachable("w1", "UNAVAILABLE", rec.address) == (None, False)
+    clock[0] = time.time() + 1.0  # past the 0.3 s heartbeat timeout (added in real time)
+    assert "w2" in registry.expire()
+    assert registry.get("w2").unreachable is None
+    assert registry.mark_unreachable("w2", "UNAVAILABLE") == (None, False)
+    assert registry.unreachable() == []
