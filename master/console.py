@@ -28,6 +28,7 @@ MAX_ECHO = 60  # at most this many characters of one user input are quoted back 
 MAX_ERROR = 300  # and no error line is longer than this
 HISTORY_FILE = "~/.cloudai_history"  # the terminal console's history, kept across sessions
 HISTORY_LENGTH = 1000
+CONSOLE_TASKS = 50  # `tasks` shows the newest this many (and says when there are more)
 TASK_OPTIONS = ("--cpu", "--mem")
 TASK_USAGE = "task <worker_id> <docker_image> [--cpu N] [--mem 512m] [-- CMD ARGS...]"
 HELP = f"""\
@@ -38,8 +39,8 @@ Commands:
   {TASK_USAGE}
                                     run an image on a given worker (manual override);
                                     everything after -- is the command, options too
-  tasks [STATE]                     list recent tasks (optionally only one state)
-  queue                             list pending tasks
+  tasks [STATE]                     list the newest 50 tasks (optionally of one state)
+  queue                             list the newest 50 pending tasks
   explain <task_id>                 why a task runs where it does, or why it waits
   cancel <task_id>                  cancel a queued or running task
   logs <task_id>                    show a task's logs
@@ -151,14 +152,18 @@ class Console:
     def tasks(self, args: list[str]) -> None:
         if len(args) > 1:
             raise CloudAIError("usage: tasks [STATE]")
-        states = [_state(args[0])] if args else None
-        tasks = self.m.store.list_tasks(states=states, limit=50)
-        self.say(views.tasks_table([task_to_pb(t) for t in tasks]))
+        self._newest([_state(args[0])] if args else None)
 
     def queue(self, args: list[str]) -> None:
         _none(args, "queue")
-        tasks = self.m.store.list_tasks(states=[TaskState.PENDING])
-        self.say(views.tasks_table([task_to_pb(t) for t in tasks]))
+        self._newest([TaskState.PENDING])
+
+    def _newest(self, states: list[TaskState] | None) -> None:
+        """The newest CONSOLE_TASKS tasks in `states`, saying when there are more."""
+        tasks = self.m.store.list_tasks(states=states, limit=CONSOLE_TASKS + 1)
+        table = views.tasks_table([task_to_pb(t) for t in tasks[-CONSOLE_TASKS:]])
+        note = f"\n(the newest {CONSOLE_TASKS} shown: `cloudai tasks --limit N` lists more)"
+        self.say(table + (note if len(tasks) > CONSOLE_TASKS else ""))
 
     def explain(self, args: list[str]) -> None:
         task = self.m.tasks.get(_one(args, "explain <task_id>"))

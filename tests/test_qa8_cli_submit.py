@@ -120,3 +120,20 @@ def test_drain_of_an_inactive_worker_says_it_applies_when_it_registers_again(h):
     assert h.master.registry.get("w1").record.health.value == "DRAINING"
     out = cloudai("drain", "w1", "--undo", master=master)
     assert out.stdout == "✓ w1 is active\n", out
+
+
+def test_tasks_says_when_it_shows_only_the_newest(h):
+    """`tasks` listed the newest --limit (100 by default) without a word that there
+    were more, so a long queue looked complete."""
+    import json
+
+    ids = [h.master.submit(TaskSpec(image=IMAGE, command=["true"])).id for _ in range(3)]
+    master = f"127.0.0.1:{h.master.port}"
+    out = cloudai("tasks", "--limit", "2", master=master)
+    assert out.returncode == 0, out
+    assert ids[0] not in out.stdout and ids[1] in out.stdout and ids[2] in out.stdout
+    assert out.stdout.endswith("\n(the newest 2 shown: there are more; --limit N shows more)\n")
+    listed = json.loads(cloudai("tasks", "--limit", "2", "--json", master=master).stdout)
+    assert [t["id"] for t in listed] == ids[1:]  # oldest first, and JSON only
+    out = cloudai("tasks", "--limit", "3", master=master)
+    assert "there are more" not in out.stdout and all(i in out.stdout for i in ids)

@@ -58,6 +58,7 @@ RetriesOpt = typer.Option(0, "--retries", help="Retry budget for failed attempts
 SelectorOpt = typer.Option(None, "--selector", help="Worker label k=v (repeatable).")
 PinOpt = typer.Option(None, "--worker", help="Pin to this worker (manual override).")
 NameOpt = typer.Option("", "--name", help="Task name.")
+DEFAULT_LIST = 1000  # what the master lists for --limit 0
 PENDING_NOTE_S = 10.0  # --wait / --follow: say why, once, if it waits this long for a place
 WaitOpt = typer.Option(False, "--wait", help="Wait; exit with the task's exit code.")
 FollowOpt = typer.Option(
@@ -294,12 +295,17 @@ def tasks(
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """List tasks, oldest first."""
+    """List tasks, oldest first: the newest --limit of them (the table says when there
+    are more)."""
+    asked = _in_range("--limit", limit) or DEFAULT_LIST
+    # One more than asked tells whether there are more (the master caps at MAX_LIST).
     req = cpb.ListTasksRequest(
-        states=_states(state), limit=_in_range("--limit", limit), worker_id=worker
+        states=_states(state), limit=min(asked + 1, INT32_MAX), worker_id=worker
     )
-    resp = connect(master).call("ListTasks", req)
-    _emit(as_json, list(resp.tasks), views.tasks_table(list(resp.tasks)))
+    got = list(connect(master).call("ListTasks", req).tasks)
+    shown = got[-asked:]  # the newest `asked`, oldest first
+    more = f"\n(the newest {asked} shown: there are more; --limit N shows more)"
+    _emit(as_json, shown, views.tasks_table(shown) + (more if len(got) > asked else ""))
 
 
 def task(

@@ -129,3 +129,21 @@ def test_logs_says_when_the_worker_did_not_answer(h):
     task_id = running_task(h, "w1")
     out = run(h, f"logs {task_id}")
     assert out.startswith("⚠ worker w1 did not answer (INTERNAL: disk on fire)\n"), out
+
+
+def test_tasks_says_when_it_shows_only_the_newest(h, monkeypatch):
+    """The console's `tasks` showed the newest 50 without a word that there were more,
+    and `queue` listed every pending task, however many."""
+    from cloudai.master import console
+    from cloudai.model import TaskSpec
+
+    monkeypatch.setattr(console, "CONSOLE_TASKS", 2)
+    ids = [h.master.submit(TaskSpec(image=IMAGE, command=["true"])).id for _ in range(3)]
+    out = run(h, "tasks")
+    assert ids[0] not in out and ids[1] in out and ids[2] in out, out
+    assert "(the newest 2 shown: `cloudai tasks --limit N` lists more)" in out, out
+    out = run(h, "queue")  # all three wait: no worker
+    assert ids[0] not in out and "(the newest 2 shown" in out, out
+    monkeypatch.setattr(console, "CONSOLE_TASKS", 3)
+    out = run(h, "tasks")
+    assert all(i in out for i in ids) and "the newest" not in out, out
