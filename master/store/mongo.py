@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
 import pymongo
+from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.errors import (
     ConfigurationError,
@@ -45,6 +46,9 @@ DEFAULT_SELECTION_TIMEOUT_MS = 10_000
 _AUTH_FAILED = 18
 _SECRET_QUERY_KEYS = ("password", "authmechanismproperties", "secret", "token")
 _NO_ID = {"_id": False}
+# What BSON encoding refuses (a document over 16 MiB, an 8-byte-overflowing integer,
+# text with lone surrogates): not PyMongoError, so it would reach the caller raw.
+_UNSTORABLE = (BSONError, OverflowError, UnicodeEncodeError)
 _NO_PASSWORD_MECHANISMS = ("MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC")
 _DNS_FAILURE = re.compile(r"\bDNS\b|resolution lifetime", re.IGNORECASE)
 
@@ -247,6 +251,11 @@ class MongoStore(Store):
             yield
         except PyMongoError as err:
             raise StoreError(f"MongoDB {action} failed ({self.url}): {short_reason(err)}") from err
+        except _UNSTORABLE as err:  # raised by the driver before anything is sent
+            raise StoreError(
+                f"MongoDB {action} failed ({self.url}): the document cannot be stored "
+                f"({type(err).__name__}: {short_reason(err)})"
+            ) from err
 
     def ping(self, timeout_s: float = 2.0) -> None:
         """Raise Unavailable unless the server answers within `timeout_s`."""

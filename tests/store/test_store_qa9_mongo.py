@@ -50,3 +50,22 @@ def test_the_master_opens_such_a_uri_and_masks_the_password(tmp_path: Path) -> N
     (line,) = warnings
     assert line.startswith("MongoDB unreachable at mongodb://cloudai:***@127.0.0.1:1/")
     assert SECRET not in line and QUOTED not in line and "\n" not in line
+
+
+def test_a_document_bson_refuses_is_a_store_error_not_a_raw_exception():
+    """Text with a lone surrogate (or a document over 16 MiB, an integer over 8 bytes)
+    is refused by the driver's BSON encoding, which raises no PyMongoError: the master
+    answered "internal error". It is a StoreError naming the cause now. Over the
+    mongomock STAND-IN, which encodes as the driver does for this case."""
+    import mongomock
+
+    from cloudai.errors import StoreError
+    from cloudai.master.store import MongoStore
+    from tests.store.builders import make_task
+
+    store = MongoStore("mongodb://mongomock.invalid/", client=mongomock.MongoClient())
+    task = make_task("t1")
+    task.spec.env = {"K": "\udc80"}
+    with pytest.raises(StoreError, match=r"create_task failed .*cannot be stored .*surrogates"):
+        store.create_task(task)
+    assert store.get_task("t1") is None
