@@ -109,9 +109,15 @@ def certs_issue(
     force: bool = typer.Option(
         False, "--force", help="Replace NAME's existing certificate and key (a renewal)."
     ),
+    client: bool = typer.Option(
+        False,
+        "--client",
+        help="For clients only (a CLI user, an agent): it cannot serve, so it cannot pose "
+        "as the master or a worker. A renewal keeps the certificate's usage.",
+    ),
 ) -> None:
     """Issue (or, with --force, renew) one certificate with an existing CA, e.g. for a
-    new worker."""
+    new worker, or with --client for a new user."""
     from pathlib import Path
 
     from cloudai.security import certs
@@ -120,7 +126,7 @@ def certs_issue(
     if existing.exists() and not force:
         fail(f"{existing} exists: pass --force to replace it and its key (a renewal)")
     try:
-        item = certs.issue(directory, name, list(host or []), days=days)
+        item = certs.issue(directory, name, list(host or []), days=days, client_only=client or None)
     except CloudAIError as err:
         fail(str(err))
     print(f"✓ {item.name} {item.cert} {item.key}  ({', '.join(item.sans)})")

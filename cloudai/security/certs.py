@@ -5,8 +5,13 @@
     DIR/ca.crt  DIR/ca.key                 the cluster's CA (keep ca.key offline)
     DIR/master.crt  DIR/master.key         the master (server, and client to workers)
     DIR/<worker-id>.crt  .key              one per worker (server to the master, and client)
-    DIR/agent.crt  DIR/agent.key           the placement agent (client)
-    DIR/<client>.crt  .key                 CLI users, e.g. admin (client)
+    DIR/agent.crt  DIR/agent.key           the placement agent (client only)
+    DIR/<client>.crt  .key                 CLI users, e.g. admin (client only)
+
+The agent's and the clients' certificates are for clients only (extended key usage
+clientAuth): TLS refuses them as a server's, so a user holding one cannot pose as
+the master (and collect the tokens its callers present) or as a worker (and receive
+tasks with their secrets) on an address its names cover, such as localhost.
 
 Every leaf certificate carries its identity as the subject CN, which the servers
 check (a worker accepts calls only from the master's CN; a worker token must come
@@ -113,9 +118,14 @@ class Authority:
         days: int = DEFAULT_DAYS,
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
+        client_only: bool = False,
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        """A leaf certificate for `name` (the CN), usable as server and as client.
-        `not_before` / `not_after` override the validity (tests make expired ones)."""
+        """A leaf certificate for `name` (the CN), usable as server and as client, or
+        as client only. `not_before` / `not_after` override the validity (tests make
+        expired ones)."""
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if not client_only:
+            usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         key = ec.generate_private_key(ec.SECP256R1())
         start = not_before or _now() - dt.timedelta(minutes=5)
         end = not_after or _now() + dt.timedelta(days=days)
@@ -128,12 +138,7 @@ class Authority:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
             )
@@ -165,6 +170,7 @@ def init_pki(
     root = Path(directory)
     plan = [(MASTER_NAME, hosts or [])]
     plan += list((workers or {}).items())  # issue() adds each worker's own id
+    servers = len(plan)  # the master and the workers serve; the rest are clients only
     plan += [(n, []) for n in (agents if agents is not None else [AGENT_NAME])]
     plan += [(n, []) for n in (clients if clients is not None else ["admin"])]
     _check_plan(plan, days)
@@ -179,7 +185,10 @@ def init_pki(
         _write(root / f"{CA_NAME}.crt", _cert_pem(ca.cert), 0o644)
         _write(root / f"{CA_NAME}.key", _key_pem(ca.key), 0o600)
         issued = [Issued(CA_NAME, root / f"{CA_NAME}.crt", root / f"{CA_NAME}.key")]
-        issued += [issue(root, name, sans, days=days, ca=ca) for name, sans in plan]
+        issued += [
+            issue(root, name, sans, days=days, ca=ca, client_only=i >= servers)
+            for i, (name, sans) in enumerate(plan)
+        ]
     return issued
 
 
@@ -192,16 +201,23 @@ def issue(
     ca: Authority | None = None,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    client_only: bool | None = None,
 ) -> Issued:
     """Issue (or replace) DIR/NAME.crt and DIR/NAME.key, signed by DIR's CA. Its
     names: the loopback ones, NAME itself when it is a host name (a worker's id), and
-    `hosts`. `not_before` / `not_after` override the validity (tests make expired ones)."""
+    `hosts`. `client_only`: None keeps the usage of the certificate it replaces (a
+    renewed client stays a client), and is server and client for a new name.
+    `not_before` / `not_after` override the validity (tests make expired ones)."""
     sans = _check_leaf(name, [*([name] if _is_host_name(name) else []), *hosts])
     if not_after is None:
         _check_days(days)
     root = Path(directory)
     ca = ca or Authority.load(root)
-    cert, key = ca.issue(name, sans, days=days, not_before=not_before, not_after=not_after)
+    if client_only is None:
+        client_only = is_client_only(root / f"{name}.crt")
+    cert, key = ca.issue(
+        name, sans, days=days, not_before=not_before, not_after=not_after, client_only=client_only
+    )
     with _writing(root):
         _write(root / f"{name}.crt", _cert_pem(cert), 0o644)
         _write(root / f"{name}.key", _key_pem(key), 0o600)
@@ -256,6 +272,25 @@ def _writing(root: Path) -> Iterator[None]:
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(root) else ""
         raise ConfigError(f"cannot write certificates to {root}{where}: {err.strerror}") from err
+
+
+def is_client_only(path: Path) -> bool:
+    """Whether the certificate at `path` is for clients only (its extended key usage
+    lacks serverAuth); False when there is none, or it cannot be read."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return not serves(cert)
+
+
+def serves(cert: x509.Certificate) -> bool:
+    """Whether TLS accepts `cert` as a server's: no extended key usage, or serverAuth."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.SERVER_AUTH in usage
 
 
 def common_name(cert_pem: bytes) -> str:

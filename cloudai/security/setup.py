@@ -22,7 +22,7 @@ from cloudai.validation import normalize_caps, validate_user
 from .images import ImagePolicy
 from .interceptor import MASTER_RULES, WORKER_RULES, AuthInterceptor
 from .secrets import SecretBox, key_path_for
-from .tls import INSECURE_BANNER, is_loopback, load_tls, transport_for
+from .tls import INSECURE_BANNER, is_loopback, load_tls, require_server_cert, transport_for
 from .tokens import TokenStore, read_token
 
 log = logging.getLogger("cloudai.security")
@@ -47,6 +47,7 @@ class ServerSecurity:
 
 def for_master(settings: MasterSettings, warn: Callable[[str], None]) -> ServerSecurity:
     tls = load_tls(settings.tls_ca, settings.tls_cert, settings.tls_key)
+    require_server_cert(tls, settings.tls_cert, "the master")
     # Only the dedicated setting: CLOUDAI_TOKEN may hold an admin token for the CLI.
     transport = Transport(tls=tls, token=read_token("", settings.dispatch_token_file))
     tokens = _tokens(settings.tokens)
@@ -84,6 +85,7 @@ def for_worker(settings: WorkerSettings, warn: Callable[[str], None]) -> tuple[S
     except InvalidArgument as err:
         raise ConfigError(str(err)) from err
     transport = transport_for(settings)
+    require_server_cert(transport.tls, settings.tls_cert, f"worker {settings.id}")
     tokens = _tokens(settings.tokens)
     bind = settings.bind or _default_bind(settings.ip)
     if not is_loopback(bind) and transport.tls is None:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from cloudai.errors import ConfigError
 from cloudai.rpc import Tls, Transport
 
+from .certs import common_name, serves
 from .tokens import read_token
 
 INSECURE_BANNER = (
@@ -64,6 +65,18 @@ def load_tls(ca: str, cert: str, key: str, server_name: str = "") -> Tls | None:
             "that certificate"
         )
     return Tls(ca=ca_pem, cert=cert_pem, key=key_pem, server_name=server_name)
+
+
+def require_server_cert(tls: Tls | None, path: str, what: str) -> None:
+    """ConfigError when a server is given a certificate for clients only (an agent's or
+    a user's, from `certs init`): TLS would refuse it in every handshake."""
+    if tls is None or serves(x509.load_pem_x509_certificate(tls.cert)):
+        return
+    name = common_name(tls.cert)
+    raise ConfigError(
+        f"--tls-cert {path} is a client certificate ({name!r}, for clients only): "
+        f"{what} needs its own certificate, e.g. `cloudai certs issue DIR NAME`"
+    )
 
 
 def _certificate(flag: str, path: str, pem: bytes) -> x509.Certificate:

@@ -266,8 +266,13 @@ def _check_entry(path: Path, digest: object, entry: object) -> None:
     created = entry.get("created_at", 0.0)
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         raise ConfigError(f"{where} has a created_at that is not a number")
-    if not isinstance(entry.get("subject", ""), str):
+    subject = entry.get("subject", "")
+    if not isinstance(subject, str):
         raise ConfigError(f"{where} has a subject that is not a string")
+    # The subject is the caller's identity: it owns the tasks it submits. Without one,
+    # a submitter would own (and read) every task stored with no owner.
+    if not subject.strip():
+        raise ConfigError(f"{where} has no subject: name who holds it (`token create --subject`)")
 
 
 def read_token(token: str = "", token_file: str = "") -> str:

@@ -196,3 +196,17 @@ def test_a_nan_request_is_not_a_number():
         validate_resources(Resources(cpu=float("nan")))
     with pytest.raises(InvalidArgument, match="^cpu request must be >= 0, got -1"):
         validate_resources(Resources(cpu=-1))
+
+
+def test_certs_issue_client_makes_a_certificate_that_cannot_serve(tmp_path):
+    """`certs issue NAME --client` for a new user or agent: clientAuth only, so TLS
+    refuses it as a master's or a worker's; its renewal stays a client's, and a
+    worker's stays a server's."""
+    certs.init_pki(tmp_path)
+    out = run("certs", "issue", str(tmp_path), "carol", "--client")
+    assert out.returncode == 0, out.stderr
+    assert certs.is_client_only(tmp_path / "carol.crt")
+    assert run("certs", "issue", str(tmp_path), "carol", "--force").returncode == 0
+    assert certs.is_client_only(tmp_path / "carol.crt")
+    assert run("certs", "issue", str(tmp_path), "worker-9").returncode == 0
+    assert not certs.is_client_only(tmp_path / "worker-9.crt")
