@@ -41,7 +41,7 @@ from cloudai.cli.sim_cmds import _slice
 from cloudai.errors import ConfigError
 
 HEURISTICS = ("wfp3", "unicep", "sjf", "f1")
-EXPERTS = (*HEURISTICS, *RULES)
+EXPERTS = tuple(dict.fromkeys((*HEURISTICS, *RULES)))  # sjf is both: list it once
 MIN_JOBS = 30  # fewer arrivals in the replayed past: keep the current expert
 
 

@@ -2,7 +2,9 @@
 
 The notebooks only call these (and the simulator's API), so every number and figure
 they show can also be produced from a script. matplotlib is a dev dependency and is
-imported on first use; set MPLBACKEND=Agg (the notebooks do) to render headless.
+imported on first use; from a script it renders headless (Agg) unless MPLBACKEND says
+otherwise. The notebooks start with `%matplotlib inline`, so that their figures are
+shown in the notebook even when MPLBACKEND=Agg is set, as CI sets it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def trace_summary(trace: Trace) -> dict[str, Any]:
         "overestimate_median": float(np.median(trace.req_time / np.maximum(trace.run, 1))),
         "gpu_jobs": int(np.count_nonzero(trace.gpu)),
     }
+
+
+def gpu_demand(trace: Trace, top: int = 12) -> dict[str, int]:
+    """How many jobs ask for each amount of GPU (0.5: half of one), for the `top` most
+    common amounts, smallest amount first: {"0": 471, "0.32": 139, "1": 1502, ...}."""
+    amounts, counts = np.unique(trace.gpu, return_counts=True)
+    keep = np.sort(np.argsort(-counts, kind="stable")[:top])
+    return {f"{amounts[k]:g}": int(counts[k]) for k in keep}
 
 
 def _plt():

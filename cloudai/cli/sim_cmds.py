@@ -175,6 +175,11 @@ def _report(names: list[str], trace_path: str, cfg, model: str, as_json: bool) -
     unknown = [n for n in names if n not in POLICY_NAMES]
     if unknown:
         fail(f"unknown policy {unknown[0]!r} (known: {', '.join(POLICY_NAMES)})")
+    if model and "learned" not in names:  # nothing would read it: say so, not ignore it
+        fail(
+            "--model is read only by the learned policy, and none of the policies given "
+            f"({', '.join(names)}) is learned: add learned, or leave --model out"
+        )
     check_format(trace_path, cfg)
     m = load_model(model) if model else None
     # On a terminal, one line per policy on stderr as it ends: a comparison can take

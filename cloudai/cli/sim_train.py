@@ -61,6 +61,7 @@ def run_train(opts: TrainOptions, command: Callable[..., None]) -> None:
     writable(opts.out)  # before training, not after
     cfg = _train_sim_config(opts)
     _refuse_swf_only(opts, cfg, command)
+    _refuse_exclude_only(opts, command)
     tcfg = _train_config(opts).check()
     say = lambda line: print(line, flush=True)  # noqa: E731
     base = load_model(opts.base) if opts.base else None
@@ -90,6 +91,24 @@ def _refuse_swf_only(opts: TrainOptions, cfg, command: Callable[..., None]) -> N
                 f"{flag} is for SWF traces; on an openb trace training tunes the "
                 "placement profile (it reads --iterations, --population, --seed, --nodes, "
                 "--node-limit, --limit, --slice and --base)"
+            )
+
+
+# What only shapes the held-out sequences of --exclude.
+_EXCLUDE_ONLY = ("block", "sampler")
+
+
+def _refuse_exclude_only(opts: TrainOptions, command: Callable[..., None]) -> None:
+    """Without --exclude, a ConfigError naming the first option given that only
+    --exclude reads: it would be ignored, as _refuse_swf_only says of openb."""
+    if opts.exclude:
+        return
+    params = inspect.signature(command).parameters
+    for name in _EXCLUDE_ONLY:
+        if getattr(opts, name) != params[name].default.default:
+            flag = params[name].default.param_decls[0]
+            raise ConfigError(
+                f"{flag} is for --exclude (the held-out sequences): pass --exclude K:L:S"
             )
 
 
@@ -138,15 +157,20 @@ def _features(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
 
 def _modes(text: str) -> tuple[str, ...]:
     """The weight vectors --modes names; at least one (else nothing would be trained)."""
-    modes = _names(text, ("backfill", "no_backfill"), "--modes")
+    # Each once: a mode named twice would be searched twice, and the other mode would
+    # not be taken from the shipped model (training then failed with a traceback).
+    modes = tuple(dict.fromkeys(_names(text, ("backfill", "no_backfill"), "--modes")))
     if not modes:
         raise ConfigError(f"--modes {text!r}: name backfill, no_backfill or both")
     return modes
 
 
 def _one(text: str, known: tuple[str, ...], flag: str) -> str:
-    """The first name `text` gives (checked against `known`); known[0] if it gives none."""
-    return (_names(text, known, flag) or (known[0],))[0]
+    """The one name `text` gives (checked against `known`); known[0] if it gives none."""
+    names = _names(text, known, flag)
+    if len(names) > 1:
+        raise ConfigError(f"{flag} {text!r}: name one of {', '.join(known)}")
+    return (names or (known[0],))[0]
 
 
 def _names(text: str, known: tuple[str, ...], flag: str) -> tuple[str, ...]:
