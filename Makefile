@@ -11,6 +11,7 @@ RUFF := $(VENV)/bin/ruff
 
 help:
 	@echo "make setup        install the venv, Docker, the sample image and the local registry"
+	@echo "make setup-python just the venv (pip install -e '.[dev]'), no Docker"
 	@echo "make demo         setup, then run the whole local cluster with the sample task"
 	@echo "make test         setup, then run the test suite"
 	@echo "make lint         ruff check and ruff format --check"

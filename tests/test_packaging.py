@@ -23,19 +23,11 @@ def test_generated_protobuf_code_is_current():
 
 
 def test_wheel_installs_only_the_cloudai_namespace(tmp_path):
+    # `python -m build` makes the wheel from the sdist, outside the checkout: an in-tree
+    # `pip wheel .` leaves build/ behind, and the next one packages whatever stale
+    # modules build/lib still holds.
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,

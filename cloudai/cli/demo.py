@@ -153,16 +153,40 @@ def preflight(image: str) -> str:
         client.ping()
     except Exception:
         return (
-            "no Docker engine is reachable: run `make demo` (it installs and starts one on "
-            "Debian as root) or start dockerd yourself"
+            "no Docker engine is reachable: start dockerd (in a CloudAI checkout, `make demo` "
+            "installs and starts one on Debian as root)"
         )
     try:
         client.images.get(image)
     except Exception:
-        return (
-            f"image {image} is not present: run `make demo` or `bash scripts/setup.sh` to build it"
-        )
+        return f"image {image} is not present: {image_hint(image)}"
     return ""
+
+
+SAMPLE_IMAGE = "cloudai/sample-task:latest"
+
+
+def sample_task_dir() -> Path | None:
+    """The installed sample task's image sources (cloudai.sample_task), if present."""
+    try:
+        from cloudai import sample_task
+    except ImportError:  # an editable install made before the package existed
+        return None
+    folder = Path(sample_task.__file__).resolve().parent
+    return folder if (folder / "Dockerfile").is_file() else None
+
+
+def image_hint(image: str) -> str:
+    """How to get a missing image, without assuming a checkout of the repository."""
+    if image != SAMPLE_IMAGE:
+        return f"pull or build it first (docker pull {image})"
+    folder = sample_task_dir()
+    if folder is None:
+        return "run `make demo` or `bash scripts/setup.sh` in a CloudAI checkout to build it"
+    return (
+        f"build it with `docker build -t {image} {folder}` (a base other than "
+        "python:3.11-slim: --build-arg BASE_IMAGE=...; in a checkout, `make demo` does it)"
+    )
 
 
 def run_demo(
