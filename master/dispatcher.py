@@ -171,6 +171,11 @@ class Dispatcher:
         return None
 
     def _send(self, worker_id: str, tasks: list[Task]) -> None:
+        # A task cancelled (or requeued) since its commit is not sent: its worker would
+        # run it until its next heartbeat, beside the task given its room meanwhile.
+        tasks = [t for t in tasks if self._tasks.is_current(t.id, t.attempt)]
+        if not tasks:
+            return
         address = self._address(worker_id)
         stub = self._stub(worker_id)
         if stub is None:

@@ -8,11 +8,21 @@ index. The caller (TaskManager) holds its lock around every call.
 
 from __future__ import annotations
 
-from cloudai.model import Resources, Task, TaskState
+import bisect
+import re
+
+from cloudai.model import DecisionRecord, Resources, Task, TaskState
 
 # Below this, what remains of a float allocation after its tasks are released is
 # rounding residue (0.1 + 0.2 - 0.3 leaves 5.6e-17), not a reservation.
 RESIDUE = 1e-9
+# A pending task is offered again on every queue change, and each offer it is left
+# out of ends in a decision. Storing every one made the decisions grow with pending
+# tasks x batches (200,000 rows for 2,400 tasks in a minute under load). A decision
+# that says what the task's last stored one said, numbers aside, is stored again only
+# once REPEAT_DECISION_S has passed: `explain` still shows the latest reason.
+REPEAT_DECISION_S = 60.0
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 
 
 class LiveIndex:
@@ -27,9 +37,11 @@ class LiveIndex:
         self.came_due_at = 0.0
         self._on_worker: dict[str, set[str]] = {}
         self._alloc: dict[str, Resources] = {}
+        # Per pending task: the gist of its last stored unplaced decision, and when.
+        self._said: dict[str, tuple[tuple, float]] = {}
 
     def clear(self) -> None:
-        for d in (self._tasks, self._pending, self._on_worker, self._alloc):
+        for d in (self._tasks, self._pending, self._on_worker, self._alloc, self._said):
             d.clear()
         self._pinned.clear()
         self._delayed.clear()
@@ -45,6 +57,8 @@ class LiveIndex:
 
     # -- changes ---------------------------------------------------------------
     def add(self, task: Task) -> None:
+        if task.state != TaskState.PENDING:
+            self._said.pop(task.id, None)  # placed or ended: its next wait starts afresh
         if task.state.terminal:
             return
         self._tasks[task.id] = task
@@ -77,6 +91,21 @@ class LiveIndex:
                 )
             else:  # it holds nothing now: exactly nothing allocated
                 self._alloc.pop(task.worker_id, None)
+
+    def repeats(self, d: DecisionRecord) -> bool:
+        """True if `d`, a decision that placed nothing, says what the last one stored
+        for its pending task said (numbers aside) less than REPEAT_DECISION_S ago;
+        otherwise it is remembered as that last one (for pending tasks only)."""
+        task = self._pending.get(d.task_id)
+        if task is None:
+            return False
+        text = "|".join([d.reject_reason, d.hint, d.summary, *sorted(d.rejections)])
+        gist = (d.attempt, d.source, d.fallback, d.worker_id, _NUMBERS.sub("#", text))
+        last = self._said.get(d.task_id)
+        if last is not None and last[0] == gist and d.decided_at - last[1] < REPEAT_DECISION_S:
+            return True
+        self._said[d.task_id] = (gist, d.decided_at)
+        return False
 
     # -- queries ---------------------------------------------------------------
     def pending(self, now: float, *, pinned: bool | None = None) -> list[Task]:
@@ -118,3 +147,26 @@ def _settled(a: Resources) -> Resources:
         a.memory_bytes,
         0.0 if abs(a.gpu) < RESIDUE else a.gpu,
     )
+
+
+def offer_window(
+    queue: list[Task], limit: int, cursor: tuple[float, float, str]
+) -> tuple[list[Task], tuple[float, float, str]]:
+    """What to offer of a queue (oldest first) longer than `limit`, and the next
+    cursor: the half of the offer with the highest priority, then the others in turn
+    from the `cursor` (where the last such offer stopped). Offering only the oldest
+    `limit` left a task behind that many that cannot be placed (a selector no worker
+    has) pending for ever, and a priority task too, while workers were free."""
+    if len(queue) <= limit:
+        return queue, cursor
+    top = sorted(queue, key=lambda t: (-t.spec.priority, t.queued_at, t.created_at))
+    head = top[: limit // 2]
+    taken = {t.id for t in head}
+    rest = sorted((t for t in queue if t.id not in taken), key=_fifo_key)
+    start = bisect.bisect_right([_fifo_key(t) for t in rest], cursor)
+    turn = (rest[start:] + rest[:start])[: limit - len(head)]
+    return sorted(head + turn, key=_fifo_key), _fifo_key(turn[-1])
+
+
+def _fifo_key(t: Task) -> tuple[float, float, str]:
+    return (t.queued_at, t.created_at, t.id)

@@ -25,6 +25,7 @@ from cloudai.model import DecisionRecord, Task
 from cloudai.proto import master_agent_pb2 as apb
 
 from .dispatcher import Dispatcher
+from .live import offer_window
 from .registry import WorkerRegistry
 from .tasks import TaskManager
 from .throttle import Throttle
@@ -33,6 +34,7 @@ log = logging.getLogger("cloudai.master")
 # When the store fails, the loop tries again after STORE_RETRY_S (logged: throttle.py).
 STORE_RETRY_S = 1.0
 MAX_BATCH = 10_000
+ROTATE_S = 5.0  # a queue longer than MAX_BATCH is offered again after this, in turn
 AVOID_FOR_S = 10.0
 MAX_NAMED_UNREACHABLE = 3  # more unreachable workers are counted, not named, in explain
 Decider = Callable[[apb.SchedulingBatch], list[apb.Decision]]
@@ -84,6 +86,9 @@ class Scheduler:
         # When the queue version last changed: every offer after it holds the tasks
         # whose backoff had run out by then.
         self._changed_at = 0.0
+        # Where an oversized queue's last offer stopped, and when to offer it again.
+        self._cursor: tuple[float, float, str] = (0.0, 0.0, "")
+        self._rotate_at: float | None = None
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     def start(self) -> None:
@@ -110,7 +115,9 @@ class Scheduler:
     def agent_status(self) -> tuple[bool, str, float]:
         """(connected and answering, agent id, seconds since last heard)."""
         with self._cond:
-            healthy = self._unhealthy_since() is None
+            # A batch the agent is working on is not a silence: it answers unless
+            # the fallback is due (under load one is outstanding almost always).
+            healthy = bool(self._agents) and not self._fallback_due(time.time())
             seen = time.time() - self._agent_seen if self._agent_seen else -1.0
             return healthy, self._agent_id, seen
 
@@ -234,7 +241,7 @@ class Scheduler:
             if closed() or not due():
                 return None, sent_version
             version = self._version
-        tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]
+        tasks = self._window(self._tasks.pending(pinned=False))
         with self._cond:
             if not tasks:  # nothing waits, so nothing offered earlier is still owed
                 self._unanswered_since = None
@@ -316,7 +323,10 @@ class Scheduler:
             return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
         task, reason = self._tasks.commit_placement(d.task_id, d.attempt, d.worker_id, record)
         if task is None:
-            log.info("placement of %s on %s rejected: %s", d.task_id, d.worker_id, reason)
+            # A pinned task waiting for room on its worker is tried on every change:
+            # normal, and `explain` says why (it once logged 26,000 lines a minute).
+            level = logging.DEBUG if source == "manual" else logging.INFO
+            log.log(level, "placement of %s on %s rejected: %s", d.task_id, d.worker_id, reason)
             return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
         return apb.PlacementResult(task_id=d.task_id, accepted=True), task
 
@@ -327,6 +337,18 @@ class Scheduler:
         if len(marked) > MAX_NAMED_UNREACHABLE:
             return {"unreachable (last dispatch failed)": len(marked)}
         return {mark.describe(worker_id): 1 for worker_id, mark in marked}
+
+    def _window(self, queue: list[Task]) -> list[Task]:
+        """At most MAX_BATCH of the queue, chosen in turn (live.offer_window)."""
+        with self._cond:
+            cursor = self._cursor
+        tasks, cursor = offer_window(queue, MAX_BATCH, cursor)
+        with self._cond:
+            self._cursor = cursor
+            if len(tasks) < len(queue) and self._rotate_at is None:
+                # The others wait for their turn: offer again soon, change or not.
+                self._rotate_at = time.time() + ROTATE_S
+        return tasks
 
     # -- snapshot -----------------------------------------------------------------------
     def snapshot(self, tasks: list[Task], seq: int = 0) -> apb.SchedulingBatch:
@@ -378,9 +400,11 @@ class Scheduler:
                     self._avoid_lapse = min(lapses)
 
     def _wakeup(self) -> float | None:
-        """When the loop must offer the queue again: a backoff or an avoidance ends,
-        or a store failure's retry is due. Called with self._cond held."""
-        timers = [self._tasks.next_wakeup(), self._avoid_lapse, self._store_retry_at]
+        """When the loop must offer the queue again: a backoff or an avoidance ends, a
+        store failure's retry or an oversized queue's next turn is due. Called with
+        self._cond held."""
+        backoff = self._tasks.next_wakeup()
+        timers = [backoff, self._avoid_lapse, self._store_retry_at, self._rotate_at]
         if self._tasks.came_due_at() > self._changed_at:
             # A backoff ran out after the last change without the timer seeing it (the
             # loop was busy placing then): offer the queue now, or that task would wait
@@ -390,12 +414,12 @@ class Scheduler:
         return min(times) if times else None
 
     def _forget_due(self, now: float) -> None:
-        """The queue is offered again now: forget the avoidance lapse and the store
-        retry that this covers (each is offered once, not on every loop after)."""
-        if self._avoid_lapse is not None and now >= self._avoid_lapse:
-            self._avoid_lapse = None
-        if self._store_retry_at is not None and now >= self._store_retry_at:
-            self._store_retry_at = None
+        """The queue is offered again now: forget the avoidance lapse, store retry and
+        rotation that this covers (each is offered once, not on every loop after)."""
+        self._avoid_lapse, self._store_retry_at, self._rotate_at = (
+            None if at is not None and now >= at else at
+            for at in (self._avoid_lapse, self._store_retry_at, self._rotate_at)
+        )
 
     def dry_run(self, task: Task) -> DecisionRecord:
         """What the default policy would decide for this task now, changing nothing."""
@@ -471,7 +495,7 @@ class Scheduler:
         return "was lost (no heartbeat within the timeout)"
 
     def _fallback(self) -> None:
-        tasks = self._tasks.pending(pinned=False)[:MAX_BATCH]
+        tasks = self._window(self._tasks.pending(pinned=False))
         if not tasks:
             return
         with self._cond:

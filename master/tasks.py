@@ -475,6 +475,10 @@ class TaskManager:
         if decision is None:
             return
         decision.committed, decision.reject_reason = committed, reject_reason
+        # A task left pending is offered again on every change: a repeat of its last
+        # stored reason is not stored again (live.py, LiveIndex.repeats).
+        if not committed and self._live.repeats(decision):
+            return
         self._store.add_decision(decision)
 
     @staticmethod
