@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 import grpc
@@ -96,8 +96,13 @@ class Transport:
     tls: Tls | None = None
     token: str = field(default="", repr=False)
 
-    def channel(self, target: str) -> grpc.Channel:
-        return channel(target, tls=self.tls, token=self.token)
+    def channel(self, target: str, server_name: str = "") -> grpc.Channel:
+        """A channel to `target`; `server_name`, with TLS, is the name the server's
+        certificate must carry instead of the target's host (a worker's id)."""
+        tls = self.tls
+        if tls is not None and server_name:
+            tls = replace(tls, server_name=server_name)
+        return channel(target, tls=tls, token=self.token)
 
 
 PLAINTEXT = Transport()

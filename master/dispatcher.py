@@ -67,21 +67,28 @@ class Dispatcher:
         registry: WorkerRegistry,
         tasks: TaskManager,
         *,
-        channel: Callable[[str], grpc.Channel] = rpc.channel,
+        channel: Callable[..., grpc.Channel] = rpc.channel,
         reveal: Callable[[TaskSpec], TaskSpec] = lambda spec: spec,
         on_reachable: Callable[[], None] = lambda: None,
+        server_name: Callable[[str], str] = lambda worker_id: "",
     ) -> None:
         """`channel` dials a worker (with the master's TLS and token); `reveal`
         decrypts a task's sealed secret env values just before they are sent;
-        `on_reachable` is called when an unreachable worker is reached again."""
+        `on_reachable` is called when an unreachable worker is reached again;
+        `server_name(worker_id)`, with TLS, is the name the worker's certificate must
+        carry ("": its address's host). The master gives the worker's id: every
+        certificate names localhost, so otherwise another worker's certificate could
+        serve on this one's loopback address and take its tasks, secrets revealed."""
         self._registry = registry
         self._tasks = tasks
         self._channel = channel
         self._reveal = reveal
         self._on_reachable = on_reachable
+        self._server_name = server_name
         self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
         self._queue: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
-        self._stubs: dict[str, tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
+        # By (address, the name its certificate must carry).
+        self._stubs: dict[tuple[str, str], tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
         self._lock = threading.Lock()
         self._commits = 0
         self._no_commit = threading.Event()
@@ -97,19 +104,19 @@ class Dispatcher:
         return conn[1] if conn else None
 
     def _connect(self, worker_id: str) -> tuple[str, mw_grpc.WorkerStub, grpc.Channel] | None:
-        """(address, stub, channel) of the worker. One channel per worker address,
-        kept open: workers sharing an address (several on one host behind one port)
-        share it."""
+        """(address, stub, channel) of the worker, kept open. `server_name(id)` is the
+        name its certificate must carry instead of the address's host (see __init__)."""
         entry = self._registry.get(worker_id)
         if entry is None:
             return None
         address = entry.record.address
+        name = self._server_name(worker_id)
         with self._lock:
-            cached = self._stubs.get(address)
+            cached = self._stubs.get((address, name))
             if cached is None:
-                ch = self._channel(address)
+                ch = self._channel(address, name) if name else self._channel(address)
                 cached = (address, mw_grpc.WorkerStub(ch), ch)
-                self._stubs[address] = cached
+                self._stubs[(address, name)] = cached
             return cached
 
     @contextmanager

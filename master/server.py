@@ -24,6 +24,7 @@ from cloudai.proto import client_pb2_grpc as cpb_grpc
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_agent_pb2_grpc as apb_grpc
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.security.certs import is_host_name
 from cloudai.security.setup import for_master, secret_box
 from cloudai.security.tokens import ANONYMOUS, Identity
 
@@ -118,6 +119,7 @@ class Master:
             channel=self.security.transport.channel,
             reveal=self.secrets.reveal,
             on_reachable=lambda: self.scheduler.notify(),
+            server_name=self._worker_server_name,
         )
         self.scheduler = Scheduler(
             self.tasks,
@@ -139,6 +141,13 @@ class Master:
         self._sweeper = threading.Thread(
             target=self.sweeper.run, args=(self._stop,), name="sweeper", daemon=True
         )
+
+    def _worker_server_name(self, worker_id: str) -> str:
+        """With TLS, the name a worker's certificate must carry when the master dials
+        it: its id, when that is a host name (`certs init` and `certs issue` add it to
+        the worker's names); otherwise its address's host."""
+        tls = self.security.transport.tls is not None
+        return worker_id if tls and is_host_name(worker_id) else ""
 
     def _open_store(self, warn: Callable[[str], None]) -> Store:
         s = self.settings

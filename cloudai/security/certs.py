@@ -208,7 +208,7 @@ def issue(
     `hosts`. `client_only`: None keeps the usage of the certificate it replaces (a
     renewed client stays a client), and is server and client for a new name.
     `not_before` / `not_after` override the validity (tests make expired ones)."""
-    sans = _check_leaf(name, [*([name] if _is_host_name(name) else []), *hosts])
+    sans = _check_leaf(name, [*([name] if is_host_name(name) else []), *hosts])
     if not_after is None:
         _check_days(days)
     root = Path(directory)
@@ -310,7 +310,8 @@ _HOST_RE = re.compile(
 )
 
 
-def _is_host_name(text: str) -> bool:
+def is_host_name(text: str) -> bool:
+    """Whether `text` is a DNS host name (a worker id that `issue` adds to its names)."""
     return bool(_HOST_RE.fullmatch(text))
 
 
@@ -319,7 +320,7 @@ def _general_name(text: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(text.strip("[]")))
     except ValueError:
         pass
-    if not _is_host_name(text):
+    if not is_host_name(text):
         raise InvalidArgument(f"invalid host name for a certificate: {text!r}")
     return x509.DNSName(text.lower())
 

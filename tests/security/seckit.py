@@ -143,15 +143,16 @@ class SecureCluster:
     def agent(self, cert: str = "agent", token: str | None = "agent"):
         return master_agent_pb2_grpc.MasterAgentStub(self.channel(cert, token))
 
-    def add_worker(self, worker_id: str) -> TlsWorker:
+    def add_worker(self, worker_id: str, serve_with: str = "") -> TlsWorker:
         """Serve a recording worker with mTLS (only the master's certificate may call)
-        and register it with its own certificate and token."""
+        and register it with its own certificate and token. `serve_with`: another
+        certificate to serve with (an impostor at the worker's address)."""
         servicer = RecordingWorker()
         server, port, _ = rpc.build_server(
             "127.0.0.1:0",
             [lambda s: master_worker_pb2_grpc.add_WorkerServicer_to_server(servicer, s)],
             ["cloudai.v1.Worker"],
-            tls=self.pki.tls(worker_id),
+            tls=self.pki.tls(serve_with or worker_id),
             interceptors=[AuthInterceptor(WORKER_RULES, peer_names=frozenset({"master"}))],
         )
         server.start()
