@@ -36,15 +36,20 @@ def history(path: Path, n: int = 40) -> None:
     store.close()
 
 
+def agent_train(db: Path, out: Path) -> subprocess.CompletedProcess:
+    """`cloudai agent train` as a process on the store `db`, writing `out`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cloudai", "agent", "train", "--db", f"sqlite:///{db}",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=db.parent,
+    )  # fmt: skip
+
+
 def test_unknown_peaks_do_not_take_the_run_time_history_away(tmp_path):
     db, out = tmp_path / "master.db", tmp_path / "pred.joblib"
     history(db)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "cloudai", "agent", "train", "--db", f"sqlite:///{db}",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )  # fmt: skip
+    done = agent_train(db, out)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == "  left out (no run in the history has a value): past_name, past_owner"

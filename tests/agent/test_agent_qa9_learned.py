@@ -23,6 +23,7 @@ from cloudai.master.store import open_store
 from cloudai.model import Attempt, Resources, Task, TaskSpec, TaskState
 
 from .test_agent_predictors import history
+from .test_agent_qa6_predictors import agent_train
 
 MIB = 1024**2
 WAIT_S = 10.0
@@ -50,12 +51,7 @@ def few_known_peaks(path: Path) -> None:
 def test_unknown_peaks_do_not_pull_the_memory_prediction_to_zero(tmp_path):
     db, out = tmp_path / "master.db", tmp_path / "pred.joblib"
     few_known_peaks(db)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDAI_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "cloudai", "agent", "train", "--db", f"sqlite:///{db}",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )  # fmt: skip
+    done = agent_train(db, out)
     assert done.returncode == 0, done.stderr
     pred = load_model(out).predictors["tasks"]
     # Before the fix: ~3.5 kB, the mean of log(10 MiB) and of nine "0 bytes".

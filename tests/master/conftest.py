@@ -18,6 +18,17 @@ def store(tmp_path):
 
 
 @pytest.fixture
+def h(tmp_path):
+    """An in-process master with real gRPC over loopback (harness.py); a test file may
+    define its own `h` with other settings."""
+    from .harness import make_harness
+
+    harness = make_harness(tmp_path)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
 def registry(store):
     return WorkerRegistry(store, timeout_s=0.3, sample_s=0.0)
 

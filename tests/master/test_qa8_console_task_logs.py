@@ -15,14 +15,14 @@ from __future__ import annotations
 import time
 
 import grpc
-import pytest
 
 from cloudai.convert import state_to_pb
 from cloudai.model import DecisionRecord, TaskState
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
 
-from .harness import FakeWorkerServicer, console_output, make_harness
+from .harness import FakeWorkerServicer
+from .test_console_input import run
 
 IMAGE = "cloudai/sample-task:latest"
 USAGE = "usage: task <worker_id> <docker_image>"
@@ -41,17 +41,6 @@ class DeafLogs(FakeWorkerServicer):
 
     def GetTaskLogs(self, request, context):
         context.abort(grpc.StatusCode.INTERNAL, "disk on fire")
-
-
-@pytest.fixture
-def h(tmp_path):
-    harness = make_harness(tmp_path)
-    yield harness
-    harness.close()
-
-
-def run(h, *lines: str) -> str:
-    return console_output(h.master, *lines).replace("master> ", "")
 
 
 def running_task(h, worker_id: str) -> str:

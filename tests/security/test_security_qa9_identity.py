@@ -22,10 +22,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cloudai import rpc
-from cloudai.config import MasterSettings, WorkerSettings
+from cloudai.config import WorkerSettings
 from cloudai.errors import ConfigError
-from cloudai.master.server import Master
-from cloudai.master.store import SQLiteStore
 from cloudai.model import TaskSpec
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc
@@ -33,7 +31,7 @@ from cloudai.security import certs
 from cloudai.security.setup import for_worker
 from cloudai.security.tokens import token_hash
 from tests.ports import free_port
-from tests.security.seckit import make_tokens
+from tests.security.seckit import make_tokens, start_secure_master
 
 ADMIN_TOKEN = "cai_" + "A" * 43  # what a fake master would collect
 
@@ -135,25 +133,6 @@ def test_a_worker_refuses_to_serve_with_a_client_certificate(pki):
 # -- a token without a subject ---------------------------------------------------------
 
 
-def secure_master(tmp: Path, pki) -> Master:
-    tokens = tmp / "tokens.json"
-    make_tokens(tokens)
-    settings = MasterSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        host="127.0.0.1",
-        port=free_port(),
-        console=False,
-        agent_timeout=3600.0,
-        tls_ca=str(pki.root / "ca.crt"),
-        tls_cert=str(pki.root / "master.crt"),
-        tls_key=str(pki.root / "master.key"),
-        tokens=str(tokens),
-    )
-    master = Master(settings, store=SQLiteStore(tmp / "master.db"), warn=lambda m: None)
-    master.start()
-    return master
-
-
 def add_subjectless_submitter(tokens: Path) -> str:
     """Hand-edit the tokens file: a submitter entry with no subject."""
     token = "cai_" + "S" * 43
@@ -164,11 +143,12 @@ def add_subjectless_submitter(tokens: Path) -> str:
 
 
 def test_a_token_without_a_subject_reads_no_ownerless_task(tmp_path, pki):
-    master = secure_master(tmp_path, pki)
+    cluster = start_secure_master(tmp_path, pki)
+    master = cluster.master
     try:
         # Submitted while tokens were off: no owner, for admins only.
         ownerless = master.submit(TaskSpec("cloudai/sample-task:latest", selector={"z": "none"}))
-        token = add_subjectless_submitter(tmp_path / "tokens.json")
+        token = add_subjectless_submitter(cluster.tokens_path)
         ch = rpc.channel(f"localhost:{master.port}", tls=pki.tls("alice"), token=token)
         stub = client_pb2_grpc.ClusterStub(ch)
         with pytest.raises(grpc.RpcError) as listed:
@@ -177,7 +157,7 @@ def test_a_token_without_a_subject_reads_no_ownerless_task(tmp_path, pki):
             stub.GetTask(cpb.GetTaskRequest(task_id=ownerless.id), timeout=5)
         ch.close()
     finally:
-        master.stop(grace=0.5)
+        cluster.close()
     # The file is refused as a whole, as a corrupted one is: fail closed.
     assert listed.value.code() == got.value.code() == grpc.StatusCode.UNAVAILABLE
     assert ownerless.id not in listed.value.details() + got.value.details()

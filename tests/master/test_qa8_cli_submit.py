@@ -18,16 +18,8 @@ import sys
 import pytest
 
 from cloudai.model import TaskSpec
-from tests.master.harness import make_harness
 
 IMAGE = "cloudai/sample-task:latest"
-
-
-@pytest.fixture
-def h(tmp_path):
-    harness = make_harness(tmp_path)
-    yield harness
-    harness.close()
 
 
 def cloudai(*args: str, master: str | None = None) -> subprocess.CompletedProcess:
