@@ -266,8 +266,9 @@ class MongoStore(Store):
             raise Unavailable(f"MongoDB at {self.url}: {short_reason(err)}") from err
 
     def close(self) -> None:
-        if self._lease is not None:
-            self._lease.release()
+        lease, self._lease = self._lease, None  # closing needs no lease
+        if lease is not None:
+            lease.release()
         if self._owns_client:
             with self._errors("close"):
                 self._client.close()
