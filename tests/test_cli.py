@@ -71,3 +71,12 @@ def test_help_explains_every_command():
         "bench",
     ):
         assert cmd in out.stdout
+
+
+def test_version_prints_the_package_version_and_exits_0():
+    """`cloudai --version`, as users of any CLI expect (there was none)."""
+    from cloudai import __version__
+
+    out = run("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"cloudai {__version__}\n"

@@ -41,6 +41,14 @@ security_cmds.register(app)
 sim_cmds.register(app, agent_app)
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from cloudai import __version__
+
+        print(f"cloudai {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _client_security(
     tls_ca: str = TlsCaOpt,
@@ -48,6 +56,9 @@ def _client_security(
     tls_key: str = TlsKeyOpt,
     tls_server_name: str = TlsNameOpt,
     token_file: str = TokenFileOpt,
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version."
+    ),
 ) -> None:
     """Global options: TLS files and token for the client commands (before the command,
     e.g. `cloudai --token-file T submit IMAGE`); CLOUDAI_TLS_* / CLOUDAI_TOKEN otherwise."""
