@@ -328,6 +328,17 @@ class WorkerRegistry:
             entry.unreachable = None
             return True
 
+    def gone_for_good(self, worker_id: str) -> str:
+        """How a worker is gone for good ("" if it may come back): lost, that is
+        silent past the heartbeat timeout (or left and not back within it). Submit
+        refuses an unknown worker, and a worker not yet registered may still come."""
+        entry = self._workers.get(worker_id)
+        if entry is None or not entry.lost:
+            return ""
+        if entry.left_at:
+            return "shut down and did not come back within the heartbeat timeout"
+        return "was lost (no heartbeat within the timeout)"
+
     def unreachable(self) -> list[tuple[str, Unreachable]]:
         """The workers marked unreachable now, with their marks, by id. Lock-free, as
         get() and all() are (see there): the scheduler calls it once per batch."""

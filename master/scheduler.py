@@ -469,7 +469,7 @@ class Scheduler:
                 self._cond.wait(timeout=STORE_RETRY_S)
 
     def _place_pinned(self) -> None:
-        self._tasks.fail_pinned_to_gone(self._gone)
+        self._tasks.fail_pinned_to_gone(self._registry.gone_for_good)
         decisions = [
             apb.Decision(
                 task_id=t.id,
@@ -482,17 +482,6 @@ class Scheduler:
         ]
         if decisions:
             self._apply_all(decisions, source="manual")
-
-    def _gone(self, worker_id: str) -> str:
-        """How a worker is gone for good ("" if it may come back): lost, that is
-        silent past the heartbeat timeout (or left and not back within it). Submit
-        refuses an unknown worker, and a worker not yet registered may still come."""
-        entry = self._registry.get(worker_id)
-        if entry is None or not entry.lost:
-            return ""
-        if entry.left_at:
-            return "shut down and did not come back within the heartbeat timeout"
-        return "was lost (no heartbeat within the timeout)"
 
     def _fallback(self) -> None:
         tasks = self._window(self._tasks.pending(pinned=False))

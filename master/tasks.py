@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from cloudai.errors import Conflict, NotFound, StoreError
 from cloudai.model import (
@@ -33,6 +32,7 @@ from cloudai.model import (
 
 from .live import LiveIndex
 from .registry import WorkerRegistry
+from .reports import Report
 from .retry import (
     HOPELESS,
     MAX_DISPATCH_FAILURES,
@@ -41,22 +41,7 @@ from .retry import (
     dispatch_backoff,
     dispatch_failures,
 )
-from .store.base import Store, cut_log_tail
-
-
-@dataclass(slots=True)
-class Report:
-    worker_id: str
-    task_id: str
-    attempt: int
-    state: TaskState
-    exit_code: int | None = None
-    reason: str = ""
-    message: str = ""
-    log_tail: str = ""
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    peak_memory_bytes: int = 0
+from .store.base import Store
 
 
 def _copy(task: Task) -> Task:
@@ -310,7 +295,7 @@ class TaskManager:
             if r.state.terminal and not any(
                 x.attempt == r.attempt for x in self._store.get_results(r.task_id)
             ):
-                self._store.put_result(self._result(r))
+                self._store.put_result(r.result())
             return True, f"task already {stored.state.value}"
         if stored.attempt == r.attempt:  # it ended without this worker (lost, then failed)
             why = f", {stored.reason}" if stored.reason else ""
@@ -329,7 +314,7 @@ class TaskManager:
         return True, "recorded"
 
     def _finish(self, task: Task, r: Report) -> None:
-        self._store.put_result(self._result(r))
+        self._store.put_result(r.result())
         new = task.evolve()
         new.exit_code = r.exit_code
         self._end_attempt(new, r.state, r.exit_code, r.reason, r.message, r)
@@ -480,22 +465,6 @@ class TaskManager:
         if not committed and self._live.repeats(decision):
             return
         self._store.add_decision(decision)
-
-    @staticmethod
-    def _result(r: Report) -> Result:
-        return Result(
-            task_id=r.task_id,
-            attempt=r.attempt,
-            state=r.state,
-            exit_code=r.exit_code,
-            reason=r.reason,
-            message=r.message,
-            log_tail=cut_log_tail(r.log_tail),
-            started_at=r.started_at,
-            finished_at=r.finished_at,
-            peak_memory_bytes=r.peak_memory_bytes,
-            worker_id=r.worker_id,
-        )
 
 
 def _fmt(r: Resources) -> str:
