@@ -28,6 +28,7 @@ import numpy as np
 from .explain import DecisionLog
 from .filters import Filter
 from .hints import placement_hint
+from .holds import HELD_REASON, MAX_HOLD_TRIES, needs, waited, worker_to_hold
 from .placement import Candidate, CandidateList, Placement
 from .plan import ScoringPlan
 from .scorers import Scorer, feature_matrix
@@ -51,8 +52,14 @@ class Batch:
         state: ClusterState,
         tasks: Sequence[TaskRequest],
         top_k: int,
+        hold_after: float | None = None,
+        now: float = 0.0,
     ) -> None:
         self.filters, self.state, self.tasks, self.top_k = list(filters), state, tasks, top_k
+        # The worker held for a starving task, and that task's output position (holds.py).
+        self._hold_after, self._now = hold_after, now
+        self.held: tuple[int, int] | None = None
+        self._hold_tries, self._nowhere = MAX_HOLD_TRIES, set()
         self.n = len(state)
         self._start, self._per_task = self._leading_round_filters()
         self.plan = ScoringPlan(scorers, state, excluded=~self._start[0])
@@ -98,8 +105,48 @@ class Batch:
         pos = 0
         while pos < len(order):
             end = self._run_end(order, pos)
+            before = len(self._unplaced)
             self._decide_run(order[pos:end])
+            if self._hold_after is not None and self.held is None and self._hold_tries:
+                self._hold(self._unplaced[before:])
             pos = end
+
+    def _hold(self, unplaced: Sequence[tuple[int, int, int | None]]) -> None:
+        """Hold a worker for the first of `unplaced` that has waited long enough: no
+        later task of the batch is placed there (see holds.py)."""
+        for k, (pos, i, _) in enumerate(unplaced):
+            task = self.tasks[i]
+            if waited(task, self._now) < self._hold_after:  # type: ignore[operator]
+                continue
+            if needs(task) in self._nowhere:
+                continue
+            alive, n, reasons, extra = self._start
+            self._hold_tries -= 1
+            j = worker_to_hold(task, self.state, alive, self.filters)
+            if j is None:
+                self._nowhere.add(needs(task))
+                return
+            if alive[j]:
+                alive = alive.copy()
+                alive[j] = False
+                self._start = (alive, n - 1, _merged(reasons, {HELD_REASON: 1}), extra)
+                self._held_in_run(j, unplaced[k + 1 :])
+            self.held = (j, pos)
+            return
+
+    def _held_in_run(self, j: int, later: Sequence[tuple[int, int, int | None]]) -> None:
+        """The tasks of the run after the one held for (same needs, all unplaced) see
+        worker j as held, as they would if each were decided alone: j moves from the
+        reason it failed for to HELD_REASON."""
+        for pos, i, _ in later:
+            p = self.out[pos]
+            for reason in _first_reason(self._per_task, self.tasks[i], self.state, j):
+                left = p.rejections.get(reason, 0) - 1
+                if left > 0:
+                    p.rejections[reason] = left
+                else:
+                    p.rejections.pop(reason, None)
+            p.rejections[HELD_REASON] = p.rejections.get(HELD_REASON, 0) + 1
 
     def _run_end(self, order: Sequence[int], pos: int) -> int:
         """Where the run starting at `pos` ends: the tasks after it that ask for the
@@ -295,7 +342,10 @@ class Batch:
             p.candidates = [Candidate(task.pinned_worker, 0.0)]
             self._reserve(j, task)
             return
-        p.rejections = _first_reason(self.filters, task, self.state, j)
+        held = self.held is not None and self.held[0] == j
+        p.rejections = (
+            {HELD_REASON: 1} if held else _first_reason(self.filters, task, self.state, j)
+        )
         self._unplaced.append((len(self.out) - 1, i, j))
 
     def finish(self) -> list[Placement]:
@@ -314,6 +364,11 @@ class Batch:
             if key not in hints:
                 hints[key] = placement_hint(task, self.state, only)
             self.out[pos].hint = hints[key]
+        if self.held is not None:
+            j, pos = self.held
+            p = self.out[pos]
+            held = f"worker {self.state.ids[j]} is held for it (no newer task goes there)"
+            p.hint = f"{p.hint}; {held}" if p.hint else held
         return self.out
 
 

@@ -81,8 +81,10 @@ def place_batch(
     chosen = profile if isinstance(profile, Profile) else resolve_profile(profile, registry)
     pipeline = Pipeline.build(chosen, registry, orderer)
     work = state if mutate else state.copy()
-    batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k))
-    batch.run(pipeline.orderer.order(tasks, time.time() if now is None else now))
+    at = time.time() if now is None else now
+    hold = chosen.hold_after_s
+    batch = Batch(pipeline.filters, pipeline.scorers, work, tasks, max(1, top_k), hold, at)
+    batch.run(pipeline.orderer.order(tasks, at))
     return batch.finish()
 
 

@@ -8,8 +8,10 @@ A profile file (JSON, or TOML read with tomllib) looks like:
 
 `filters` defaults to every built-in filter in the standard order, `orderer` to
 priority_fifo. Weights are finite numbers >= 0; a weight of 0 disables a scorer.
-`params` holds each plugin's constructor arguments. Loading a profile validates all of
-it, building every plugin it names once, so a bad profile is refused at start-up.
+`params` holds each plugin's constructor arguments. `hold_after_s` (default 300) is
+how long a task that fits nowhere waits before a worker is held for it (holds.py);
+null or false turns holds off. Loading a profile validates all of it, building every
+plugin it names once, so a bad profile is refused at start-up.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from cloudai.errors import ConfigError
 
 from .filters import DEFAULT_FILTERS
+from .holds import HOLD_AFTER_S
 from .registry import REGISTRY, Kind, Registry
 
 
@@ -37,6 +40,9 @@ class Profile:
     # Per-plugin constructor arguments, e.g. {"priority_fifo": {"aging_s": 120}}.
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    # Hold a worker for a task that has waited this long and fits nowhere (holds.py);
+    # None: never.
+    hold_after_s: float | None = HOLD_AFTER_S
 
     def validate(self, registry: Registry = REGISTRY) -> Profile:
         """Raise ConfigError naming the first problem; return self when valid. Beyond
@@ -65,7 +71,7 @@ class Profile:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.name,
             "description": self.description,
             "filters": list(self.filters),
@@ -73,10 +79,15 @@ class Profile:
             "orderer": self.orderer,
             "params": {k: dict(v) for k, v in self.params.items()},
         }
+        # Only when not the default: model digests made before it existed still hold.
+        if self.hold_after_s != HOLD_AFTER_S:
+            d["hold_after_s"] = self.hold_after_s
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
-        unknown = set(d) - {"name", "description", "filters", "scorers", "orderer", "params"}
+        known = {"name", "description", "filters", "scorers", "orderer", "params", "hold_after_s"}
+        unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown profile field(s): {', '.join(sorted(unknown))}")
         if not isinstance(d.get("scorers"), dict) or not d["scorers"]:
@@ -96,6 +107,10 @@ class Profile:
             scorers=dict(d["scorers"]),
             orderer=d.get("orderer", "priority_fifo"),
             params={k: dict(v) for k, v in params.items()},
+            # false (TOML has no null) or null: never hold.
+            hold_after_s=None
+            if d.get("hold_after_s") is False
+            else d.get("hold_after_s", HOLD_AFTER_S),
         )
 
 
@@ -120,6 +135,8 @@ def _check_shape(p: Profile, registry: Registry) -> None:
     if not any(p.scorers.values()):
         raise ConfigError("at least one scorer weight must be > 0 (all are 0)")
     _check(registry, Kind.ORDERER, p.orderer)
+    hold = p.hold_after_s
+    _want(hold is None or _weight_ok(hold), "hold_after_s", "a finite number >= 0 or null", hold)
     _want(isinstance(p.params, dict), "params", "a table of tables", p.params)
     for name, table in p.params.items():
         if not isinstance(name, str) or registry.kind_of(name) is None:
@@ -233,6 +250,9 @@ def _to_toml(d: dict[str, Any]) -> str:
     # valid TOML basic strings).
     lines = [f"{k} = {json.dumps(d[k])}" for k in ("name", "description", "orderer")]
     lines.append(f"filters = {json.dumps(d['filters'])}")
+    if "hold_after_s" in d:  # TOML has no null: false says "never"
+        hold = d["hold_after_s"]
+        lines.append(f"hold_after_s = {'false' if hold is None else repr(float(hold))}")
     lines += ["", "[scorers]"] + [
         f"{json.dumps(k)} = {float(v)!r}" for k, v in d["scorers"].items()
     ]

@@ -29,6 +29,7 @@ from cloudai.agent.policy import (
     resolve_profile,
 )
 from cloudai.agent.policy.hints import placement_hint
+from cloudai.agent.policy.holds import HELD_REASON, MAX_HOLD_TRIES
 from cloudai.agent.policy.scorers import _Linear, terms
 from cloudai.agent.policy.synthetic import random_cluster, random_tasks
 
@@ -39,42 +40,89 @@ def reference_place(
     tasks: list[TaskRequest], state: ClusterState, profile, registry=REGISTRY, top_k: int = 3
 ) -> list[Placement]:
     pipe = Pipeline.build(resolve_profile(profile, registry), registry)
+    hold_after = pipe.profile.hold_after_s
     state = state.copy()
     out, unplaced = [], []
+    held = None  # (worker index, the placement held for)
+    nowhere = set()  # the kinds of task no worker could ever take (a look each)
     for i in pipe.orderer.order(tasks, NOW):
         task = tasks[i]
-        alive, rejections = _chain(pipe, task, state)
+        alive, rejections = _chain(pipe, task, state, None if held is None else held[0])
         p = Placement(task.task_id, task.attempt, feasible=int(alive.sum()), workers=len(state))
         p.rejections = rejections
         out.append(p)
         if task.pinned_worker:
-            _pin(pipe, task, state, alive, p, unplaced)
-            continue
-        if not alive.any():  # nothing to score (and scorers may count their calls)
+            _pin(pipe, task, state, alive, p, unplaced, held)
+        elif not alive.any():  # nothing to score (and scorers may count their calls)
             unplaced.append((p, task, None))
-            continue
-        rows = {
-            s.name: (w, normalise(s.score(task, state, alive), s.bounds, alive))
-            for s, w in pipe.scorers
-        }
-        total = sum(w * row for w, row in rows.values())
-        order = sorted(np.flatnonzero(alive).tolist(), key=lambda j: (-total[j], j))[:top_k]
-        if not order:
-            unplaced.append((p, task, None))
-            continue
-        p.worker_id = state.ids[order[0]]
-        p.candidates = [
-            Candidate(state.ids[j], float(total[j]), {n: float(r[j]) for n, (_, r) in rows.items()})
-            for j in order
-        ]
-        state.reserve(order[0], task.cpu, task.memory_bytes, task.gpu)
+        else:
+            _score(pipe, task, state, alive, p, top_k, unplaced)
+        waited = NOW - (task.queued_at or task.created_at)
+        unknown = task.pinned_worker and task.pinned_worker not in state.index
+        if not p.placed and held is None and hold_after is not None and waited >= hold_after:
+            if unknown:  # nothing to hold, and it costs no look
+                continue
+            kind = (task.demand, task.image, sorted(task.selector.items()), task.avoid_workers)
+            kind = repr((*kind, task.pinned_worker))
+            if kind not in nowhere and len(nowhere) < MAX_HOLD_TRIES:
+                j = _reference_hold(pipe, task, state)
+                held = None if j is None else (j, p)
+                nowhere.add(kind)
     for p, task, only in unplaced:
         p.hint = placement_hint(task, state, only)
+    if held is not None:
+        note = f"worker {state.ids[held[0]]} is held for it (no newer task goes there)"
+        held[1].hint = f"{held[1].hint}; {note}" if held[1].hint else note
     return out
 
 
-def _chain(pipe: Pipeline, task: TaskRequest, state: ClusterState):
+def _score(pipe, task, state, alive, p, top_k, unplaced) -> None:
+    rows = {
+        s.name: (w, normalise(s.score(task, state, alive), s.bounds, alive))
+        for s, w in pipe.scorers
+    }
+    total = sum(w * row for w, row in rows.values())
+    order = sorted(np.flatnonzero(alive).tolist(), key=lambda j: (-total[j], j))[:top_k]
+    if not order:
+        unplaced.append((p, task, None))
+        return
+    p.worker_id = state.ids[order[0]]
+    p.candidates = [
+        Candidate(state.ids[j], float(total[j]), {n: float(r[j]) for n, (_, r) in rows.items()})
+        for j in order
+    ]
+    state.reserve(order[0], task.cpu, task.memory_bytes, task.gpu)
+
+
+def _reference_hold(pipe: Pipeline, task: TaskRequest, state: ClusterState) -> int | None:
+    """holds.py as its doc says it: of the workers that pass every non-resource filter
+    and have the capacity, the one whose free room falls shortest of the demand."""
+    best, best_short = None, float("inf")
+    for j in range(len(state)):
+        if task.pinned_worker and state.ids[j] != task.pinned_worker:
+            continue
+        others = [f for f in pipe.filters if f.name not in ("cpu", "memory", "gpu")]
+        masks = [f.filter(task, state) for f in others]
+        if any(m is not None and not m[j] for m in masks):
+            continue
+        cap, free = state.capacity[j], state.capacity[j] - state.allocated[j]
+        if any(cap[r] < task.demand[r] - 1e-9 for r in range(3)):
+            continue
+        short = max(
+            max(task.demand[r] - free[r], 0.0) / cap[r] if cap[r] else 0.0 for r in range(3)
+        )
+        if short < best_short:
+            best, best_short = j, short
+    return best
+
+
+def _chain(pipe: Pipeline, task: TaskRequest, state: ClusterState, held: int | None):
     alive, rejections = np.ones(len(state), bool), {}
+    healthy = [f for f in pipe.filters if getattr(f, "per_round", False)]
+    masks = [f.filter(task, state) for f in healthy]
+    if held is not None and all(m is None or m[held] for m in masks):
+        alive[held] = False
+        rejections[HELD_REASON] = 1
     for f in pipe.filters:
         mask = f.filter(task, state)
         if mask is None:
@@ -88,12 +136,15 @@ def _chain(pipe: Pipeline, task: TaskRequest, state: ClusterState):
     return alive, rejections
 
 
-def _pin(pipe, task, state, alive, p, unplaced) -> None:
+def _pin(pipe, task, state, alive, p, unplaced, held) -> None:
     p.pinned = True
     j = state.index.get(task.pinned_worker)
     if j is None:
         p.rejections = {"unknown worker": 1}
         p.hint = f"worker {task.pinned_worker} is not registered: pin another worker"
+    elif held is not None and held[0] == j:
+        p.rejections = {HELD_REASON: 1}
+        unplaced.append((p, task, j))
     elif alive[j]:
         p.worker_id, p.rejections = task.pinned_worker, {}
         p.candidates = [Candidate(task.pinned_worker, 0.0)]
