@@ -30,6 +30,7 @@ from cloudai.model import Task, TaskSpec
 from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
+from cloudai.text import printable
 
 from .registry import WorkerRegistry
 from .tasks import TaskManager
@@ -54,6 +55,8 @@ TRANSPORT_ERRORS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADL
 # (rpc.MAX_REQUEST_BYTES, and the worker's bound on assignments per batch).
 MAX_CALL_BYTES = rpc.MAX_REQUEST_BYTES // 2
 MAX_CALL_TASKS = 512
+# A worker's refusal or error text, as stored on the task: bounded and printable.
+MAX_PEER_TEXT = 300
 # What to check when a worker refuses the master's credentials.
 _AUTH_ADVICE = (
     " (the worker checks the master's token: start the master with "
@@ -87,8 +90,10 @@ class Dispatcher:
         self._server_name = server_name
         self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
         self._queue: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
-        # By (address, the name its certificate must carry).
+        # By (address, the name its certificate must carry), with the registration
+        # (registry entry) each channel was dialed for.
         self._stubs: dict[tuple[str, str], tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
+        self._dialed_for: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self._commits = 0
         self._no_commit = threading.Event()
@@ -105,19 +110,32 @@ class Dispatcher:
 
     def _connect(self, worker_id: str) -> tuple[str, mw_grpc.WorkerStub, grpc.Channel] | None:
         """(address, stub, channel) of the worker, kept open. `server_name(id)` is the
-        name its certificate must carry instead of the address's host (see __init__)."""
+        name its certificate must carry instead of the address's host (see __init__).
+
+        A worker that registers again (a restarted process) gets a new channel: the old
+        one may still wait out gRPC's reconnect backoff from while the worker was down,
+        and fail every call at once with the old "connection refused" meanwhile (the
+        restarted worker would be marked unreachable, and its tasks refused)."""
         entry = self._registry.get(worker_id)
         if entry is None:
             return None
         address = entry.record.address
         name = self._server_name(worker_id)
+        key = (address, name)
+        stale = None
         with self._lock:
-            cached = self._stubs.get((address, name))
+            cached = self._stubs.get(key)
+            if cached is not None and entry.registered and self._dialed_for.get(key) is not entry:
+                stale, cached = cached[2], None
             if cached is None:
                 ch = self._channel(address, name) if name else self._channel(address)
                 cached = (address, mw_grpc.WorkerStub(ch), ch)
-                self._stubs[(address, name)] = cached
-            return cached
+                self._stubs[key] = cached
+            if entry.registered:
+                self._dialed_for[key] = entry
+        if stale is not None:
+            stale.close()  # the calls on it went to the worker's previous process
+        return cached
 
     @contextmanager
     def commit_first(self) -> Iterator[None]:
@@ -227,7 +245,12 @@ class Dispatcher:
         self._reachable(worker_id)
         for task, resp in zip(tasks, answers, strict=False):
             if not resp.accepted:
-                reason = f"worker refused: {resp.message}"
+                reason = f"worker refused: {printable(resp.message, MAX_PEER_TEXT)}"
+                self._tasks.dispatch_failed(task.id, task.attempt, reason)
+        if len(answers) < len(tasks):  # a worker that answers only some: requeue the rest
+            reason = f"worker {worker_id} answered {len(answers)} of {len(tasks)} assignments"
+            log.warning("dispatch to %s: %s", address, reason)
+            for task in tasks[len(answers) :]:
                 self._tasks.dispatch_failed(task.id, task.attempt, reason)
 
     def _failed(self, worker_id: str, address: str, tasks: list[Task], err: grpc.RpcError) -> None:
@@ -347,11 +370,12 @@ class Dispatcher:
             for _, _, ch in self._stubs.values():
                 ch.close()
             self._stubs.clear()
+            self._dialed_for.clear()
 
 
 def _error_text(err: grpc.RpcError) -> str:
     """'CODE: details', bounded."""
-    return f"{err.code().name}: {err.details() or ''}".rstrip(": ")[:300]
+    return printable(f"{err.code().name}: {err.details() or ''}".rstrip(": "), MAX_PEER_TEXT)
 
 
 def _calls(reqs: list[mw.AssignTaskRequest]) -> Iterator[tuple[int, int]]:

@@ -32,6 +32,40 @@ RESUME_S = 0.5  # how often a broken stream of a running attempt is tried again
 MARK = 4096  # characters of what was sent, to find where a reader stands in a log tail
 GAP_NOTICE = "the output could not be matched after the worker's stream broke: a gap is possible"
 IsActive = Callable[[], bool]
+OnLeave = Callable[[Callable[[], None]], bool]
+
+
+class Caller:
+    """The client of one StreamLogs call: is it still there, and which worker stream
+    to cancel when it leaves. Without the cancel, a reader that left a quiet task's
+    followed stream kept a master thread (and a worker's) until the task printed
+    again or ended: enough of them took every thread of the master's server."""
+
+    def __init__(self, is_active: IsActive, on_leave: OnLeave | None) -> None:
+        self._is_active = is_active
+        self._lock = threading.Lock()
+        self._call: grpc.Future | None = None
+        self._left = False
+        if on_leave is not None and not on_leave(self.leave):
+            self._left = True  # the call had already ended
+
+    def __call__(self) -> bool:
+        return not self._left and self._is_active()
+
+    def track(self, call: object) -> None:
+        """The worker stream being read now (cancelled at once if the caller left)."""
+        cancel = getattr(call, "cancel", None)
+        with self._lock:
+            self._call = call if cancel else None  # type: ignore[assignment]
+            left = self._left
+        if left and cancel:
+            cancel()
+
+    def leave(self) -> None:
+        with self._lock:
+            self._left, call = True, self._call
+        if call is not None:
+            call.cancel()
 
 
 class TaskLogs:
@@ -48,8 +82,16 @@ class TaskLogs:
         self._stopping = stopping
 
     def stream(
-        self, task_id: str, follow: bool, tail: int, is_active: IsActive
+        self,
+        task_id: str,
+        follow: bool,
+        tail: int,
+        is_active: IsActive,
+        on_leave: OnLeave | None = None,
     ) -> Iterator[pb.LogChunk]:
+        """`on_leave(callback)` (a gRPC context's add_callback) runs callback when the
+        caller leaves: the worker's stream is cancelled then (see Caller)."""
+        is_active = Caller(is_active, on_leave)
         if follow:
             yield from self._follow(task_id, tail, is_active)
             return
@@ -139,7 +181,10 @@ class TaskLogs:
         `skip` characters; `sent` counts what went out. Sets `sent.error` if the
         worker could not be reached or the stream broke."""
         try:
-            for chunk in self._logs(task, follow, tail):
+            call = self._logs(task, follow, tail)
+            if isinstance(is_active, Caller):
+                is_active.track(call)
+            for chunk in call:
                 if not is_active():
                     break
                 data = chunk.data[skip:]

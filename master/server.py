@@ -240,10 +240,15 @@ class Master:
         return results[-1].log_tail if results else ""
 
     def stream_logs(
-        self, task_id: str, follow: bool, tail: int, is_active: Callable[[], bool]
+        self,
+        task_id: str,
+        follow: bool,
+        tail: int,
+        is_active: Callable[[], bool],
+        on_leave: Callable[[Callable[[], None]], bool] | None = None,
     ) -> Iterator[pb.LogChunk]:
         """The task's logs; followed, across its attempts until it ends (logstream.py)."""
-        return self._logs.stream(task_id, follow, tail, is_active)
+        return self._logs.stream(task_id, follow, tail, is_active, on_leave)
 
     def worker_info(self, e: WorkerEntry) -> pb.WorkerInfo:
         r, mark = e.record, e.unreachable

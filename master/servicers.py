@@ -34,6 +34,7 @@ from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.security import inputs
 from cloudai.security.interceptor import current_identity
+from cloudai.text import printable
 from cloudai.validation import validate_id, validate_labels, validate_spec
 
 from .explain import explain_text
@@ -186,7 +187,7 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
             state=state,
             exit_code=request.exit_code if request.has_exit_code else None,
             reason=request.reason,
-            message=request.message[:4096],
+            message=printable(request.message[:4096]),
             log_tail=request.log_tail,
             started_at=request.started_at,
             finished_at=request.finished_at,
@@ -295,7 +296,11 @@ class ClusterServicer(cpb_grpc.ClusterServicer):
             inputs.check_logs(request)
             self.m.task_for(request.task_id, current_identity())
             yield from self.m.stream_logs(
-                request.task_id, request.follow, request.tail_lines, context.is_active
+                request.task_id,
+                request.follow,
+                request.tail_lines,
+                context.is_active,
+                context.add_callback,
             )
         except CloudAIError as err:
             _fail(context, err, "StreamLogs")

@@ -275,7 +275,7 @@ class TaskManager:
             if task is None:
                 return self._report_on_finished(r)
             if r.attempt != task.attempt:
-                return False, f"attempt {r.attempt} is superseded by attempt {task.attempt}"
+                return False, _not_current(r, task.attempt)
             if task.worker_id != r.worker_id:
                 return False, f"task {r.task_id} attempt {r.attempt} is not held by {r.worker_id}"
             if r.state == TaskState.RUNNING:
@@ -300,7 +300,7 @@ class TaskManager:
         if stored.attempt == r.attempt:  # it ended without this worker (lost, then failed)
             why = f", {stored.reason}" if stored.reason else ""
             return False, f"task already ended ({stored.state.value}{why}) without {r.worker_id}"
-        return False, f"attempt {r.attempt} is superseded by attempt {stored.attempt}"
+        return False, _not_current(r, stored.attempt)
 
     def _mark_running(self, task: Task, r: Report) -> tuple[bool, str]:
         if task.state == TaskState.RUNNING:
@@ -469,3 +469,10 @@ class TaskManager:
 
 def _fmt(r: Resources) -> str:
     return f"cpu={r.cpu:g}, mem={r.memory_bytes / 1024**2:.0f}MiB, gpu={r.gpu:g}"
+
+
+def _not_current(r: Report, attempt: int) -> str:
+    """Why a report for another attempt than the task's is refused."""
+    if r.attempt > attempt:  # e.g. attempt 1 of a task never dispatched (attempt 0)
+        return f"attempt {r.attempt} of task {r.task_id} was never dispatched"
+    return f"attempt {r.attempt} is superseded by attempt {attempt}"

@@ -43,6 +43,8 @@ LEFTOVER_SWEEP_S = 10.0
 # Settled attempts remembered so the sweep does not re-adopt a container whose
 # removal failed (it removes it instead).
 DONE_MEMORY = 1024
+# Fenced attempts (the master no longer runs them) that never settle here, remembered.
+FENCED_MEMORY = 4096
 
 
 class WorkerNode:
@@ -75,7 +77,7 @@ class WorkerNode:
         # Finished attempts whose result the master has not acknowledged yet: still
         # listed as running, so the master never takes them for lost in between.
         self._unacked: set[Key] = set()
-        self._fenced: set[Key] = set()
+        self._fenced: OrderedDict[Key, None] = OrderedDict()  # bounded: see _fence
         self._cancel_requested: set[Key] = set()
         self._done: OrderedDict[Key, None] = OrderedDict()
         self._draining = False
@@ -162,6 +164,10 @@ class WorkerNode:
         with self._lock:
             if key in self._attempts:
                 return True, "already running"  # a retried AssignTask: idempotent
+            if key in self._unacked or key in self._done or key in self._fenced:
+                # A duplicate of an assignment that ran here already: its end is known
+                # (or being reported), so the same attempt must not run a second time.
+                return True, "already ran here"
             # Only our own shutdown refuses work. The master's drain flag reaches us with
             # the next heartbeat, so it can be stale (a drain just lifted); the master is
             # the authority and places nothing on a worker it drains.
@@ -175,7 +181,8 @@ class WorkerNode:
                 target=self._run_attempt, args=(task_id, attempt, spec), daemon=True
             )
             self._attempts[key] = thread
-            self._fenced.update(older)
+            for old in older:
+                self._fence(old)
         for old_task, old_attempt in older:
             self._event(old_task, old_attempt, "superseded by a newer attempt, stopping")
             self.executor.cancel(old_task, old_attempt)
@@ -307,15 +314,25 @@ class WorkerNode:
         self.executor.remove(*key)
         with self._lock:
             self._unacked.discard(key)
+            self._fenced.pop(key, None)  # `_done` remembers it from now on
             self._done[key] = None
             while len(self._done) > DONE_MEMORY:
                 self._done.popitem(last=False)
+
+    def _fence(self, key: Key) -> None:
+        """Mark an attempt the master no longer runs (with the lock held). Most leave
+        with `_settle`; those that never ran here are forgotten oldest first past
+        FENCED_MEMORY (the master refuses their reports anyway)."""
+        self._fenced[key] = None
+        self._fenced.move_to_end(key)
+        while len(self._fenced) > FENCED_MEMORY:
+            self._fenced.popitem(last=False)
 
     def _on_refused(self, report: mw.TaskStatusReport, message: str) -> None:
         """The master says this attempt is not current: stop it if it still runs."""
         key = (report.task_id, report.attempt)
         with self._lock:
-            self._fenced.add(key)
+            self._fence(key)
             running = key in self._attempts
         if running:
             self._event(*key, "stopping: the master refused its report")
@@ -325,7 +342,7 @@ class WorkerNode:
         for ref in refs:
             key = (ref.task_id, ref.attempt)
             with self._lock:
-                self._fenced.add(key)
+                self._fence(key)
                 self._unacked.discard(key)
             if self.executor.cancel(*key):
                 self._event(*key, "stopping: superseded at the master")

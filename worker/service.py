@@ -5,13 +5,14 @@ Thin on purpose: it validates and translates messages, and the node does the wor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import NoReturn, Protocol
 
 import grpc
 
 from cloudai.convert import spec_from_pb
-from cloudai.errors import CloudAIError, InvalidArgument
+from cloudai.errors import CloudAIError, InvalidArgument, ResourceExhausted
 from cloudai.model import TaskSpec
 from cloudai.proto import common_pb2
 from cloudai.proto import master_worker_pb2 as mw
@@ -28,6 +29,13 @@ MAX_CHUNK_CHARS = 16 * 1024
 
 # Bound on one AssignTasks call; the master sends far fewer.
 MAX_BATCH_ASSIGNMENTS = 1024
+# Followed log streams served at once. Each holds one of the server's RPC threads
+# (build_server's 32) for as long as its task runs; with no bound, enough followers
+# (`cloudai logs -f`, or followers that detached from a quiet task, which the master
+# notices only when it next prints) took every thread, and the master's AssignTask and
+# CancelTask calls waited behind them. Past the bound a follow is refused at once
+# (RESOURCE_EXHAUSTED); the master tries it again shortly.
+MAX_FOLLOWED_STREAMS = 24
 
 
 class WorkerOps(Protocol):
@@ -56,8 +64,10 @@ def _abort(context: grpc.ServicerContext, err: CloudAIError) -> NoReturn:
 
 
 class WorkerServicer(mw_grpc.WorkerServicer):
-    def __init__(self, node: WorkerOps) -> None:
+    def __init__(self, node: WorkerOps, max_followed: int = MAX_FOLLOWED_STREAMS) -> None:
         self._node = node
+        self._max_followed = max_followed
+        self._followed = threading.BoundedSemaphore(max_followed)
 
     def AssignTask(
         self, request: mw.AssignTaskRequest, context: grpc.ServicerContext
@@ -73,8 +83,15 @@ class WorkerServicer(mw_grpc.WorkerServicer):
         self, request: mw.AssignTasksRequest, context: grpc.ServicerContext
     ) -> mw.AssignTasksResponse:
         """A batch of assignments; a malformed one is refused alone, not the batch."""
+        if len(request.assignments) > MAX_BATCH_ASSIGNMENTS:
+            # Refused whole, not cut short: the master halves a batch refused so.
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{len(request.assignments)} assignments in one call; at most "
+                f"{MAX_BATCH_ASSIGNMENTS}",
+            )
         results = []
-        for item in request.assignments[:MAX_BATCH_ASSIGNMENTS]:
+        for item in request.assignments:
             try:
                 task_id, attempt, spec = parse_assignment(item)
             except CloudAIError as err:
@@ -100,6 +117,26 @@ class WorkerServicer(mw_grpc.WorkerServicer):
     ) -> Iterator[common_pb2.LogChunk]:
         try:
             inputs.check_worker_logs(request)
+        except CloudAIError as err:
+            _abort(context, err)
+        if request.follow and not self._followed.acquire(blocking=False):
+            _abort(
+                context,
+                ResourceExhausted(
+                    f"{self._max_followed} followed log streams are open on this worker "
+                    "already; try again shortly"
+                ),
+            )
+        try:
+            yield from self._stream_logs(request, context)
+        finally:
+            if request.follow:
+                self._followed.release()
+
+    def _stream_logs(
+        self, request: mw.GetTaskLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.LogChunk]:
+        try:
             stream = self._node.logs(
                 request.task_id, request.attempt, request.follow, max(0, request.tail_lines)
             )

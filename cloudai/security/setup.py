@@ -19,6 +19,7 @@ from cloudai.errors import ConfigError, InvalidArgument
 from cloudai.rpc import Transport
 from cloudai.validation import normalize_caps, validate_user
 
+from .decode import DecodeGuard
 from .images import ImagePolicy
 from .interceptor import MASTER_RULES, WORKER_RULES, AuthInterceptor
 from .secrets import SecretBox, key_path_for
@@ -72,6 +73,7 @@ def for_master(settings: MasterSettings, warn: Callable[[str], None]) -> ServerS
     interceptors: list[grpc.ServerInterceptor] = []
     if tokens is not None:
         interceptors.append(AuthInterceptor(MASTER_RULES, tokens=tokens))
+    interceptors.append(DecodeGuard())  # last: callers are authenticated first
     return ServerSecurity(
         transport, tokens, interceptors, ImagePolicy(list(settings.image_allowlist))
     )
@@ -108,6 +110,7 @@ def for_worker(settings: WorkerSettings, warn: Callable[[str], None]) -> tuple[S
     if transport.tls is not None or tokens is not None:
         peers = frozenset({settings.master_name}) if transport.tls is not None else None
         interceptors.append(AuthInterceptor(WORKER_RULES, tokens=tokens, peer_names=peers))
+    interceptors.append(DecodeGuard())  # last: callers are authenticated first
     return ServerSecurity(transport, tokens, interceptors), bind
 
 
