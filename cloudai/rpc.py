@@ -46,6 +46,9 @@ def channel_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, int]]:
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.min_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 2000),
+        # Each channel its own connections: a new channel to a restarted peer must not
+        # share the old one's connection, still waiting out its reconnect backoff.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
 
 

@@ -90,10 +90,10 @@ class Dispatcher:
         self._server_name = server_name
         self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
         self._queue: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
-        # By (address, the name its certificate must carry), with the registration
-        # (registry entry) each channel was dialed for.
+        # By (address, the name its certificate must carry); and by (address, name,
+        # worker id) the registration (registry entry) each worker's calls went out for.
         self._stubs: dict[tuple[str, str], tuple[str, mw_grpc.WorkerStub, grpc.Channel]] = {}
-        self._dialed_for: dict[tuple[str, str], object] = {}
+        self._dialed_for: dict[tuple[str, str, str], object] = {}
         self._lock = threading.Lock()
         self._commits = 0
         self._no_commit = threading.Event()
@@ -121,18 +121,18 @@ class Dispatcher:
             return None
         address = entry.record.address
         name = self._server_name(worker_id)
-        key = (address, name)
+        key, mine = (address, name), (address, name, worker_id)
         stale = None
         with self._lock:
             cached = self._stubs.get(key)
-            if cached is not None and entry.registered and self._dialed_for.get(key) is not entry:
-                stale, cached = cached[2], None
+            before = self._dialed_for.get(mine)
+            if cached is not None and before is not None and before is not entry:
+                stale, cached = cached[2], None  # this worker registered again
             if cached is None:
                 ch = self._channel(address, name) if name else self._channel(address)
                 cached = (address, mw_grpc.WorkerStub(ch), ch)
                 self._stubs[key] = cached
-            if entry.registered:
-                self._dialed_for[key] = entry
+            self._dialed_for[mine] = entry
         if stale is not None:
             stale.close()  # the calls on it went to the worker's previous process
         return cached
