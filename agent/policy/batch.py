@@ -33,7 +33,7 @@ from .placement import Candidate, CandidateList, Placement
 from .plan import ScoringPlan
 from .scorers import Scorer, feature_matrix
 from .shortlist import Shortlist, top
-from .snapshot import ClusterState, TaskRequest
+from .snapshot import ClusterState, TaskRequest, one_worker
 
 # The filter chain's answer for a task: the mask of workers that pass, how many, the
 # rejections by reason, and the filters a reservation could change the verdict of.
@@ -118,13 +118,14 @@ class Batch:
             task = self.tasks[i]
             if waited(task, self._now) < self._hold_after:  # type: ignore[operator]
                 continue
-            if needs(task) in self._nowhere:
+            kind = needs(task)
+            if kind in self._nowhere:
                 continue
             alive, n, reasons, extra = self._start
             self._hold_tries -= 1
             j = worker_to_hold(task, self.state, alive, self.filters)
             if j is None:
-                self._nowhere.add(needs(task))
+                self._nowhere.add(kind)
                 return
             if alive[j]:
                 alive = alive.copy()
@@ -324,9 +325,7 @@ class Batch:
         state = self.state
         for f in checks:
             if not f.check(task, state, j):  # type: ignore[attr-defined]
-                one = np.zeros(self.n, bool)
-                one[j] = True
-                return f.reasons(task, state, one, 1)
+                return f.reasons(task, state, one_worker(self.n, j), 1)
         return None
 
     def _pinned(self, p: Placement, i: int, task: TaskRequest, alive: np.ndarray) -> None:
@@ -392,8 +391,7 @@ def _first_reason(
     filters: Sequence[Filter], task: TaskRequest, state: ClusterState, j: int
 ) -> dict[str, int]:
     """Why worker j fails the chain: the first failing filter's reason."""
-    one = np.zeros(len(state), bool)
-    one[j] = True
+    one = one_worker(len(state), j)
     for f in filters:
         mask = f.filter(task, state)
         if mask is not None and not mask[j]:

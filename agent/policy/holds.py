@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .filters import Filter
-from .snapshot import EPS, ClusterState, TaskRequest
+from .snapshot import EPS, ClusterState, TaskRequest, one_worker
 
 # Five minutes: far longer than a batch interval, so a big task that merely arrives
 # while the cluster is busy does not idle a worker, yet short next to the hours a
@@ -64,7 +64,7 @@ def worker_to_hold(
     j = state.index.get(task.pinned_worker) if task.pinned_worker else None
     if task.pinned_worker and j is None:
         return None
-    ok = alive.copy() if j is None else _only(len(state), j) & alive
+    ok = alive.copy() if j is None else one_worker(len(state), j) & alive
     for f in filters:
         if getattr(f, "name", "") in RESOURCE_FILTERS:
             continue
@@ -79,9 +79,3 @@ def worker_to_hold(
     share = np.divide(lacking, state.cap, out=np.zeros_like(lacking), where=state.cap > 0)
     worst = np.where(ok, share.max(axis=0), np.inf)
     return int(np.argmin(worst))
-
-
-def _only(n: int, j: int) -> np.ndarray:
-    one = np.zeros(n, bool)
-    one[j] = True
-    return one

@@ -291,6 +291,13 @@ class ClusterState:
         )
 
 
+def one_worker(n: int, j: int) -> np.ndarray:
+    """A mask of n workers that passes worker j alone."""
+    one = np.zeros(n, bool)
+    one[j] = True
+    return one
+
+
 def _triple(r: Resources) -> tuple[float, float, float]:
     return (float(r.cpu), float(r.memory_bytes), float(r.gpu))
 

@@ -54,30 +54,46 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 class DecodeGuard(grpc.ServerInterceptor):
+    def __init__(self) -> None:
+        # By method: its handler and the guarded one, built once (not at every call).
+        self._guarded: dict[str, tuple[Any, Any]] = {}
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        kwargs = {
-            "request_deserializer": _safe(handler.request_deserializer),
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        method = handler_call_details.method
+        known = self._guarded.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        guarded = _guard(handler)
+        self._guarded[method] = (handler, guarded)
+        return guarded
 
-            def unary_unary(request, context):
-                if isinstance(request, Undecodable):
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-                return inner_uu(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+def _guard(handler):
+    """`handler` with a decoder that never raises, and its single-request methods
+    ending INVALID_ARGUMENT on a request that did not decode."""
+    kwargs = {
+        "request_deserializer": _safe(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
 
-            def unary_stream(request, context):
-                if isinstance(request, Undecodable):
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-                yield from inner_us(request, context)
+        def unary_unary(request, context):
+            if isinstance(request, Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return inner_uu(request, context)
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
-        return handler
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        def unary_stream(request, context):
+            if isinstance(request, Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            yield from inner_us(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+    return handler

@@ -15,13 +15,12 @@ import time
 
 import pytest
 
-from cloudai.convert import state_to_pb
 from cloudai.model import TaskState
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
-from cloudai.proto import master_worker_pb2 as mw
 
 from .harness import FakeWorkerServicer, make_harness
+from .test_logs_follow import _report
 
 READERS = 80  # more than the master's server threads (64)
 
@@ -62,14 +61,7 @@ def _running(h, worker: str) -> str:
     ):
         assert time.time() < deadline, "never placed"
         time.sleep(0.05)
-    report = mw.TaskStatusReport(
-        worker_id=worker,
-        task_id=tid,
-        attempt=task.attempt,
-        state=state_to_pb(TaskState.RUNNING),
-        started_at=time.time(),
-    )
-    assert h.mw.ReportTaskStatus(report, timeout=5).accepted
+    _report(h, worker, tid, task.attempt, TaskState.RUNNING)
     return tid
 
 
