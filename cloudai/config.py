@@ -78,6 +78,9 @@ class MasterSettings(TransportSettings):
     telemetry_sample_s: float = Field(60.0, gt=0)
     # Telemetry samples older than this are deleted (the sweeper trims them hourly).
     telemetry_retention_s: float = Field(86400.0, gt=0)
+    # Finished tasks (with their results, logs and placement decisions) that ended
+    # longer ago than this are deleted (the sweeper, hourly); 0 keeps them for ever.
+    task_retention_s: float = Field(30 * 86400.0, ge=0)
     # A task that took down this many workers in a row is quarantined as poison.
     max_worker_losses: int = Field(3, ge=1)
     # Engine trouble (pull_failed, docker_error) is retried this many times, with

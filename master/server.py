@@ -136,6 +136,7 @@ class Master:
             self.tasks,
             heartbeat_timeout=settings.heartbeat_timeout,
             telemetry_retention_s=settings.telemetry_retention_s,
+            task_retention_s=settings.task_retention_s,
             notify=lambda: self.scheduler.notify(),
         )
         self._sweeper = threading.Thread(

@@ -1,4 +1,5 @@
-"""The sweeper: marks silent workers lost and requeues their tasks; trims telemetry.
+"""The sweeper: marks silent workers lost and requeues their tasks; trims telemetry
+and deletes finished tasks past their retention.
 
 One pass (`sweep_once`) runs every `interval` seconds. Each worker is handled on its
 own: a store write that fails for one (a full disk, a database outage) is logged
@@ -24,7 +25,10 @@ from .tasks import TaskManager
 from .throttle import Throttle
 
 log = logging.getLogger("cloudai.master")
-TRIM_EVERY_S = 3600.0  # how often old telemetry samples are deleted
+TRIM_EVERY_S = 3600.0  # how often old telemetry samples and finished tasks are deleted
+# Finished tasks deleted per pass at most: a backlog (a first start with retention on
+# a large store) goes over the next passes instead of holding up lost workers' requeue.
+TASKS_PER_PASS = 5000
 T = TypeVar("T")
 
 
@@ -37,6 +41,7 @@ class Sweeper:
         *,
         heartbeat_timeout: float,
         telemetry_retention_s: float,
+        task_retention_s: float = 0.0,
         notify: Callable[[], None],
     ) -> None:
         self._store = store
@@ -44,6 +49,8 @@ class Sweeper:
         self._tasks = tasks
         self._timeout = heartbeat_timeout
         self._retention = telemetry_retention_s
+        self._task_retention = task_retention_s  # 0: finished tasks are kept for ever
+        self._tasks_due = False  # hourly, and again after a pass that hit TASKS_PER_PASS
         self._notify = notify
         self._trimmed_at = 0.0
         self._log = Throttle()
@@ -58,6 +65,10 @@ class Sweeper:
         if time.time() - self._trimmed_at >= TRIM_EVERY_S:
             self._trimmed_at = time.time()
             self._guard("trimming old telemetry", self._trim_telemetry)
+            self._tasks_due = self._task_retention > 0
+        if self._tasks_due:
+            self._tasks_due = False  # a failed deletion waits for the next hour
+            self._guard("deleting old finished tasks", self._delete_finished)
         for worker_id in self._guard("marking silent workers lost", self._registry.expire) or []:
             moved = self._guard(
                 f"requeueing the tasks of lost worker {worker_id}", self._lost, worker_id
@@ -91,6 +102,13 @@ class Sweeper:
         n = self._store.trim_telemetry(time.time() - self._retention)
         if n:
             log.info("deleted %d telemetry sample(s) older than %.0f s", n, self._retention)
+
+    def _delete_finished(self) -> None:
+        before = time.time() - self._task_retention
+        n = self._store.delete_finished_tasks(before, limit=TASKS_PER_PASS)
+        self._tasks_due = n >= TASKS_PER_PASS  # more may be due: go on next pass
+        if n:
+            log.info("deleted %d finished task(s) older than %.0f s", n, self._task_retention)
 
     def _requeue_ownerless(self) -> None:
         """Tasks held by a worker that is inactive or unknown have no live owner: a

@@ -103,6 +103,13 @@ class Store(ABC):
     def count_tasks_by_state(self) -> dict[str, int]:
         """Task count per state value; every TaskState is a key, 0 when none."""
 
+    @abstractmethod
+    def delete_finished_tasks(self, before: float, limit: int = 0) -> int:
+        """Delete the tasks in a terminal state that ended (`updated_at`) before
+        `before`, with their results (and so their log tails) and decisions; never a
+        task that is not terminal. At most `limit` tasks (0: all), in batches of
+        retention.BATCH, each written on its own. Returns how many tasks."""
+
     # -- results -------------------------------------------------------------
     @abstractmethod
     def put_result(self, result: Result) -> None:

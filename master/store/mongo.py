@@ -37,6 +37,7 @@ from cloudai.model import (
     WorkerRecord,
 )
 
+from . import retention
 from .base import Store, cut_log_tail
 from .mongo_lease import MasterLease
 
@@ -374,6 +375,14 @@ class MongoStore(Store):
         for row in rows:
             counts[row["_id"]] = int(row["n"])
         return counts
+
+    def delete_finished_tasks(self, before: float, limit: int = 0) -> int:
+        def one_batch(n: int) -> int:
+            with self._errors("delete_finished_tasks"):
+                colls = (self._tasks, self._results, self._decisions)
+                return retention.mongo_batch(*colls, before, n)
+
+        return retention.in_batches(one_batch, limit)
 
     # -- results ----------------------------------------------------------------
     def put_result(self, result: Result) -> None:

@@ -35,6 +35,7 @@ from cloudai.model import (
     WorkerRecord,
 )
 
+from . import retention
 from .base import Store, cut_log_tail
 from .sqlite_file import MasterLock, check_not_a_folder, check_schema
 
@@ -374,6 +375,13 @@ class SQLiteStore(Store):
             for state, n in c.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
                 counts[state] = int(n)
         return counts
+
+    def delete_finished_tasks(self, before: float, limit: int = 0) -> int:
+        def one_batch(n: int) -> int:  # one short transaction per batch
+            with self._write() as c:
+                return retention.sqlite_batch(c, before, n)
+
+        return retention.in_batches(one_batch, limit)
 
     # -- results ----------------------------------------------------------------
     def put_result(self, result: Result) -> None:
