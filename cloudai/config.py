@@ -132,7 +132,8 @@ class WorkerSettings(TransportSettings):
     default_memory: int = 512 * 1024**2
     default_cpu: float = 1.0
     # How long a running container is supervised through a Docker engine outage
-    # (restart) before its attempt is reported failed with reason docker_error.
+    # (restart), or an engine that accepts connections and answers nothing (hung),
+    # before its attempt is reported failed with reason docker_error.
     engine_grace_s: float = Field(60.0, gt=0)
     # Security (docs/security.md). Address to bind; default: --ip's address when it
     # is loopback, 0.0.0.0 with TLS (or --insecure).

@@ -5,7 +5,9 @@ not there exits with one line instead of registering and failing every task. An
 outage after that is waited out (see executor.py). A daemon that is stopping closes
 its socket to new connections while it still answers on the ones already open, so
 "is the engine there?" is asked on a new connection (`accepts_new_connections`),
-and after an outage the worker moves to a new client (`fresh`).
+and after an outage the worker moves to a new client (`fresh`). Those questions, and
+the background pings of `watch` (watch.py), use a short timeout: an engine that hangs
+accepts connections and never answers.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import threading
 from collections.abc import Callable
 
 import docker
+from docker.constants import DEFAULT_TIMEOUT_SECONDS
 from docker.errors import APIError, NotFound
 
 from cloudai.errors import InvalidArgument, Unavailable
 from cloudai.worker.containers import DOCKER_ERRORS
 from cloudai.worker.outcome import one_line, unreachable_cause
+from cloudai.worker.watch import PROBE_TIMEOUT_S, EngineWatch
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -31,12 +35,19 @@ def engine_address() -> str:
 
 
 class EngineConnection:
-    def __init__(self, factory: Callable[[], docker.DockerClient] | None = None) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], docker.DockerClient] | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self._custom = factory
         self._factory = factory or (lambda: docker.from_env(max_pool_size=64))
         # Where the engine is, for messages; unknown ("") behind a custom factory.
         self.address = "" if factory else engine_address()
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        # Started by check(): a worker pings its engine from start-up on.
+        self.watch = EngineWatch(self.ping, say or (lambda _text: None))
 
     def check(self) -> None:
         """At start-up: raise Unavailable (one line) unless the engine answers."""
@@ -53,6 +64,7 @@ class EngineConnection:
                 self._client, client = client, None
         if client is not None:
             client.close()
+        self.watch.start()
 
     def check_network(self, network: str) -> None:
         """At start-up: raise InvalidArgument when the network tasks join is not on the
@@ -79,35 +91,62 @@ class EngineConnection:
     def fresh(self) -> docker.DockerClient | None:
         """A client on new connections, made the worker's client when the engine
         answers on them (the old one is left to whoever still holds it); None if
-        the engine refuses."""
+        the engine refuses or does not answer within PROBE_TIMEOUT_S."""
         try:
-            client = self._factory()
+            client = self._connect(PROBE_TIMEOUT_S)
             client.ping()
         except DOCKER_ERRORS:
             return None
+        _set_timeout(client, DEFAULT_TIMEOUT_SECONDS)
         with self._lock:
             self._client = client
         return client
 
+    def silence(self) -> str:
+        """'the Docker engine at X has not answered for 20s (timed out)', for messages."""
+        where = f" at {self.address}" if self.address else ""
+        silent, cause = self.watch.silent_for(), self.watch.cause() or "no answer"
+        return f"the Docker engine{where} has not answered for {silent:.0f}s ({cause})"
+
     def accepts_new_connections(self) -> bool:
+        return not self.ping()
+
+    def ping(self) -> str:
+        """Ask on a new connection, with a short timeout: "" when the engine answered
+        (an error answer counts), else why not ("timed out", "connection refused")."""
         try:
-            probe = self._factory()
-        except DOCKER_ERRORS:
-            return False
+            probe = self._connect(PROBE_TIMEOUT_S)
+        except DOCKER_ERRORS as err:
+            return unreachable_cause(err) or ""
         try:
             probe.ping()
-        except DOCKER_ERRORS:
-            return False
+        except DOCKER_ERRORS as err:
+            return unreachable_cause(err) or ""
         finally:
             with contextlib.suppress(*DOCKER_ERRORS):
                 probe.close()
-        return True
+        return ""
 
     def close(self) -> None:
+        self.watch.stop()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    def _connect(self, timeout: float) -> docker.DockerClient:
+        """A new client whose calls time out after `timeout` (a custom factory's
+        first call, if it asks the engine for its version, keeps its own timeout)."""
+        if self._custom is None:
+            return docker.from_env(max_pool_size=64, timeout=timeout)
+        client = self._custom()
+        _set_timeout(client, timeout)
+        return client
+
+
+def _set_timeout(client: docker.DockerClient, timeout: float) -> None:
+    with contextlib.suppress(AttributeError):  # a stand-in client in a unit test
+        client.api.timeout = timeout
 
 
 def engine_gone(err: BaseException) -> bool:

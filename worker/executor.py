@@ -4,7 +4,9 @@ This is the boundary where Docker's exceptions end: `run()` and `adopt()` always
 return an Outcome, and an engine that is down or answers with an error becomes
 FAILED/docker_error with a one-line message. An engine that goes away while a
 container runs (a daemon restart) is waited for, up to `engine_grace_s`: if the
-container is still there when it is back, supervision simply carries on.
+container is still there when it is back, supervision simply carries on. One that
+hangs (answers no ping, watch.py) for `engine_grace_s` has its attempts given up,
+and while it does not answer, new attempts fail at once (supervise.py).
 """
 
 from __future__ import annotations
@@ -39,14 +41,10 @@ from cloudai.worker.outcome import (
     stopped_by_signal,
     unknown_user_outcome,
 )
+from cloudai.worker.supervise import Supervision, kill_in_background
 
 # Called once the container runs: (started_at, container_id).
 OnRunning = Callable[[float, str], None]
-# How often a supervisor asks whether an engine that went away is back.
-ENGINE_POLL_S = 0.5
-# Past a deadline the loop still sleeps this long between checks, so that a container
-# that has ended in time is not polled in a spin while its exit waiter catches up.
-EXIT_SETTLE_S = 0.05
 
 
 @dataclass(slots=True, eq=False)
@@ -71,7 +69,7 @@ class DockerExecutor:
     ) -> None:
         self.worker_id = settings.id
         self._settings = settings
-        self._engine = EngineConnection(client_factory)
+        self._engine = EngineConnection(client_factory, say=self._say)
         self._lock = threading.Lock()
         self._active: dict[tuple[str, int], _Active] = {}
         self._tails: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -120,6 +118,13 @@ class DockerExecutor:
         self._engine.check()
         self._engine.check_network(self._settings.network_mode)
 
+    def engine_trouble(self) -> str:
+        """ "" while the engine answers; once it has not answered for a while (watch.py),
+        what to tell the master instead of taking a task."""
+        if self._engine.watch.answering():
+            return ""
+        return f"{self._engine.silence()}; not taking tasks until it answers"
+
     def cancel(self, task_id: str, attempt: int = 0) -> bool:
         """Kill the attempt's container (attempt 0: every attempt of the task). The
         supervising run() then ends CANCELLED. Returns whether anything was found."""
@@ -133,7 +138,7 @@ class DockerExecutor:
                 active.cancel.set()
         for active in targets:
             if active.container is not None:
-                self._kill_quietly(active.container)
+                kill_in_background(active.container)
         if targets or attempt <= 0:
             return bool(targets)
         return self._remove_orphan(ct.container_name(task_id, attempt))
@@ -166,6 +171,8 @@ class DockerExecutor:
         if attempt <= 0:
             attempt = self._latest_attempt(task_id)
         try:
+            if not self._engine.watch.answering():
+                raise ct.EngineUnreachable(self._engine.silence())  # use what we kept
             container = self._engine.client().containers.get(ct.container_name(task_id, attempt))
             stream = container.logs(
                 stdout=True, stderr=True, stream=True, follow=follow, tail=tail or "all"
@@ -214,6 +221,11 @@ class DockerExecutor:
     # ---- one attempt -------------------------------------------------------
 
     def _run(self, active: _Active, spec: TaskSpec, on_running: OnRunning | None) -> Outcome:
+        if not self._engine.watch.answering():  # each call would wait out the timeout
+            message = f"{self._engine.silence()}; the task was not started"
+            return Outcome(
+                TaskState.FAILED, None, Reason.DOCKER_ERROR, message, finished_at=time.time()
+            )
         client = self._engine.client()
         pull = Pull(client, spec.image, spec.always_pull)
         if not pull.wait(active.cancel, self.poll_interval):
@@ -321,10 +333,9 @@ class DockerExecutor:
         timeout_s: float,
         memory_limit: int,
     ) -> Outcome:
-        peak = [0]
-        killed_for, container, engine_lost = self._wait(
-            active, container, started_at, timeout_s, peak
-        )
+        ended = self._supervision(active).wait(container, started_at, timeout_s)
+        killed_for, container, engine_lost = ended.killed_for, ended.container, ended.engine_lost
+        peak = [ended.peak]
         finished_at = time.time()
         try:
             container.reload()
@@ -332,7 +343,7 @@ class DockerExecutor:
             if not engine_gone(err):
                 raise
             engine_lost = True  # it exited, then the engine went away before we looked
-            container = self._reattach(active, type(err).__name__, err)
+            container = self._supervision(active).reattach(type(err).__name__, err)
             container.reload()
         state = container.attrs.get("State", {})
         outcome = finished_outcome(
@@ -349,7 +360,9 @@ class DockerExecutor:
             # connections already open: our wait ended normally, but the container
             # died of the restart, not of its own. Wait for the engine, then report.
             engine_lost = True
-            container = self._reattach(active, "container stopped while the engine shut down")
+            container = self._supervision(active).reattach(
+                "container stopped while the engine shut down"
+            )
         if engine_lost:
             outcome = after_engine_outage(outcome)
             # It may have ended while the engine was away, not when we saw it: Docker knows.
@@ -362,88 +375,6 @@ class DockerExecutor:
         outcome.peak_memory_bytes = peak[0]
         outcome.container_id = container.id or ""
         return outcome
-
-    def _wait(
-        self,
-        active: _Active,
-        container: Container,
-        started_at: float,
-        timeout_s: float,
-        peak: list[int],
-    ) -> tuple[str | None, Container, bool]:
-        """Wait for the container to exit; kill it on timeout or cancel. Returns the
-        reason we killed it (Reason.TIMEOUT / Reason.CANCELLED) or None, the container
-        (a fresh handle if the engine went away meanwhile) and whether it did."""
-        waiter = ct.ExitWaiter(container)
-        deadline = started_at + timeout_s if timeout_s > 0 else None
-        killed_for: str | None = None
-        engine_lost = False
-        next_sample = time.monotonic()
-        while True:
-            pause = self.poll_interval
-            if deadline is not None and killed_for is None:
-                pause = max(EXIT_SETTLE_S, min(pause, deadline - time.time()))
-            if waiter.done.wait(pause):
-                if waiter.error is None or not engine_gone(waiter.error):
-                    break
-                engine_lost = True
-                container = self._reattach(active, type(waiter.error).__name__, waiter.error)
-                waiter = ct.ExitWaiter(container)
-                continue
-            if killed_for is None:
-                if active.cancel.is_set():
-                    killed_for = Reason.CANCELLED
-                elif deadline is not None and time.time() >= deadline:
-                    # Not if it already ended in time (a re-adopted container that
-                    # exited while no worker watched): its own exit is the result.
-                    killed_for = None if ct.has_exited(container) else Reason.TIMEOUT
-                if killed_for is not None:
-                    self._kill_quietly(container)
-            if time.monotonic() >= next_sample:
-                peak[0] = max(peak[0], ct.memory_usage(container))
-                next_sample = time.monotonic() + self.stats_interval
-        if waiter.error is not None:
-            raise waiter.error
-        if killed_for is None and active.cancel.is_set():
-            killed_for = Reason.CANCELLED  # killed by cancel() before the loop noticed
-        return killed_for, container, engine_lost
-
-    def _reattach(
-        self, active: _Active, cause: str, error: BaseException | None = None
-    ) -> Container:
-        """The engine went away while we waited on the container (a daemon restart,
-        a socket blip). Poll until it answers again, then carry on supervising the
-        container if it still exists. Raises NotFound if the container is gone, and
-        EngineUnreachable if the engine stays away for longer than engine_grace_s.
-        Each poll opens new connections: a daemon shutting down still answers on the
-        ones already open, so only a new one tells that it is back."""
-        name = ct.container_name(active.task_id, active.attempt)
-        grace = self._settings.engine_grace_s
-        print(
-            f"[{self.worker_id}] Docker engine unreachable while supervising {name} "
-            f"({cause}); waiting up to {grace:g}s for it",
-            flush=True,
-        )
-        give_up = time.monotonic() + grace
-        while time.monotonic() < give_up:
-            time.sleep(min(ENGINE_POLL_S, max(0.0, give_up - time.monotonic())))
-            client = self._engine.fresh()
-            if client is None:
-                continue
-            try:
-                container = client.containers.get(name)
-            except NotFound:
-                print(f"[{self.worker_id}] {name} is gone after the engine outage", flush=True)
-                raise
-            except DOCKER_ERRORS:
-                continue
-            with self._lock:
-                active.container = container
-            print(f"[{self.worker_id}] engine is back: supervising {name} again", flush=True)
-            return container
-        raise ct.EngineUnreachable(
-            f"engine unreachable for {grace:g}s while supervising {name}; gave it up"
-        ) from error
 
     def _collect_logs(self, active: _Active, container: Container) -> str:
         """Kept in memory too, so `logs()` still answers after the container is gone."""
@@ -477,10 +408,24 @@ class DockerExecutor:
             raise CloudNotFound(f"task {task_id} has no attempt on this worker")
         return max(known)
 
-    def _kill_quietly(self, container: Container) -> None:
-        # Not running (yet or any more) is fine: the wait loop re-checks the flag.
-        with contextlib.suppress(*DOCKER_ERRORS):
-            container.kill()
+    def _supervision(self, active: _Active) -> Supervision:
+        def publish(container: Container) -> None:
+            with self._lock:
+                active.container = container
+
+        return Supervision(
+            self._engine,
+            name=ct.container_name(active.task_id, active.attempt),
+            cancel=active.cancel,
+            publish=publish,
+            say=self._say,
+            grace_s=self._settings.engine_grace_s,
+            poll_s=self.poll_interval,
+            stats_s=self.stats_interval,
+        )
+
+    def _say(self, text: str) -> None:
+        print(f"[{self.worker_id}] {text}", flush=True)
 
     def _remove(self, container: Container) -> None:
         # Already gone is fine; a real leftover is found again by list_managed().
@@ -490,6 +435,8 @@ class DockerExecutor:
     def _remove_orphan(self, name: str) -> bool:
         """Remove a container of that name that nobody supervises (a dead earlier
         run of the same attempt); its name would block the new one."""
+        if not self._engine.watch.answering():
+            return False  # the leftover sweep removes it once the engine answers
         try:
             old = self._engine.client().containers.get(name)
             old.remove(force=True)

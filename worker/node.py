@@ -173,6 +173,9 @@ class WorkerNode:
             # the authority and places nothing on a worker it drains.
             if self._draining:
                 return False, "worker is shutting down"
+            trouble = self.executor.engine_trouble()
+            if trouble:  # the master places it again later, or elsewhere
+                return False, trouble
             newer = [a for t, a in self._attempts if t == task_id and a > attempt]
             if newer:
                 return False, f"attempt {max(newer)} of this task runs here already"
@@ -339,11 +342,18 @@ class WorkerNode:
             self.executor.cancel(*key)
 
     def _stop_attempts(self, refs: Sequence[common_pb2.TaskRef]) -> None:
-        for ref in refs:
-            key = (ref.task_id, ref.attempt)
-            with self._lock:
+        """Called from the heartbeat thread: the kills and removals go to a thread of
+        their own, since an engine that hangs would hold each for the client's timeout
+        and the master would miss our heartbeats meanwhile."""
+        keys = [(ref.task_id, ref.attempt) for ref in refs]
+        with self._lock:
+            for key in keys:
                 self._fence(key)
                 self._unacked.discard(key)
+        threading.Thread(target=self._stop, args=(keys,), name="stop", daemon=True).start()
+
+    def _stop(self, keys: list[Key]) -> None:
+        for key in keys:
             if self.executor.cancel(*key):
                 self._event(*key, "stopping: superseded at the master")
 

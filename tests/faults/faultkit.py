@@ -250,11 +250,29 @@ def container_starts(client: docker.DockerClient, since: float, task_ids: set[st
     return counts
 
 
+@contextlib.contextmanager
+def proxied_worker(make_cluster: Callable[..., Any], path: Path, grace_s: float):
+    """A cluster (not started) whose worker 1 talks to Docker through a
+    DockerSocketProxy at `path`, with that engine grace. Yields (cluster, proxy,
+    worker id); the proxy is thawed and cut at the end."""
+    proxy = DockerSocketProxy(path)
+    proxy.up()
+    c = make_cluster()
+    wid = c.wid(1)
+    c.worker_env[wid] = {"DOCKER_HOST": proxy.url, "CLOUDAI_ENGINE_GRACE_S": str(grace_s)}
+    try:
+        yield c, proxy, wid
+    finally:
+        proxy.thaw()
+        proxy.down()
+
+
 class DockerSocketProxy:
     """A unix socket that forwards to the real Docker socket and can be cut: `down()`
     drops every connection and stops answering, as a restarting daemon does from a
     client's point of view, without touching the engine other tests use. Containers
-    keep running, as with Docker's live-restore."""
+    keep running, as with Docker's live-restore. `freeze()` makes it a hung daemon
+    instead: connections are still accepted, and nothing is answered until `thaw()`."""
 
     def __init__(self, path: Path, target: str = "/var/run/docker.sock") -> None:
         self.path = str(path)
@@ -262,6 +280,14 @@ class DockerSocketProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -297,21 +323,27 @@ class DockerSocketProxy:
                 client, _ = lst.accept()
             except OSError:
                 return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                upstream.connect(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._bridge, args=(client,), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _bridge(self, client: socket.socket) -> None:
+        with self._lock:
+            self._conns.append(client)
+        self._flowing.wait()  # a frozen daemon accepts, and then says nothing
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.target)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._conns.append(upstream)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -16,22 +16,15 @@ import pytest
 
 from cloudai.worker.containers import container_name
 
-from .faultkit import DockerSocketProxy, health, record, state, wait_until
+from .faultkit import health, proxied_worker, record, state, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 GRACE_S = 5.0
 
 
 def test_worker_survives_docker_engine_outages(make_cluster, docker_client, tmp_path):
-    proxy = DockerSocketProxy(tmp_path / "docker.sock")
-    proxy.up()
-    c = make_cluster()
-    wid = c.wid(1)
-    c.worker_env[wid] = {"DOCKER_HOST": proxy.url, "CLOUDAI_ENGINE_GRACE_S": str(GRACE_S)}
-    try:
+    with proxied_worker(make_cluster, tmp_path / "docker.sock", GRACE_S) as (c, proxy, wid):
         _outages(c, proxy, docker_client, wid)
-    finally:
-        proxy.down()
 
 
 def _outages(c, proxy, docker_client, wid):
