@@ -80,3 +80,23 @@ def test_version_prints_the_package_version_and_exits_0():
     out = run("--version")
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"cloudai {__version__}\n"
+
+
+def _commands(group, path=()):
+    """(command path, callback) of every command of a typer app, groups included."""
+    for info in group.registered_commands:
+        yield (*path, info.name or info.callback.__name__), info.callback
+    for sub in group.registered_groups:
+        yield from _commands(sub.typer_instance, (*path, sub.name))
+
+
+def test_every_command_summary_is_one_line():
+    """A listing (`cloudai --help`, `cloudai bench --help`) shows each command's first
+    paragraph; a line break inside it showed as a broken row ("one batch of" / ...)."""
+    from cloudai.cli.main import app
+
+    seen = dict(_commands(app))
+    assert {("submit",), ("tasks",), ("sim", "run"), ("bench", "placement")} <= set(seen)
+    for name, callback in seen.items():
+        first = (callback.__doc__ or "").strip().split("\n\n")[0]
+        assert first and "\n" not in first, f"cloudai {' '.join(name)}: {first!r}"

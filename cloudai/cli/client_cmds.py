@@ -295,8 +295,9 @@ def tasks(
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """List tasks, oldest first: the newest --limit of them (the table says when there
-    are more)."""
+    """List tasks, oldest first: the newest --limit of them.
+
+    The table says when there are more."""
     asked = _in_range("--limit", limit) or DEFAULT_LIST
     # One more than asked tells whether there are more (the master caps at MAX_LIST).
     req = cpb.ListTasksRequest(

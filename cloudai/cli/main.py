@@ -434,8 +434,10 @@ def bench_placement(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Decisions per second of the placement core, in one process: one batch of
-    --tasks random tasks placed on a random cluster of --workers workers."""
+    """Decisions per second of the placement core, in one process.
+
+    One batch of --tasks random tasks is placed on a random cluster of --workers
+    workers."""
     from cloudai.agent.bench import bench_placement as run
 
     result = run(workers=workers, tasks=tasks, seed=seed, profile=profile)

@@ -116,8 +116,9 @@ def certs_issue(
         "as the master or a worker. A renewal keeps the certificate's usage.",
     ),
 ) -> None:
-    """Issue (or, with --force, renew) one certificate with an existing CA, e.g. for a
-    new worker, or with --client for a new user."""
+    """Issue (or, with --force, renew) one certificate with an existing CA.
+
+    For example for a new worker, or with --client for a new user."""
     from pathlib import Path
 
     from cloudai.security import certs
