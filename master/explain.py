@@ -5,6 +5,28 @@ from __future__ import annotations
 from cloudai.model import DecisionRecord, Task, TaskState
 from cloudai.reasons import counted_reasons
 
+from .registry import Unreachable, engine_trouble_text
+
+MAX_NAMED = 3  # more workers left out for one cause are counted, not named
+
+
+def left_out(
+    unreachable: list[tuple[str, Unreachable]], troubled: list[tuple[str, str]]
+) -> dict[str, int]:
+    """The workers left out of placement, unreachable or unable to run containers, as
+    rejections of a decision (reason -> count), so that `explain` of an unplaced task
+    names them (or counts them, past MAX_NAMED)."""
+    out: dict[str, int] = {}
+    if len(unreachable) > MAX_NAMED:
+        out["unreachable (last dispatch failed)"] = len(unreachable)
+    else:
+        out.update({mark.describe(worker_id): 1 for worker_id, mark in unreachable})
+    if len(troubled) > MAX_NAMED:
+        out["cannot run containers now (Docker engine)"] = len(troubled)
+    else:
+        out.update({engine_trouble_text(worker_id, why): 1 for worker_id, why in troubled})
+    return out
+
 
 def explain_text(task: Task, decisions: list[DecisionRecord]) -> str:
     """Why a task runs where it runs, or why it is still waiting. Latest decision first."""

@@ -67,6 +67,11 @@ class Unreachable:
         )
 
 
+def engine_trouble_text(worker_id: str, trouble: str) -> str:
+    """Why placement leaves the worker out, for `explain` and refused placements."""
+    return f"worker {worker_id!r} cannot run containers now: {trouble}"
+
+
 @dataclass(slots=True)
 class WorkerEntry:
     record: WorkerRecord
@@ -88,6 +93,8 @@ class WorkerEntry:
     left_at: float = 0.0
     # It left, and the heartbeat timeout has passed since (`expire`): its tasks are lost.
     expired: bool = False
+    # Why the worker cannot run containers now, from its heartbeats ("": it can).
+    engine_trouble: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -210,6 +217,22 @@ class WorkerRegistry:
         if sample:
             self._sample(worker_id, now, telemetry)
         return entry, revived
+
+    def set_engine_trouble(self, worker_id: str, trouble: str) -> bool:
+        """What the worker's heartbeat says of its Docker engine ("" when it answers).
+        Returns True when that changed whether the worker can take tasks."""
+        with self._lock:
+            entry = self._workers.get(worker_id)
+            if entry is None or entry.engine_trouble == trouble:
+                return False
+            was, entry.engine_trouble = entry.engine_trouble, trouble
+        if trouble and not was:
+            log.warning(
+                "worker %s cannot run containers: %s; placing nothing on it", worker_id, trouble
+            )
+        elif was and not trouble:
+            log.info("worker %s can run containers again", worker_id)
+        return bool(was) != bool(trouble)
 
     def _sample(self, worker_id: str, now: float, telemetry: pb.Telemetry) -> None:
         """Store a telemetry sample. A failing store loses the sample, not the
@@ -344,6 +367,16 @@ class WorkerRegistry:
         get() and all() are (see there): the scheduler calls it once per batch."""
         entries = list(self._workers.values())
         return sorted((e.record.id, m) for e in entries if (m := e.unreachable) is not None)
+
+    def engine_troubled(self) -> list[tuple[str, str]]:
+        """The live workers that say they cannot run containers now, with why, by id.
+        Lock-free, as unreachable()."""
+        entries = list(self._workers.values())
+        return sorted(
+            (e.record.id, t)
+            for e in entries
+            if (t := e.engine_trouble) and e.registered and e.record.health != WorkerHealth.INACTIVE
+        )
 
     def _persist_health(self, worker_id: str) -> None:
         with self._persist:

@@ -25,6 +25,7 @@ from cloudai.model import DecisionRecord, Task
 from cloudai.proto import master_agent_pb2 as apb
 
 from .dispatcher import Dispatcher
+from .explain import left_out
 from .live import offer_window
 from .registry import WorkerRegistry
 from .tasks import TaskManager
@@ -36,7 +37,6 @@ STORE_RETRY_S = 1.0
 MAX_BATCH = 10_000
 ROTATE_S = 5.0  # a queue longer than MAX_BATCH is offered again after this, in turn
 AVOID_FOR_S = 10.0
-MAX_NAMED_UNREACHABLE = 3  # more unreachable workers are counted, not named, in explain
 Decider = Callable[[apb.SchedulingBatch], list[apb.Decision]]
 
 
@@ -331,12 +331,8 @@ class Scheduler:
         return apb.PlacementResult(task_id=d.task_id, accepted=True), task
 
     def _unreachable_rejections(self) -> dict[str, int]:
-        """The workers left out of the snapshot as unreachable, as rejections of a
-        decision (reason -> count), so that `explain` of an unplaced task names them."""
-        marked = self._registry.unreachable()
-        if len(marked) > MAX_NAMED_UNREACHABLE:
-            return {"unreachable (last dispatch failed)": len(marked)}
-        return {mark.describe(worker_id): 1 for worker_id, mark in marked}
+        """The workers left out of the snapshot, as rejections (explain.left_out)."""
+        return left_out(self._registry.unreachable(), self._registry.engine_troubled())
 
     def _window(self, queue: list[Task]) -> list[Task]:
         """At most MAX_BATCH of the queue, chosen in turn (live.offer_window)."""
@@ -371,8 +367,9 @@ class Scheduler:
                 )
             )
         for e in self._registry.all():
-            # A worker the master cannot reach is not offered until it is reached again.
-            if not e.registered or e.unreachable is not None:
+            # A worker the master cannot reach is not offered until it is reached again,
+            # nor one that cannot run containers until it says it can.
+            if not e.registered or e.unreachable is not None or e.engine_trouble:
                 continue
             batch.workers.append(
                 apb.WorkerSnapshot(

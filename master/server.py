@@ -270,6 +270,7 @@ class Master:
             version=r.version,
         )
         info.left_at, info.heard_since_master_start = e.left_at, e.registered
+        info.engine_trouble = e.engine_trouble
         if mark is not None:
             info.unreachable_error = mark.error
             info.unreachable_since, info.unreachable_until = mark.since, mark.until

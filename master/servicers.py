@@ -37,6 +37,7 @@ from cloudai.security.interceptor import current_identity
 from cloudai.text import printable
 from cloudai.validation import validate_id, validate_labels, validate_spec
 
+from .dispatcher import MAX_PEER_TEXT
 from .explain import explain_text
 from .registry import WorkerIdInUse
 from .tasks import Report
@@ -132,8 +133,11 @@ class MasterWorkerServicer(mw_grpc.MasterWorkerServicer):
         )
         if entry is None:
             return mw.HeartbeatResponse(known=False)
+        trouble = printable(request.engine_trouble, MAX_PEER_TEXT)
+        changed = self.m.registry.set_engine_trouble(request.worker_id, trouble)
         if revived:
             log.info("worker %s is back", request.worker_id)
+        if revived or changed:
             self.m.scheduler.notify()
         orphans = self.m.tasks.reconcile(
             request.worker_id, set(running), self.m.settings.heartbeat_timeout

@@ -31,7 +31,7 @@ from cloudai.model import (
 )
 
 from .live import LiveIndex
-from .registry import WorkerRegistry
+from .registry import WorkerRegistry, engine_trouble_text
 from .reports import Report
 from .retry import (
     HOPELESS,
@@ -192,6 +192,8 @@ class TaskManager:
         # A task pinned to the worker is still sent: it has its own bound on failures.
         if entry.unreachable is not None and not task.spec.pinned_worker:
             return entry.unreachable.describe(worker_id)
+        if entry.engine_trouble:  # pinned or not: it would only be refused
+            return engine_trouble_text(worker_id, entry.engine_trouble)
         for key, value in task.spec.selector.items():
             if entry.record.labels.get(key) != value:
                 return f"worker {worker_id!r} lacks label {key}={value}"

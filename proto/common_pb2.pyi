@@ -192,7 +192,7 @@ class Telemetry(_message.Message):
     def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., disk_free_bytes: _Optional[int] = ..., gpu_util_percent: _Optional[_Iterable[float]] = ..., load1: _Optional[float] = ..., timestamp: _Optional[float] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("id", "address", "capacity", "labels", "health", "registered_at", "last_heartbeat", "telemetry", "allocated", "running", "cached_images", "hostname", "version", "unreachable_error", "unreachable_since", "unreachable_until", "left_at", "heard_since_master_start")
+    __slots__ = ("id", "address", "capacity", "labels", "health", "registered_at", "last_heartbeat", "telemetry", "allocated", "running", "cached_images", "hostname", "version", "unreachable_error", "unreachable_since", "unreachable_until", "left_at", "heard_since_master_start", "engine_trouble")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class WorkerInfo(_message.Message):
     UNREACHABLE_UNTIL_FIELD_NUMBER: _ClassVar[int]
     LEFT_AT_FIELD_NUMBER: _ClassVar[int]
     HEARD_SINCE_MASTER_START_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_TROUBLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     address: str
     capacity: Resources
@@ -236,7 +237,8 @@ class WorkerInfo(_message.Message):
     unreachable_until: float
     left_at: float
     heard_since_master_start: bool
-    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., registered_at: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., cached_images: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., unreachable_error: _Optional[str] = ..., unreachable_since: _Optional[float] = ..., unreachable_until: _Optional[float] = ..., left_at: _Optional[float] = ..., heard_since_master_start: _Optional[bool] = ...) -> None: ...
+    engine_trouble: str
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., registered_at: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., cached_images: _Optional[_Iterable[str]] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., unreachable_error: _Optional[str] = ..., unreachable_since: _Optional[float] = ..., unreachable_until: _Optional[float] = ..., left_at: _Optional[float] = ..., heard_since_master_start: _Optional[bool] = ..., engine_trouble: _Optional[str] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("data", "eof", "notice")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cloudai.proto import common_pb2 as cloudai_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cloudai/proto/master_worker.proto\x12\ncloudai.v1\x1a\x1a\x63loudai/proto/common.proto\"\xdc\x02\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12=\n\x06labels\x18\x04 \x03(\x0b\x32-.cloudai.v1.RegisterWorkerRequest.LabelsEntry\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12$\n\x07running\x18\x07 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\x12\x15\n\rcached_images\x18\x08 \x03(\t\x12(\n\ttelemetry\x18\t \x01(\x0b\x32\x15.cloudai.v1.Telemetry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x16RegisterWorkerResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12!\n\x04stop\x18\x04 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\"\xae\x01\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12(\n\ttelemetry\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.Telemetry\x12$\n\x07running\x18\x03 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\x12\x15\n\rcached_images\x18\x04 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0f\n\x07leaving\x18\x06 \x01(\x08\"T\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12!\n\x04stop\x18\x02 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\x12\r\n\x05\x64rain\x18\x03 \x01(\x08\"\xa4\x02\n\x10TaskStatusReport\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.cloudai.v1.TaskState\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x10\n\x08log_tail\x18\x08 \x01(\t\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\n \x01(\x01\x12\x19\n\x11peak_memory_bytes\x18\x0b \x01(\x03\x12\x14\n\x0c\x63ontainer_id\x18\x0c \x01(\t\x12\x15\n\rhas_exit_code\x18\r \x01(\x08\"2\n\rTaskStatusAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"Y\n\x11\x41ssignTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\"\n\x04spec\x18\x03 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"7\n\x12\x41ssignTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"H\n\x12\x41ssignTasksRequest\x12\x32\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1d.cloudai.v1.AssignTaskRequest\"F\n\x13\x41ssignTasksResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.cloudai.v1.AssignTaskResponse\"E\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x12\x43\x61ncelTaskResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"Z\n\x12GetTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x12\n\ntail_lines\x18\x04 \x01(\x05\x32\x82\x02\n\x0cMasterWorker\x12W\n\x0eRegisterWorker\x12!.cloudai.v1.RegisterWorkerRequest\x1a\".cloudai.v1.RegisterWorkerResponse\x12L\n\rSendHeartbeat\x12\x1c.cloudai.v1.HeartbeatRequest\x1a\x1d.cloudai.v1.HeartbeatResponse\x12K\n\x10ReportTaskStatus\x12\x1c.cloudai.v1.TaskStatusReport\x1a\x19.cloudai.v1.TaskStatusAck2\xb9\x02\n\x06Worker\x12K\n\nAssignTask\x12\x1d.cloudai.v1.AssignTaskRequest\x1a\x1e.cloudai.v1.AssignTaskResponse\x12N\n\x0b\x41ssignTasks\x12\x1e.cloudai.v1.AssignTasksRequest\x1a\x1f.cloudai.v1.AssignTasksResponse\x12K\n\nCancelTask\x12\x1d.cloudai.v1.CancelTaskRequest\x1a\x1e.cloudai.v1.CancelTaskResponse\x12\x45\n\x0bGetTaskLogs\x12\x1e.cloudai.v1.GetTaskLogsRequest\x1a\x14.cloudai.v1.LogChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cloudai/proto/master_worker.proto\x12\ncloudai.v1\x1a\x1a\x63loudai/proto/common.proto\"\xdc\x02\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.cloudai.v1.Resources\x12=\n\x06labels\x18\x04 \x03(\x0b\x32-.cloudai.v1.RegisterWorkerRequest.LabelsEntry\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12$\n\x07running\x18\x07 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\x12\x15\n\rcached_images\x18\x08 \x03(\t\x12(\n\ttelemetry\x18\t \x01(\x0b\x32\x15.cloudai.v1.Telemetry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x16RegisterWorkerResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12!\n\x04stop\x18\x04 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\"\xc6\x01\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12(\n\ttelemetry\x18\x02 \x01(\x0b\x32\x15.cloudai.v1.Telemetry\x12$\n\x07running\x18\x03 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\x12\x15\n\rcached_images\x18\x04 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0f\n\x07leaving\x18\x06 \x01(\x08\x12\x16\n\x0e\x65ngine_trouble\x18\x07 \x01(\t\"T\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12!\n\x04stop\x18\x02 \x03(\x0b\x32\x13.cloudai.v1.TaskRef\x12\r\n\x05\x64rain\x18\x03 \x01(\x08\"\xa4\x02\n\x10TaskStatusReport\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.cloudai.v1.TaskState\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x10\n\x08log_tail\x18\x08 \x01(\t\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\n \x01(\x01\x12\x19\n\x11peak_memory_bytes\x18\x0b \x01(\x03\x12\x14\n\x0c\x63ontainer_id\x18\x0c \x01(\t\x12\x15\n\rhas_exit_code\x18\r \x01(\x08\"2\n\rTaskStatusAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"Y\n\x11\x41ssignTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\"\n\x04spec\x18\x03 \x01(\x0b\x32\x14.cloudai.v1.TaskSpec\"7\n\x12\x41ssignTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"H\n\x12\x41ssignTasksRequest\x12\x32\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1d.cloudai.v1.AssignTaskRequest\"F\n\x13\x41ssignTasksResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.cloudai.v1.AssignTaskResponse\"E\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x12\x43\x61ncelTaskResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"Z\n\x12GetTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x12\n\ntail_lines\x18\x04 \x01(\x05\x32\x82\x02\n\x0cMasterWorker\x12W\n\x0eRegisterWorker\x12!.cloudai.v1.RegisterWorkerRequest\x1a\".cloudai.v1.RegisterWorkerResponse\x12L\n\rSendHeartbeat\x12\x1c.cloudai.v1.HeartbeatRequest\x1a\x1d.cloudai.v1.HeartbeatResponse\x12K\n\x10ReportTaskStatus\x12\x1c.cloudai.v1.TaskStatusReport\x1a\x19.cloudai.v1.TaskStatusAck2\xb9\x02\n\x06Worker\x12K\n\nAssignTask\x12\x1d.cloudai.v1.AssignTaskRequest\x1a\x1e.cloudai.v1.AssignTaskResponse\x12N\n\x0b\x41ssignTasks\x12\x1e.cloudai.v1.AssignTasksRequest\x1a\x1f.cloudai.v1.AssignTasksResponse\x12K\n\nCancelTask\x12\x1d.cloudai.v1.CancelTaskRequest\x1a\x1e.cloudai.v1.CancelTaskResponse\x12\x45\n\x0bGetTaskLogs\x12\x1e.cloudai.v1.GetTaskLogsRequest\x1a\x14.cloudai.v1.LogChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,29 +41,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERWORKERRESPONSE']._serialized_start=428
   _globals['_REGISTERWORKERRESPONSE']._serialized_end=552
   _globals['_HEARTBEATREQUEST']._serialized_start=555
-  _globals['_HEARTBEATREQUEST']._serialized_end=729
-  _globals['_HEARTBEATRESPONSE']._serialized_start=731
-  _globals['_HEARTBEATRESPONSE']._serialized_end=815
-  _globals['_TASKSTATUSREPORT']._serialized_start=818
-  _globals['_TASKSTATUSREPORT']._serialized_end=1110
-  _globals['_TASKSTATUSACK']._serialized_start=1112
-  _globals['_TASKSTATUSACK']._serialized_end=1162
-  _globals['_ASSIGNTASKREQUEST']._serialized_start=1164
-  _globals['_ASSIGNTASKREQUEST']._serialized_end=1253
-  _globals['_ASSIGNTASKRESPONSE']._serialized_start=1255
-  _globals['_ASSIGNTASKRESPONSE']._serialized_end=1310
-  _globals['_ASSIGNTASKSREQUEST']._serialized_start=1312
-  _globals['_ASSIGNTASKSREQUEST']._serialized_end=1384
-  _globals['_ASSIGNTASKSRESPONSE']._serialized_start=1386
-  _globals['_ASSIGNTASKSRESPONSE']._serialized_end=1456
-  _globals['_CANCELTASKREQUEST']._serialized_start=1458
-  _globals['_CANCELTASKREQUEST']._serialized_end=1527
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1529
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1581
-  _globals['_GETTASKLOGSREQUEST']._serialized_start=1583
-  _globals['_GETTASKLOGSREQUEST']._serialized_end=1673
-  _globals['_MASTERWORKER']._serialized_start=1676
-  _globals['_MASTERWORKER']._serialized_end=1934
-  _globals['_WORKER']._serialized_start=1937
-  _globals['_WORKER']._serialized_end=2250
+  _globals['_HEARTBEATREQUEST']._serialized_end=753
+  _globals['_HEARTBEATRESPONSE']._serialized_start=755
+  _globals['_HEARTBEATRESPONSE']._serialized_end=839
+  _globals['_TASKSTATUSREPORT']._serialized_start=842
+  _globals['_TASKSTATUSREPORT']._serialized_end=1134
+  _globals['_TASKSTATUSACK']._serialized_start=1136
+  _globals['_TASKSTATUSACK']._serialized_end=1186
+  _globals['_ASSIGNTASKREQUEST']._serialized_start=1188
+  _globals['_ASSIGNTASKREQUEST']._serialized_end=1277
+  _globals['_ASSIGNTASKRESPONSE']._serialized_start=1279
+  _globals['_ASSIGNTASKRESPONSE']._serialized_end=1334
+  _globals['_ASSIGNTASKSREQUEST']._serialized_start=1336
+  _globals['_ASSIGNTASKSREQUEST']._serialized_end=1408
+  _globals['_ASSIGNTASKSRESPONSE']._serialized_start=1410
+  _globals['_ASSIGNTASKSRESPONSE']._serialized_end=1480
+  _globals['_CANCELTASKREQUEST']._serialized_start=1482
+  _globals['_CANCELTASKREQUEST']._serialized_end=1551
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1553
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1605
+  _globals['_GETTASKLOGSREQUEST']._serialized_start=1607
+  _globals['_GETTASKLOGSREQUEST']._serialized_end=1697
+  _globals['_MASTERWORKER']._serialized_start=1700
+  _globals['_MASTERWORKER']._serialized_end=1958
+  _globals['_WORKER']._serialized_start=1961
+  _globals['_WORKER']._serialized_end=2274
 # @@protoc_insertion_point(module_scope)

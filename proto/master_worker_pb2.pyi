@@ -49,20 +49,22 @@ class RegisterWorkerResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stop: _Optional[_Iterable[_Union[_common_pb2.TaskRef, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "telemetry", "running", "cached_images", "address", "leaving")
+    __slots__ = ("worker_id", "telemetry", "running", "cached_images", "address", "leaving", "engine_trouble")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     CACHED_IMAGES_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LEAVING_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_TROUBLE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     telemetry: _common_pb2.Telemetry
     running: _containers.RepeatedCompositeFieldContainer[_common_pb2.TaskRef]
     cached_images: _containers.RepeatedScalarFieldContainer[str]
     address: str
     leaving: bool
-    def __init__(self, worker_id: _Optional[str] = ..., telemetry: _Optional[_Union[_common_pb2.Telemetry, _Mapping]] = ..., running: _Optional[_Iterable[_Union[_common_pb2.TaskRef, _Mapping]]] = ..., cached_images: _Optional[_Iterable[str]] = ..., address: _Optional[str] = ..., leaving: _Optional[bool] = ...) -> None: ...
+    engine_trouble: str
+    def __init__(self, worker_id: _Optional[str] = ..., telemetry: _Optional[_Union[_common_pb2.Telemetry, _Mapping]] = ..., running: _Optional[_Iterable[_Union[_common_pb2.TaskRef, _Mapping]]] = ..., cached_images: _Optional[_Iterable[str]] = ..., address: _Optional[str] = ..., leaving: _Optional[bool] = ..., engine_trouble: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("known", "stop", "drain")

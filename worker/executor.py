@@ -119,11 +119,9 @@ class DockerExecutor:
         self._engine.check_network(self._settings.network_mode)
 
     def engine_trouble(self) -> str:
-        """ "" while the engine answers; once it has not answered for a while (watch.py),
-        what to tell the master instead of taking a task."""
-        if self._engine.watch.answering():
-            return ""
-        return f"{self._engine.silence()}; not taking tasks until it answers"
+        """Empty while the engine answers; once it has not answered for a while
+        (watch.py), why, for the master (in heartbeats, and instead of taking a task)."""
+        return "" if self._engine.watch.answering() else self._engine.silence()
 
     def cancel(self, task_id: str, attempt: int = 0) -> bool:
         """Kill the attempt's container (attempt 0: every attempt of the task). The

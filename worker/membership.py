@@ -59,6 +59,8 @@ class MemberHooks:
     # or its token or request is refused before it ever registered): the node stops
     # and the process exits non-zero with this one line.
     fail: Callable[[str], None] = lambda message: None
+    # Why this worker cannot run containers now ("": it can), for heartbeats.
+    engine_trouble: Callable[[], str] = lambda: ""
 
 
 class Membership:
@@ -207,6 +209,7 @@ class Membership:
                 running=self._refs(),
                 cached_images=self._hooks.cached_images(),
                 address=self.address,  # who we are: the registration's address
+                engine_trouble=self._hooks.engine_trouble(),
             )
             try:
                 resp = self._stub.SendHeartbeat(request, timeout=RPC_TIMEOUT_S)

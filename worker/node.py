@@ -66,7 +66,12 @@ class WorkerNode:
             on_answered=self._on_answered,
         )
         hooks = MemberHooks(
-            self.running, self.executor.cached_images, self._stop_attempts, self.say, self._fail
+            self.running,
+            self.executor.cached_images,
+            self._stop_attempts,
+            self.say,
+            self._fail,
+            self.executor.engine_trouble,
         )
         # Set when the master refused this worker for good (see `failed`).
         self.error = ""
@@ -175,7 +180,7 @@ class WorkerNode:
                 return False, "worker is shutting down"
             trouble = self.executor.engine_trouble()
             if trouble:  # the master places it again later, or elsewhere
-                return False, trouble
+                return False, f"{trouble}; not taking tasks until it answers"
             newer = [a for t, a in self._attempts if t == task_id and a > attempt]
             if newer:
                 return False, f"attempt {max(newer)} of this task runs here already"

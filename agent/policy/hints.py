@@ -41,7 +41,10 @@ def placement_hint(task: TaskRequest, state: ClusterState, only: int | None = No
 def _no_active_hint(task: TaskRequest, state: ClusterState) -> str:
     """No worker is active: say what the workers are instead."""
     if len(state) == 0:
-        return "no worker to place on (none registered, or all unreachable): start a worker"
+        return (
+            "no worker to place on (none registered, or all unreachable or without a "
+            "Docker engine): start a worker"
+        )
     if state.draining.any():
         return _draining_hint(task, state)
     return _inactive_hint(state)

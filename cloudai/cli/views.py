@@ -72,9 +72,12 @@ def _res(r: pb.Resources) -> str:
 
 
 def _health(w: pb.WorkerInfo) -> str:
-    """The health, and for how long the worker has been gone or unreachable, if so."""
+    """The health, and for how long the worker has been gone or unreachable, or that
+    its Docker engine does not answer (`--json` and `explain` say why), if so."""
     if w.left_at:
         return f"{health_name(w.health)} (left {max(0.0, time.time() - w.left_at):.0f}s ago)"
+    if w.engine_trouble and not w.unreachable_since:
+        return f"{health_name(w.health)} (no Docker engine)"
     if not w.unreachable_since:
         return health_name(w.health)
     since = max(0.0, time.time() - w.unreachable_since)

@@ -212,7 +212,10 @@ def test_empty_batch_and_empty_cluster():
     assert place_batch([], make_state(make_worker("w")), now=0) == []
     [p] = place_batch([make_task("t").build()], make_state(), now=0)
     assert p.worker_id == ""
-    assert p.hint == "no worker to place on (none registered, or all unreachable): start a worker"
+    assert p.hint == (
+        "no worker to place on (none registered, or all unreachable or without a "
+        "Docker engine): start a worker"
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
