@@ -85,6 +85,8 @@ def docker_error_outcome(err: BaseException, finished_at: float, engine: str = "
     cause = unreachable_cause(err) if engine else None
     if cause is not None:
         message = f"cannot reach the Docker engine at {engine}: {cause}"
+    elif isinstance(err, EngineUnreachable):  # our own words: they say it is Docker's
+        message = one_line(str(err))
     else:
         detail = getattr(err, "explanation", None) or str(err) or type(err).__name__
         message = f"docker: {one_line(detail)}"
