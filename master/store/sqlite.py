@@ -115,7 +115,7 @@ class SQLiteStore(Store):
         try:
             self._conn = self._connect(exclusive)
         except BaseException:
-            self._unlock()
+            self._unlock(refused=True)
             raise
 
     def _connect(self, exclusive: bool) -> sqlite3.Connection:
@@ -244,9 +244,9 @@ class SQLiteStore(Store):
         with suppress(sqlite3.Error):
             self._conn.execute("ROLLBACK")
 
-    def _unlock(self) -> None:
+    def _unlock(self, refused: bool = False) -> None:
         if self._master_lock is not None:
-            self._master_lock.release()
+            self._master_lock.release(refused)
 
     def close(self) -> None:
         with self._lock:

@@ -79,8 +79,13 @@ class MasterLock:
 
     def __init__(self, db_path: str, url: str) -> None:
         self.path = Path(db_path + ".lock")
+        self.created = False  # by us: removed again if the store is refused (release)
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                self._fd = os.open(self.path, os.O_RDWR, 0o644)
         except OSError as err:
             msg = f"cannot open SQLite store at {url}: {self.path}: {err.strerror}"
             raise StoreError(msg) from err
@@ -96,7 +101,12 @@ class MasterLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
-    def release(self) -> None:
+    def release(self, refused: bool = False) -> None:
+        """Drop the lock. When the store was refused (another program's file, a newer
+        CloudAI's), a lock file this master created goes too: the user's directory is
+        left as it was found."""
         if self._fd >= 0:
+            if refused and self.created:
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = -1

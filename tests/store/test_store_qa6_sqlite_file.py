@@ -79,6 +79,7 @@ def test_another_programs_database_is_refused_and_left_unchanged(tmp_path: Path)
 
     assert db.read_bytes() == before  # not switched to WAL, no tables added
     assert not Path(f"{db}-wal").exists()
+    assert not Path(f"{db}.lock").exists()  # the lock file it made went with it
 
 
 def test_a_newer_schema_version_is_refused_and_kept(tmp_path: Path) -> None:
@@ -88,11 +89,13 @@ def test_a_newer_schema_version_is_refused_and_kept(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 7")
     conn.close()
 
+    Path(f"{db}.lock").write_text("4242\n")  # left by the newer master that used it
     refused(str(db), "written by a newer CloudAI (store schema version 7; this one knows up to 1)")
 
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
     conn.close()
+    assert Path(f"{db}.lock").exists()  # there before this master: not its to remove
 
 
 def test_a_cloudai_store_without_a_version_still_opens(tmp_path: Path) -> None:
