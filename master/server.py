@@ -295,6 +295,7 @@ class Master:
             workers_inactive=counts[WorkerHealth.INACTIVE],
             workers_draining=counts[WorkerHealth.DRAINING],
             workers_unreachable=sum(1 for e in entries if e.unreachable is not None),
+            workers_no_engine=len(self.registry.engine_troubled()),
             tasks_by_state=self.store.count_tasks_by_state(),
             agent_connected=healthy,
             agent_id=agent_id,

@@ -103,7 +103,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("version", "uptime_s", "store", "workers_active", "workers_inactive", "tasks_by_state", "agent_connected", "agent_id", "agent_last_seen_s", "capacity", "allocated", "workers_draining", "agents_connected", "connected_agent_ids", "workers_unreachable", "agent_policy", "agent_profile", "agent_model_version", "agent_shadow")
+    __slots__ = ("version", "uptime_s", "store", "workers_active", "workers_inactive", "tasks_by_state", "agent_connected", "agent_id", "agent_last_seen_s", "capacity", "allocated", "workers_draining", "agents_connected", "connected_agent_ids", "workers_unreachable", "agent_policy", "agent_profile", "agent_model_version", "agent_shadow", "workers_no_engine")
     class TasksByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class StatusResponse(_message.Message):
     AGENT_PROFILE_FIELD_NUMBER: _ClassVar[int]
     AGENT_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_SHADOW_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_NO_ENGINE_FIELD_NUMBER: _ClassVar[int]
     version: str
     uptime_s: float
     store: str
@@ -149,7 +150,8 @@ class StatusResponse(_message.Message):
     agent_profile: str
     agent_model_version: str
     agent_shadow: _master_agent_pb2.ShadowReport
-    def __init__(self, version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., store: _Optional[str] = ..., workers_active: _Optional[int] = ..., workers_inactive: _Optional[int] = ..., tasks_by_state: _Optional[_Mapping[str, int]] = ..., agent_connected: _Optional[bool] = ..., agent_id: _Optional[str] = ..., agent_last_seen_s: _Optional[float] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., workers_draining: _Optional[int] = ..., agents_connected: _Optional[int] = ..., connected_agent_ids: _Optional[_Iterable[str]] = ..., workers_unreachable: _Optional[int] = ..., agent_policy: _Optional[str] = ..., agent_profile: _Optional[str] = ..., agent_model_version: _Optional[str] = ..., agent_shadow: _Optional[_Union[_master_agent_pb2.ShadowReport, _Mapping]] = ...) -> None: ...
+    workers_no_engine: int
+    def __init__(self, version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., store: _Optional[str] = ..., workers_active: _Optional[int] = ..., workers_inactive: _Optional[int] = ..., tasks_by_state: _Optional[_Mapping[str, int]] = ..., agent_connected: _Optional[bool] = ..., agent_id: _Optional[str] = ..., agent_last_seen_s: _Optional[float] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., workers_draining: _Optional[int] = ..., agents_connected: _Optional[int] = ..., connected_agent_ids: _Optional[_Iterable[str]] = ..., workers_unreachable: _Optional[int] = ..., agent_policy: _Optional[str] = ..., agent_profile: _Optional[str] = ..., agent_model_version: _Optional[str] = ..., agent_shadow: _Optional[_Union[_master_agent_pb2.ShadowReport, _Mapping]] = ..., workers_no_engine: _Optional[int] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("worker_id", "undrain")

@@ -236,7 +236,8 @@ def status_panel(s: cpb.StatusResponse) -> str:
             "workers",
             f"{s.workers_active} active, {s.workers_inactive} inactive, "
             f"{s.workers_draining} draining"
-            + (f", {s.workers_unreachable} unreachable" if s.workers_unreachable else ""),
+            + (f", {s.workers_unreachable} unreachable" if s.workers_unreachable else "")
+            + (f", {s.workers_no_engine} without Docker engine" if s.workers_no_engine else ""),
         ),
         ("capacity", _res(s.capacity)),
         ("allocated", _res(s.allocated)),

@@ -61,10 +61,14 @@ def test_a_worker_without_an_engine_is_left_out_then_used_again(h, caplog):
     assert info.engine_trouble == HUNG
     assert "ACTIVE (no Docker engine)" in views.workers_table([info])
     assert f'"engine_trouble": "{HUNG}"' in views.to_json([info])
+    s = h.cluster.GetStatus(cpb.StatusRequest(), timeout=5)
+    assert s.workers_no_engine == 1 and "1 active, " in views.status_panel(s)
+    assert "1 without Docker engine" in views.status_panel(s)
     beat(h, "w1", HUNG)  # the same word again changes nothing
     beat(h, "w1")
     wait_for(lambda: w1.servicer.assigned == [(task, 1)])
     assert not workers(h)["w1"].engine_trouble
+    assert h.cluster.GetStatus(cpb.StatusRequest(), timeout=5).workers_no_engine == 0
     logged = [r.getMessage() for r in caplog.records]
     warned = [m for m in logged if m.startswith("worker w1 cannot run containers")]
     assert warned == [f"worker w1 cannot run containers: {HUNG}; placing nothing on it"]
