@@ -27,6 +27,8 @@ from cloudai.worker.outcome import one_line, unreachable_cause
 from cloudai.worker.watch import PROBE_TIMEOUT_S, EngineWatch
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# How long the start-up check waits for the engine's first answer.
+CHECK_TIMEOUT_S = 10.0
 
 
 def engine_address() -> str:
@@ -50,15 +52,17 @@ class EngineConnection:
         self.watch = EngineWatch(self.ping, say or (lambda _text: None))
 
     def check(self) -> None:
-        """At start-up: raise Unavailable (one line) unless the engine answers."""
+        """At start-up: raise Unavailable (one line) unless the engine answers within
+        CHECK_TIMEOUT_S (a hung one would hold the first call for the SDK's 60 s)."""
         try:
-            client = self._factory()
+            client = self._connect(CHECK_TIMEOUT_S)
             client.ping()
         except DOCKER_ERRORS as err:
             cause = unreachable_cause(err) or _answer(err)
             hint = "may this user use it?" if "permission" in cause else "is dockerd running?"
             where = f" at {self.address}" if self.address else ""
             raise Unavailable(f"cannot reach the Docker engine{where}: {cause}; {hint}") from None
+        _set_timeout(client, DEFAULT_TIMEOUT_SECONDS)
         with self._lock:
             if self._client is None:
                 self._client, client = client, None

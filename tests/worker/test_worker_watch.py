@@ -4,10 +4,14 @@ proxy, is tests/faults/test_docker_hung.py."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 
+import pytest
+
+from cloudai.errors import Unavailable
 from cloudai.worker.engine import EngineConnection
 from cloudai.worker.watch import EngineWatch
 
@@ -87,21 +91,38 @@ def test_the_watch_thread_pings_until_stopped():
     assert seen >= 5 and len(pings) == seen
 
 
-def test_a_ping_to_an_engine_that_never_answers_times_out(tmp_path, monkeypatch):
-    """A real socket that accepts connections and answers nothing, as a hung dockerd:
-    the ping gives up after its short timeout instead of the client's 60 s."""
+@pytest.fixture
+def hung_engine(tmp_path, monkeypatch):
+    """DOCKER_HOST at a real socket that accepts connections and answers nothing, as a
+    hung dockerd, with the engine's short timeouts cut to 0.5 s."""
     monkeypatch.setattr("cloudai.worker.engine.PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("cloudai.worker.engine.CHECK_TIMEOUT_S", 0.5)
     path = str(tmp_path / "hung.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(8)
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
     monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
-    engine = EngineConnection()
+    yield path
+    listener.close()
+
+
+def test_a_ping_to_an_engine_that_never_answers_times_out(hung_engine):
+    """The ping gives up after its short timeout instead of the client's 60 s."""
     began = time.monotonic()
-    try:
-        assert engine.ping() == "timed out"
-    finally:
-        listener.close()
+    assert EngineConnection().ping() == "timed out"
+    assert time.monotonic() - began < 5.0
+
+
+def test_a_worker_starting_on_a_hung_engine_says_so_in_seconds(hung_engine):
+    began = time.monotonic()
+    with pytest.raises(Unavailable, match="cannot reach the Docker engine at unix://.*: timed out"):
+        EngineConnection().check()
     assert time.monotonic() - began < 5.0
