@@ -68,7 +68,7 @@ FollowOpt = typer.Option(
 )
 PullOpt = typer.Option(False, "--pull", help="Always pull the image first.")
 CapAddOpt = typer.Option(
-    None, "--cap-add", help="Linux capability to add (the worker must allow it)."
+    None, "--cap-add", help="Linux capability to add (the worker must allow it; repeatable)."
 )
 ReadOnlyOpt = typer.Option(
     False, "--read-only", help="Read-only root filesystem, with a tmpfs /tmp."
@@ -332,7 +332,7 @@ def explain(
 def logs(
     task_id: str = typer.Argument(..., help="Task id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
-    tail: int = typer.Option(0, "--tail", help="Only the last N lines."),
+    tail: int = typer.Option(0, "--tail", help="Only the last N lines (0: all)."),
     master: str = MasterOpt,
     as_json: bool = JsonOpt,
 ) -> None:

@@ -209,7 +209,9 @@ WorkerPortOpt = typer.Option(
 LabelOpt = typer.Option(None, "--label", help="Label k=v (repeatable).")
 CpuOpt = typer.Option(None, "--cpu", help="Advertise at most this many CPUs (0: all).")
 GpuOpt = typer.Option(None, "--gpu", help="Advertise at most this many GPUs (0: all).")
-MemoryOpt = typer.Option(None, "--memory", help="Advertise at most this much memory, e.g. 4g.")
+MemoryOpt = typer.Option(
+    None, "--memory", help="Advertise at most this much memory, e.g. 4g (0: all)."
+)
 HeartbeatIntervalOpt = typer.Option(
     None, "--heartbeat-interval", help="Seconds between heartbeats (5)."
 )
@@ -220,7 +222,9 @@ MasterNameOpt = typer.Option(
     None, "--master-name", help="Certificate name (CN) the master must have (master)."
 )
 AllowedCapOpt = typer.Option(
-    None, "--allowed-cap", help="Capability tasks may add back, e.g. NET_BIND_SERVICE."
+    None,
+    "--allowed-cap",
+    help="Capability tasks may add back, e.g. NET_BIND_SERVICE (repeatable).",
 )
 NetworkOpt = typer.Option(
     None, "--network", help="Docker network for tasks: none, bridge or a name (bridge)."
@@ -414,7 +418,7 @@ def agent(
 
 @app.command()
 def demo(
-    workers: int = typer.Option(2, "--workers", help="How many local workers."),
+    workers: int = typer.Option(2, "--workers", min=1, help="How many local workers."),
     image: str = typer.Option("cloudai/sample-task:latest", "--image", help="Image to run."),
     keep: bool = typer.Option(False, "--keep", help="Keep the cluster's data folder."),
 ) -> None:
@@ -430,7 +434,7 @@ def bench_placement(
     tasks: int = typer.Option(10000, "--tasks", min=1, help="Queued tasks to place, one batch."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seeds the cluster and the tasks."),
     profile: str = typer.Option(
-        "default", "--profile", help="A built-in profile name or a profile file (JSON)."
+        "default", "--profile", help="A built-in profile name or a profile file (JSON or TOML)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
@@ -451,6 +455,7 @@ def bench_placement(
 def _settings(cls, kwargs: dict[str, object]):
     """Settings from flags, CLOUDAI_* and .env; a bad value is one line, exit 1."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         return cls(**kwargs)
@@ -460,6 +465,8 @@ def _settings(cls, kwargs: dict[str, object]):
         given = first.get("input")
         value = f" {given!r}" if isinstance(given, str | int | float) else ""
         fail(f"invalid {where}{value}: {first.get('msg', 'bad value')}")
+    except SettingsError as err:  # a mapping that is not JSON, e.g. CLOUDAI_LABELS=zone=a
+        fail(f'{err}: give it as JSON, e.g. CLOUDAI_LABELS=\'{{"zone": "a"}}\'')
 
 
 def _given(**kwargs: object) -> dict[str, object]:

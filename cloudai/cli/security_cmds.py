@@ -62,9 +62,13 @@ def certs_init(
         help="A worker certificate: ID or ID=HOST[,HOST] with its --ip (repeatable).",
     ),
     client: list[str] = typer.Option(
-        None, "--client", help="Client certificate names (default: admin)."
+        None,
+        "--client",
+        help="A client certificate (repeatable; default admin, which naming any replaces).",
     ),
-    agent: list[str] = typer.Option(None, "--agent", help="Agent certificate names (agent)."),
+    agent: list[str] = typer.Option(
+        None, "--agent", help="An agent certificate (repeatable; default agent)."
+    ),
     days: int = typer.Option(825, "--days", help="Validity of the leaf certificates."),
     force: bool = typer.Option(False, "--force", help="Replace an existing CA."),
 ) -> None:
@@ -138,6 +142,8 @@ def certs_issue(
 TokensFileOpt = typer.Option(
     ..., "--file", help="The tokens file (the master's --tokens); created if missing."
 )
+# `token list` and `token revoke` read an existing file: they never create one.
+ExistingTokensFileOpt = typer.Option(..., "--file", help="The tokens file (the master's --tokens).")
 
 
 @token_app.command("create")
@@ -171,7 +177,7 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(
     token_id: str = typer.Argument("", help="The token's id (see `token list`)."),
-    file: str = TokensFileOpt,
+    file: str = ExistingTokensFileOpt,
     token_file: str = typer.Option("", "--token-file", help="Revoke the token in this file."),
     subject: str = typer.Option("", "--subject", help="Revoke every token of this subject."),
 ) -> None:
@@ -188,8 +194,10 @@ def token_revoke(
 
 @token_app.command("list")
 def token_list(
-    file: str = TokensFileOpt,
-    as_json: bool = typer.Option(False, "--json"),
+    file: str = ExistingTokensFileOpt,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print id, role, subject, state and creation time as JSON."
+    ),
 ) -> None:
     """List tokens: id, role, subject, state. Never the tokens themselves."""
     from cloudai.security.tokens import TokenStore
