@@ -5,8 +5,9 @@ return an Outcome, and an engine that is down or answers with an error becomes
 FAILED/docker_error with a one-line message. An engine that goes away while a
 container runs (a daemon restart) is waited for, up to `engine_grace_s`: if the
 container is still there when it is back, supervision simply carries on. One that
-hangs (answers no ping, watch.py) for `engine_grace_s` has its attempts given up,
-and while it does not answer, new attempts fail at once (supervise.py).
+hangs (answers no ping, watch.py) for `engine_grace_s` has its attempts given up
+(supervise.py); while it does not answer, the node refuses new tasks, and attempts
+accepted just before fail at once.
 """
 
 from __future__ import annotations
