@@ -150,14 +150,23 @@ def heldout_parts(traces: Sequence[tuple[Trace, int]], cfg: TrainConfig) -> list
     """cfg.windows sequences that avoid the evaluation windows cfg.exclude = (K, L,
     seed) of each trace, spread over the traces: block-bootstrap (heldout.py) or
     drawn from a fitted workload model (resample.py), per cfg.sampler."""
-    from .heldout import eval_mask, heldout_sequences
+    from .heldout import eval_mask, heldout_sequences, segments
     from .resample import resampled_sequences
 
     k, length, seed = cfg.exclude
+    flag = f"--exclude {k}:{length}:{seed}"
     parts = []
     for i, (trace, procs) in enumerate(traces):
         count = len(range(i, cfg.windows, len(traces)))
+        if length > len(trace):  # named by --exclude: --length is the training windows'
+            raise ConfigError(f"{flag}: L={length} is longer than the trace ({len(trace)} jobs)")
         mask = eval_mask(len(trace), k, length, seed)
+        # Both samplers need held-out stretches of two or more jobs (their arrival gaps).
+        if not any(n > 1 for _, n in segments(mask)):
+            raise ConfigError(
+                f"{flag}: its windows leave no two consecutive jobs of {trace.name} "
+                f"({len(trace)} jobs) to train on: exclude fewer or shorter windows"
+            )
         if cfg.sampler == "resample":
             seqs = resampled_sequences(trace, mask, count, cfg.length, cfg.seed + i, cfg.load)
         else:

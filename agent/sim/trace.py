@@ -102,15 +102,21 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+# utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the
+# first column's name or the first line's text.
+ENCODING = "utf-8-sig"
+_DAMAGE = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
+def _open_text(path: Path, what: str = "trace") -> io.TextIOBase:
     try:
         if path.is_dir():
             raise TraceError(f"{str(path)!r} is a directory, not a file")
         if is_gzip(path):
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-        return path.open(encoding="utf-8", errors="replace")
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding=ENCODING, errors="replace")
+        return path.open(encoding=ENCODING, errors="replace")
     except OSError as err:
-        raise TraceError(f"cannot read trace {str(path)!r}: {err.strerror or err}") from err
+        raise TraceError(f"cannot read {what} {str(path)!r}: {err.strerror or err}") from err
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -123,9 +129,43 @@ def _decompressing(path: Path) -> Iterator[None]:
     """Damaged data (bad gzip header, corrupt deflate stream, truncated file): one line."""
     try:
         yield
-    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-        what = "decompress" if path.suffix.lower() == ".gz" else "read"
-        raise TraceError(f"{path}: cannot {what}: {err}") from err
+    except _DAMAGE as err:
+        raise TraceError(_damage_message(path, err)) from err
+
+
+def _damage_message(path: Path, err: BaseException) -> str:
+    what = "decompress" if path.suffix.lower() == ".gz" else "read"
+    return f"{path}: cannot {what}: {err}"
+
+
+@contextmanager
+def _damage_first(path: Path) -> Iterator[None]:
+    """A bad line of a damaged gzip file is reported as the damage: a corrupt deflate
+    stream can decode to garbage text well before zlib or the CRC check at the end
+    notices, and "line 452 has 15 fields" would send the user looking at the data."""
+    try:
+        yield
+    except TraceError as err:
+        damage = _gzip_damage(path)
+        if damage is not None:
+            raise TraceError(_damage_message(path, damage)) from err
+        raise
+
+
+def _gzip_damage(path: Path) -> BaseException | None:
+    """What reading a gzip file to its end fails with; None for an intact (or plain) file."""
+    try:
+        if not is_gzip(path):
+            return None
+    except OSError:  # missing or unreadable: the error being reported says so
+        return None
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except _DAMAGE as err:
+        return err
+    return None
 
 
 # --- SWF ------------------------------------------------------------------------------
@@ -146,8 +186,13 @@ def load_swf(path: str | Path, limit: int = 0) -> Trace:
     `skipped`. Unknown requested time is the run time; processors are
     max(allocated, requested)."""
     p = Path(path)
+    with _damage_first(p):
+        return _load_swf(p, limit)
+
+
+def _load_swf(p: Path, limit: int) -> Trace:
     rows: dict[str, list] = {k: [] for k in _COLUMNS}
-    header: dict[str, str] = {}
+    header: dict[str, tuple[str, int]] = {}  # key: (value, line number)
     skipped = 0
     for no, line in _lines(p):
         text = line.strip()
@@ -155,7 +200,7 @@ def load_swf(path: str | Path, limit: int = 0) -> Trace:
             continue
         if text.startswith(";"):
             key, _, value = text[1:].partition(":")
-            header.setdefault(key.strip().lower(), value.strip())
+            header.setdefault(key.strip().lower(), (value.strip(), no))
             continue
         v = _swf_values(p, no, text)
         run, procs = v[3], max(v[4], v[7])
@@ -203,13 +248,14 @@ def _swf_number(path: Path, no: int, k: int, text: str) -> float:
     return value
 
 
-def _max_procs(path: Path, header: dict[str, str]) -> int:
+def _max_procs(path: Path, header: dict[str, tuple[str, int]]) -> int:
     for key in ("maxprocs", "maxnodes"):
         if key in header:
+            value, no = header[key]
             try:
-                return int(header[key].split()[0])
+                return int(value.split()[0])
             except (ValueError, IndexError):
-                msg = f"{path}: header {key} is not a number: {header[key]!r}"
+                msg = f"{path}:{no}: header {key} is not a number: {value!r}"
                 raise TraceError(msg) from None
     return 0
 
@@ -227,9 +273,13 @@ POD_FIELDS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "creati
 NODE_FIELDS = ("sn", "cpu_milli", "memory_mib", "gpu")
 
 
-def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    with _open_text(path) as f, _decompressing(path):
+def _csv_rows(
+    path: Path, required: tuple[str, ...], what: str = "trace"
+) -> Iterator[tuple[int, dict[str, str]]]:
+    with _open_text(path, what) as f, _decompressing(path):
         reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise TraceError(f"{path}: empty file (no header line)")
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise TraceError(f"{path}:1: missing column(s) {', '.join(missing)}")
@@ -261,6 +311,11 @@ def load_openb_pods(path: str | Path, limit: int = 0) -> Trace:
     of one GPU when a single GPU is shared. Run time: deletion - scheduled (or
     creation) time when both are known, else 0."""
     p = Path(path)
+    with _damage_first(p):
+        return _load_openb_pods(p, limit)
+
+
+def _load_openb_pods(p: Path, limit: int) -> Trace:
     rows: dict[str, list] = {k: [] for k in _COLUMNS}
     for no, row in _csv_rows(p, POD_FIELDS):
         _append(rows, *_pod(p, no, row))
@@ -314,8 +369,17 @@ MAX_NODE_GPUS = 1024
 
 def load_openb_nodes(path: str | Path) -> Nodes:
     p = Path(path)
+    with _damage_first(p):
+        return _load_openb_nodes(p)
+
+
+def _load_openb_nodes(p: Path) -> Nodes:
     ids, cpu, mem, gpus, model = [], [], [], [], []
-    for no, row in _csv_rows(p, NODE_FIELDS):
+    for no, row in _csv_rows(p, NODE_FIELDS, "node file"):
+        if not row["sn"].strip():
+            # A placement on a worker with no name reads as "not placed": the pods it
+            # took would count as unplaced while their GPUs stayed allocated.
+            raise TraceError(f"{p}:{no}: column sn (the node's name) is empty")
         g = _num(p, no, row, "gpu")
         if g != int(g) or g > MAX_NODE_GPUS:
             raise TraceError(

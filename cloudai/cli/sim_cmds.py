@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import typer
@@ -11,6 +12,10 @@ from cloudai.errors import ConfigError
 
 from .client import fail
 
+POLICY_LIST = (
+    "fcfs, sjf, wfp3, unicep, f1, random, roundrobin, firstfit, bestfit, spread, binpack, "
+    "tetris, fgd or learned"
+)
 SAME_AS = (
     "On an SWF trace (one machine) placement is trivial, so the placement policies "
     "(random, roundrobin, firstfit, bestfit, spread, binpack, tetris, fgd) all give "
@@ -150,6 +155,12 @@ def _exclude(text: str) -> tuple[int, int, int]:
         raise ConfigError(f"--exclude {text!r}: use K:L:S, e.g. 10:1024:1") from None
     if k <= 0 or length <= 0:
         raise ConfigError(f"--exclude {text!r}: K and L must be positive")
+    if seed < 0:  # as --seed: numpy's generators take no negative seed (a traceback)
+        raise ConfigError(f"--exclude {text!r}: the seed S must be 0 or more")
+    from cloudai.agent.sim.runner import MAX_SEQUENCES
+
+    if k > MAX_SEQUENCES:  # as --sequences: K windows are drawn at once, in memory
+        raise ConfigError(f"--exclude {text!r}: K is at most {MAX_SEQUENCES:,}")
     return (k, length, seed)
 
 
@@ -160,8 +171,8 @@ def _load(text: str) -> tuple[float, float] | None:
         lo, hi = (float(x) for x in text.split(":"))
     except ValueError:
         raise ConfigError(f"--load {text!r}: use LO:HI, e.g. 0.9:1.25") from None
-    if not 0 < lo <= hi:
-        raise ConfigError(f"--load {text!r}: need 0 < LO <= HI")
+    if not 0 < lo <= hi < math.inf:  # inf: no load to stretch to (a traceback)
+        raise ConfigError(f"--load {text!r}: need 0 < LO <= HI, both finite")
     return (lo, hi)
 
 
@@ -249,8 +260,7 @@ def sim_run(
     policy: str = typer.Option(
         "fcfs",
         "--policy",
-        help="One policy: fcfs, sjf, wfp3, unicep, f1, random, roundrobin, firstfit, "
-        "bestfit, spread, binpack, tetris, fgd or learned.",
+        help=f"One policy: {POLICY_LIST}.",
     ),
     model: str = ModelOpt,
     as_json: bool = JsonOpt,
@@ -274,7 +284,9 @@ def sim_compare(
     length: int = LengthOpt,
     slice_: str = SliceOpt,
     policies: str = typer.Option(
-        "fcfs,sjf,wfp3,unicep,f1,learned", "--policies", help="Comma-separated names."
+        "fcfs,sjf,wfp3,unicep,f1,learned",
+        "--policies",
+        help=f"Comma-separated policy names, from: {POLICY_LIST}.",
     ),
     model: str = ModelOpt,
     as_json: bool = JsonOpt,
@@ -284,7 +296,8 @@ def sim_compare(
     SWF trace (one machine): the placement policies all give FCFS's results.
     openb trace (pods placed in arrival order): the queue orderers all give firstfit's."""
     cfg = _config(fmt, nodes, node_limit, procs, backfill, seed, limit, sequences, length, slice_)
-    names = [p.strip() for p in policies.split(",") if p.strip()]
+    # Each once: the report has one entry per name, so a repeat would only run again.
+    names = list(dict.fromkeys(p.strip() for p in policies.split(",") if p.strip()))
     _report(names, trace, cfg, model, as_json)
 
 
