@@ -10,7 +10,7 @@ from .registry import Unreachable, engine_trouble_text
 MAX_NAMED = 3  # more workers left out for one cause are counted, not named
 
 
-def left_out(
+def left_out_rejections(
     unreachable: list[tuple[str, Unreachable]], troubled: list[tuple[str, str]]
 ) -> dict[str, int]:
     """The workers left out of placement, unreachable or unable to run containers, as

@@ -25,7 +25,7 @@ from cloudai.model import DecisionRecord, Task
 from cloudai.proto import master_agent_pb2 as apb
 
 from .dispatcher import Dispatcher
-from .explain import left_out
+from .explain import left_out_rejections
 from .live import offer_window
 from .registry import WorkerRegistry
 from .tasks import TaskManager
@@ -293,7 +293,7 @@ class Scheduler:
         """Commit each decision on its own, all in one store transaction; dispatch to
         workers only once that transaction is durable."""
         results, placed = [], []
-        left_out = self._unreachable_rejections()  # once per batch, not per decision
+        left_out = self._left_out_rejections()  # once per batch, not per decision
         with self._dispatcher.commit_first(), self._tasks.batch():
             for d in decisions:
                 result, task = self._apply(d, source=source, fallback=fallback, left_out=left_out)
@@ -313,7 +313,7 @@ class Scheduler:
         left_out: dict[str, int] | None = None,
     ) -> tuple[apb.PlacementResult, Task | None]:
         """Commit one decision. An unplaced task also counts the workers `left_out`
-        of the snapshot among its rejections (see _unreachable_rejections)."""
+        of the snapshot among its rejections (see _left_out_rejections)."""
         record = decision_from_pb(d)
         record.source, record.fallback, record.decided_at = source, fallback, time.time()
         if not d.worker_id:
@@ -330,9 +330,10 @@ class Scheduler:
             return apb.PlacementResult(task_id=d.task_id, accepted=False, reason=reason), None
         return apb.PlacementResult(task_id=d.task_id, accepted=True), task
 
-    def _unreachable_rejections(self) -> dict[str, int]:
-        """The workers left out of the snapshot, as rejections (explain.left_out)."""
-        return left_out(self._registry.unreachable(), self._registry.engine_troubled())
+    def _left_out_rejections(self) -> dict[str, int]:
+        """The workers left out of the snapshot, as rejections of a decision."""
+        registry = self._registry
+        return left_out_rejections(registry.unreachable(), registry.engine_troubled())
 
     def _window(self, queue: list[Task]) -> list[Task]:
         """At most MAX_BATCH of the queue, chosen in turn (live.offer_window)."""
@@ -424,7 +425,7 @@ class Scheduler:
         record = decision_from_pb(decisions[0]) if decisions else DecisionRecord(task.id, 0)
         record.source = "dry-run"
         if not record.worker_id:
-            record.rejections.update(self._unreachable_rejections())
+            record.rejections.update(self._left_out_rejections())
         return record
 
     # -- the master's own loop: manual pins, fallback, backoff timers -------------------------

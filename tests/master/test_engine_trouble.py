@@ -13,7 +13,7 @@ import pytest
 
 from cloudai.cli import views
 from cloudai.convert import spec_to_pb
-from cloudai.master.explain import MAX_NAMED, left_out
+from cloudai.master.explain import MAX_NAMED, left_out_rejections
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import master_worker_pb2 as mw
 
@@ -107,7 +107,9 @@ def test_the_trouble_a_worker_sends_is_cleaned_and_bounded(h):
 def test_left_out_names_a_few_workers_and_counts_many():
     few = [(f"w{i}", HUNG) for i in range(MAX_NAMED)]
     named = {f"worker '{w}' cannot run containers now: {HUNG}": 1 for w, _ in few}
-    assert left_out([], few) == named
+    assert left_out_rejections([], few) == named
     many = [(f"w{i}", HUNG) for i in range(MAX_NAMED + 2)]
-    assert left_out([], many) == {"cannot run containers now (Docker engine)": MAX_NAMED + 2}
-    assert left_out([], []) == {}
+    assert left_out_rejections([], many) == {
+        "cannot run containers now (Docker engine)": MAX_NAMED + 2
+    }
+    assert left_out_rejections([], []) == {}
