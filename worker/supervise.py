@@ -46,21 +46,28 @@ class Ended:
 class MemoryPeak:
     """Samples a container's memory every `every` seconds in a thread of its own."""
 
-    def __init__(self, container: Container, every: float) -> None:
+    def __init__(self, container: Container, every: float, first: float) -> None:
         self.peak = 0
         self.container = container
         self._every = every
+        self._first = first  # a container's stats read 0 in its first instants
         self._stop = threading.Event()
-        threading.Thread(target=self._run, name="memory-peak", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="memory-peak", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
+        if self._stop.wait(self._first):
+            return
         while True:
             self.peak = max(self.peak, ct.memory_usage(self.container))
             if self._stop.wait(self._every):
                 return
 
-    def stop(self) -> int:
+    def stop(self, wait_s: float) -> int:
+        """The peak, after the sample in flight (if any) has landed, waiting up to
+        `wait_s`: a task shorter than one sample would otherwise report none."""
         self._stop.set()
+        self._thread.join(wait_s)
         return self.peak
 
 
@@ -112,7 +119,7 @@ class Supervision:
         """Wait for the container to exit; kill it on timeout or cancel. Raises
         EngineUnreachable when the engine is away, or hangs, for longer than the grace."""
         waiter = ct.ExitWaiter(container)
-        memory = MemoryPeak(container, self._stats)
+        memory = MemoryPeak(container, self._stats, first=self._poll)
         deadline = started_at + timeout_s if timeout_s > 0 else None
         killed_for: str | None = None
         engine_lost = False
@@ -130,8 +137,8 @@ class Supervision:
                     killed_for = self._should_kill(container, deadline)
                     if killed_for is not None:
                         kill_in_background(container)
-        finally:
-            peak = memory.stop()
+        finally:  # an engine that does not answer would hold the sample: no wait then
+            peak = memory.stop(0.0 if self._engine.watch.silent_for() else PROBE_TIMEOUT_S)
         if waiter.error is not None:
             raise waiter.error
         if killed_for is None and self._cancel.is_set():

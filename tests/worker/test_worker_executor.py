@@ -111,7 +111,9 @@ def test_labels_limits_and_security_defaults(
         seen["attrs"] = docker_client.api.inspect_container(container_id)
         seen["managed"] = executor.list_managed()
 
-    task = spec("sleep", "0.3", resources=Resources(cpu=0.5, memory_bytes=64 * MiB))
+    # Long enough for one memory sample: dockerd answers a stats call at its collector's
+    # next tick (up to about 1 s), and a container that has ended by then reads 0.
+    task = spec("sleep", "1.5", resources=Resources(cpu=0.5, memory_bytes=64 * MiB))
     out = executor.run(task_id, 2, task, on_running=inspect)
     assert out.state == TaskState.SUCCEEDED
     assert 0 < out.peak_memory_bytes < 64 * MiB
