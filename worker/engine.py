@@ -42,8 +42,7 @@ class EngineConnection:
         factory: Callable[[], docker.DockerClient] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
-        self._custom = factory
-        self._factory = factory or (lambda: docker.from_env(max_pool_size=64))
+        self._factory = factory  # None: docker.from_env, with the timeout asked for
         # Where the engine is, for messages; unknown ("") behind a custom factory.
         self.address = "" if factory else engine_address()
         self._client: docker.DockerClient | None = None
@@ -89,7 +88,7 @@ class EngineConnection:
         engine restart."""
         with self._lock:
             if self._client is None:
-                self._client = self._factory()
+                self._client = self._connect(DEFAULT_TIMEOUT_SECONDS)
             return self._client
 
     def fresh(self) -> docker.DockerClient | None:
@@ -141,9 +140,9 @@ class EngineConnection:
     def _connect(self, timeout: float) -> docker.DockerClient:
         """A new client whose calls time out after `timeout` (a custom factory's
         first call, if it asks the engine for its version, keeps its own timeout)."""
-        if self._custom is None:
+        if self._factory is None:
             return docker.from_env(max_pool_size=64, timeout=timeout)
-        client = self._custom()
+        client = self._factory()
         _set_timeout(client, timeout)
         return client
 

@@ -169,16 +169,16 @@ class DockerExecutor:
         attempt 0 means the latest attempt this worker knows. Raises NotFound."""
         if attempt <= 0:
             attempt = self._latest_attempt(task_id)
-        try:
-            if not self._engine.watch.answering():
-                raise ct.EngineUnreachable(self._engine.silence())  # use what we kept
-            container = self._engine.client().containers.get(ct.container_name(task_id, attempt))
-            stream = container.logs(
-                stdout=True, stderr=True, stream=True, follow=follow, tail=tail or "all"
-            )
-            return LogStream(stream, closer=getattr(stream, "close", None))
-        except DOCKER_ERRORS:
-            pass  # gone already, or the engine is down: fall back to what we kept
+        if self._engine.watch.answering():  # a hung engine would hold the call: use the tail
+            try:
+                name = ct.container_name(task_id, attempt)
+                container = self._engine.client().containers.get(name)
+                stream = container.logs(
+                    stdout=True, stderr=True, stream=True, follow=follow, tail=tail or "all"
+                )
+                return LogStream(stream, closer=getattr(stream, "close", None))
+            except DOCKER_ERRORS:
+                pass  # gone already, or the engine is down: fall back to what we kept
         with self._lock:
             text = self._tails.get((task_id, attempt))
         if text is None:
@@ -332,7 +332,8 @@ class DockerExecutor:
         timeout_s: float,
         memory_limit: int,
     ) -> Outcome:
-        ended = self._supervision(active).wait(container, started_at, timeout_s)
+        supervision = self._supervision(active)
+        ended = supervision.wait(container, started_at, timeout_s)
         killed_for, container, engine_lost = ended.killed_for, ended.container, ended.engine_lost
         peak = [ended.peak]
         finished_at = time.time()
@@ -342,7 +343,7 @@ class DockerExecutor:
             if not engine_gone(err):
                 raise
             engine_lost = True  # it exited, then the engine went away before we looked
-            container = self._supervision(active).reattach(type(err).__name__, err)
+            container = supervision.reattach(type(err).__name__, err)
             container.reload()
         state = container.attrs.get("State", {})
         outcome = finished_outcome(
@@ -359,9 +360,7 @@ class DockerExecutor:
             # connections already open: our wait ended normally, but the container
             # died of the restart, not of its own. Wait for the engine, then report.
             engine_lost = True
-            container = self._supervision(active).reattach(
-                "container stopped while the engine shut down"
-            )
+            container = supervision.reattach("container stopped while the engine shut down")
         if engine_lost:
             outcome = after_engine_outage(outcome)
             # It may have ended while the engine was away, not when we saw it: Docker knows.
