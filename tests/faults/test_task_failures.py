@@ -202,6 +202,6 @@ def test_oom_retry_moves_to_bigger_worker_and_drained_worker_finishes(make_clust
 
 def _closed_port() -> int:
     """A loopback port nothing listens on: pulls from it fail with connection refused."""
-    from cloudai.cli.demo import free_port
+    from tests.ports import free_port
 
     return free_port()

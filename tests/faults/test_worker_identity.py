@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from cloudai.cli.demo import free_port
 from cloudai.master.retry import MAX_DISPATCH_FAILURES
+from tests.ports import free_port
 
 from .faultkit import FaultCluster, health, record, state, wait_until
 

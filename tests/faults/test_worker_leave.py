@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cloudai.cli.demo import free_port
+from tests.ports import free_port
 
 from .faultkit import health, record, state, wait_until
 

@@ -28,7 +28,6 @@ import grpc
 import pytest
 
 from cloudai import rpc
-from cloudai.cli.demo import free_port
 from cloudai.config import WorkerSettings
 from cloudai.model import Resources
 from cloudai.proto import client_pb2 as cpb
@@ -37,6 +36,7 @@ from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
 from cloudai.proto import master_worker_pb2_grpc as mw_grpc
 from cloudai.worker.membership import MemberHooks, Membership
+from tests.ports import free_port
 
 from .harness import FakeWorkerServicer, serve_worker
 from .test_startup_errors import serving_master

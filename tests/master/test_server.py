@@ -15,12 +15,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from cloudai.cli.demo import free_port
 from cloudai.config import MasterSettings
 from cloudai.master.store import SQLiteStore
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
+from tests.ports import free_port
 
 from .harness import make_harness
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from cloudai import rpc
-from cloudai.cli.demo import free_port
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc
+from tests.ports import free_port
 
 
 def cloudai(*args: str, stdin=subprocess.DEVNULL, env=None) -> subprocess.Popen:

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from cloudai.cli.demo import free_port
+from tests.ports import free_port
 
 from .test_startup_errors import serving_master
 

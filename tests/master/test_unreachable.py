@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import pytest
 
 from cloudai.cli import views
-from cloudai.cli.demo import free_port
 from cloudai.convert import spec_to_pb
 from cloudai.master import dispatcher, retry
 from cloudai.master import registry as registry_mod
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import common_pb2 as pb
 from cloudai.proto import master_worker_pb2 as mw
+from tests.ports import free_port
 
 from .conftest import add_worker
 from .harness import FakeWorkerServicer, Harness, make_harness, serve_worker

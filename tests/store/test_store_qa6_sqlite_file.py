@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from cloudai import rpc
-from cloudai.cli.demo import free_port
 from cloudai.errors import ConfigError
 from cloudai.master.store import SQLiteStore, open_store
 from cloudai.proto import client_pb2 as cpb
 from cloudai.proto import client_pb2_grpc
+from tests.ports import free_port
 
 from .builders import make_task
 
